@@ -1,0 +1,1 @@
+"""Bots: the platform-free core and the Slack and Discord adapters."""

@@ -1,0 +1,36 @@
+"""The `capbot` command line. Each command group lives in its own module and registers on import."""
+
+from __future__ import annotations
+
+import sys
+
+from capbot.cli.root import app
+from capbot.errors import UserError
+
+# Importing these modules registers their commands on `app` and its groups.
+from capbot.cli import caption_cmds, data_cmds, db_cmds, models_cmds, run_cmds, train_cmds  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and exit non-zero, without a traceback."""
+    try:
+        app(args=argv, prog_name="capbot", standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer/click exit paths (--help, usage errors)
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 1
+        raise
+    return 0

@@ -1,0 +1,22 @@
+"""The root Typer app and its command groups; command modules import these and add commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="capbot",
+    help="capbot: caption images in Discord and Slack, learn from corrections, retrain.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Build, list, promote and roll back model versions.", no_args_is_help=True)
+data_app = typer.Typer(help="Download, generate and prepare captioning datasets.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Export user corrections for training.", no_args_is_help=True)
+
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+app.add_typer(db_app, name="db")
+app.add_typer(feedback_app, name="feedback")

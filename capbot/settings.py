@@ -1,0 +1,108 @@
+"""The one typed settings object. Built by `get_settings()`, never at import time.
+
+Every field reads from the environment with the prefix `CAPBOT_` (e.g. `CAPBOT_MODEL`) or from a `.env`
+file in the working directory. Secrets are `SecretStr` so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "nlpconnect/vit-gpt2-image-captioning"
+
+
+class Settings(BaseSettings):
+    """capbot's configuration; see the README's Configuration section for a table of these fields."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAPBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- model and inference ---
+    model: str = Field(DEFAULT_MODEL, description="Hub id or local model directory used when the registry has no active version.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the local captioner runs; auto picks cuda when available.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype for inference; auto = bf16 on capable GPUs, fp32 on CPU.")
+    captioner: Literal["local", "modal"] = Field("local", description="local: in-process; modal: the deployed Modal GPU class.")
+    modal_app_name: str = Field("capbot-inference", description="Modal app holding the captioner class.")
+    modal_class_name: str = Field("ModalCaptioner", description="Name of the Modal class to call.")
+    batch_size: int = Field(8, ge=1, le=256, description="Images per forward pass in the local engine.")
+
+    # --- generation defaults ---
+    num_beams: int = Field(1, ge=1, le=16, description="1 = greedy search; >1 = beam search.")
+    max_new_tokens: int = Field(24, ge=1, le=128, description="Upper bound on caption length in tokens.")
+    no_repeat_ngram_size: int = Field(3, ge=0, le=10, description="Forbid repeating n-grams of this size (0 = off).")
+
+    # --- image limits ---
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height (decompression-bomb guard).")
+
+    # --- storage ---
+    data_dir: Path = Field(Path("./capbot-data"), description="Root for the database, blobs, models, datasets and runs.")
+    database_url: str = Field("", description="SQLAlchemy URL; default sqlite under data_dir. postgres:// URLs are normalised.")
+    blob_dir: Path | None = Field(None, description="Image blob store directory; default data_dir/blobs.")
+
+    # --- bots ---
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb- token; enables the Slack bot.")
+    slack_signing_secret: SecretStr | None = Field(None, description="Verifies Slack HTTP requests.")
+    slack_app_token: SecretStr | None = Field(None, description="xapp- token; enables Socket Mode instead of HTTP events.")
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a proxy or local stand-in).")
+    discord_token: SecretStr | None = Field(None, description="Bot token; enables the Discord bot.")
+    discord_api_url: str = Field("https://discord.com/api/v10", description="Discord REST base URL.")
+    discord_gateway_url: str = Field("wss://gateway.discord.gg/", description="Discord gateway websocket URL.")
+    discord_message_content: bool = Field(True, description="Ask for the privileged Message Content intent (needed for auto-captioning).")
+    rate_limit_per_minute: int = Field(10, ge=1, description="Caption requests one user may make per minute.")
+    queue_size: int = Field(64, ge=1, description="Caption jobs waiting at most; beyond this users are told the bot is busy.")
+    workers: int = Field(1, ge=1, le=32, description="Threads taking caption jobs off the queue.")
+    fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout for fetching an image by URL.")
+    fetch_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed when fetching an image by URL.")
+
+    # --- web server ---
+    host: str = Field("127.0.0.1", description="Address the web server binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the web server (demo page, API, /slack/events).")
+
+    # --- retraining ---
+    retrain_cron: str | None = Field(None, description="Crontab expression for the embedded retraining schedule, e.g. '0 3 * * 0'; unset = off.")
+    retrain_base_data: Path | None = Field(None, description="COCO-format dataset mixed with feedback when retraining.")
+    retrain_min_feedback: int = Field(20, ge=1, description="Fewest new accepted corrections worth a retraining run.")
+    retrain_feedback_fraction: float = Field(0.5, gt=0, le=1, description="Share of feedback rows in the retraining mix.")
+    retrain_cider_tolerance: float = Field(0.05, ge=0, description="Largest drop of base-set CIDEr a promoted version may show.")
+
+    # --- logging ---
+    log_level: str = Field("INFO", description="Python logging level.")
+    log_json: bool = Field(False, description="Log one JSON object per line instead of key=value text.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres_url(cls, url: str) -> str:
+        # Hosting providers hand out postgres:// URLs; SQLAlchemy needs a dialect+driver name.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'capbot.db').as_posix()}"
+        if self.blob_dir is None:
+            self.blob_dir = self.data_dir / "blobs"
+        return self
+
+    @property
+    def models_dir(self) -> Path:
+        """Where trained model versions are written."""
+        return self.data_dir / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where training runs keep checkpoints and TensorBoard logs."""
+        return self.data_dir / "runs"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and `.env`, with explicit keyword overrides on top."""
+    return Settings(**overrides)

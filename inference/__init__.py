@@ -1,0 +1,1 @@
+"""Image captioning: image intake, the model engine and the `Captioner` interface."""

@@ -1,0 +1,46 @@
+"""The captioning contract every caller codes against: options in, `Caption` dataclasses out.
+
+Callers (bots, web, CLI, evaluation) see only `Captioner`; the local engine and the Modal class are
+interchangeable implementations, and the engine's internals may change freely behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, Union, runtime_checkable
+
+from PIL import Image
+
+ImageInput = Union[bytes, Image.Image]
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to decode a caption. Defaults mirror `Settings`' generation defaults."""
+
+    num_beams: int = 1  # 1 = greedy
+    max_new_tokens: int = 24
+    no_repeat_ngram_size: int = 3  # 0 disables; on by default because the base model repeats phrases
+
+
+@dataclass(frozen=True)
+class Caption:
+    """One caption for one image, with the version of the model that wrote it."""
+
+    text: str
+    model_version: str
+    timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. {"preprocess": .., "generate": .., "total": ..}
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Anything that turns images into captions."""
+
+    @property
+    def model_version(self) -> str:
+        """Id of the model version currently serving."""
+        ...
+
+    def caption(self, images: Sequence[ImageInput], options: GenerationOptions | None = None) -> list[Caption]:
+        """Caption each image, in order. Raises `inference.images.ImageError` for an undecodable image."""
+        ...

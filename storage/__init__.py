@@ -1,0 +1,1 @@
+"""Storage: database models, migrations, blob store and data functions."""

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from capbot.settings import get_settings
+
+
+def test_defaults_derive_paths_from_data_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = get_settings(data_dir=tmp_path / "d")
+    assert settings.database_url == f"sqlite:///{(tmp_path / 'd' / 'capbot.db').as_posix()}"
+    assert settings.blob_dir == tmp_path / "d" / "blobs"
+
+
+def test_environment_prefix_and_postgres_url_normalised(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAPBOT_DATABASE_URL", "postgres://u@h:5432/db")
+    monkeypatch.setenv("CAPBOT_NUM_BEAMS", "4")
+    settings = get_settings()
+    assert settings.database_url == "postgresql+psycopg://u@h:5432/db"
+    assert settings.num_beams == 4
+
+
+def test_secrets_do_not_print(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = get_settings(slack_bot_token="xoxb-123-secret")
+    assert "xoxb-123-secret" not in repr(settings)
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-123-secret"
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path(".env").write_text("CAPBOT_MAX_NEW_TOKENS=7\n")
+    assert get_settings().max_new_tokens == 7

@@ -1,0 +1,1 @@
+"""Training: datasets, fine-tuning, evaluation and the retraining loop."""

@@ -1,0 +1,1 @@
+"""Dataset builders and loaders (COCO, RedCaps, synthetic, feedback, mixing)."""
