@@ -8,7 +8,17 @@ from capbot.cli.root import app
 from capbot.errors import UserError
 
 # Importing these modules registers their commands on `app` and its groups.
-from capbot.cli import caption_cmds, data_cmds, db_cmds, models_cmds, run_cmds, train_cmds  # noqa: E402,F401
+from capbot.cli import (  # noqa: E402,F401
+    caption_cmds,
+    data_cmds,
+    db_cmds,
+    download_cmds,
+    eval_cmds,
+    models_cmds,
+    retrain_cmds,
+    run_cmds,
+    train_cmds,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
