@@ -1,0 +1,52 @@
+"""Per-user rate limits: at most N requests per sliding window, with the wait until the next slot."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Hashable
+
+Clock = Callable[[], float]  # seconds, monotonic
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Whether a request may go ahead, and if not how long until it may."""
+
+    allowed: bool
+    retry_after_s: float = 0.0
+
+
+class RateLimiter:
+    """A sliding-window limiter keyed by user; thread-safe; the clock is injectable for tests."""
+
+    def __init__(self, per_window: int, window_s: float = 60.0, clock: Clock | None = None) -> None:
+        import time
+
+        if per_window < 1:
+            raise ValueError("per_window must be >= 1")
+        self.per_window = per_window
+        self.window_s = window_s
+        self._clock = clock or time.monotonic
+        self._hits: dict[Hashable, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: Hashable) -> RateDecision:
+        """Count one request for `key` if it fits in the window; otherwise say how long to wait."""
+        now = self._clock()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if len(hits) >= self.per_window:
+                return RateDecision(False, retry_after_s=max(0.0, hits[0] + self.window_s - now))
+            hits.append(now)
+            return RateDecision(True)
+
+    def refund(self, key: Hashable) -> None:
+        """Give back the latest slot of `key` (a request that was counted but never served)."""
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits:
+                hits.pop()
