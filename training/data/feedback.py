@@ -1,0 +1,91 @@
+"""User feedback as training data: the storage layer's export turned into rows, splits and a `datasets.Dataset`.
+
+The storage layer exports accepted corrections (latest per image, opted-out users excluded) as image
+path + caption rows. Here they become `FeedbackRow`s, are split into train / held-out by a stable hash of
+the image's content (an image held out once stays held out in every later run, so the held-out feedback
+score never measures memorised training data), and can be saved as a Hugging Face dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    """One image and the caption a user said is right for it."""
+
+    image_sha256: str  # content address in the blob store
+    image_path: Path
+    caption: str
+    corrected_at: datetime | None = None
+
+
+def _field(row: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(row, dict) and name in row:
+            return row[name]
+        if hasattr(row, name):
+            return getattr(row, name)
+    raise KeyError(f"feedback export row has none of {names}")
+
+
+def feedback_rows(exported: Iterable[Any]) -> list[FeedbackRow]:
+    """Normalise the storage export (objects or dicts) into `FeedbackRow`s, dropping blank captions."""
+    rows = []
+    for row in exported:
+        caption = " ".join(str(_field(row, "caption", "text")).split())
+        if not caption:
+            continue
+        rows.append(
+            FeedbackRow(
+                image_sha256=str(_field(row, "image_sha256", "sha256")),
+                image_path=Path(_field(row, "image_path", "path")),
+                caption=caption,
+                corrected_at=_optional(row, "corrected_at", "created_at"),
+            )
+        )
+    return rows
+
+
+def _optional(row: Any, *names: str) -> Any:
+    try:
+        return _field(row, *names)
+    except KeyError:
+        return None
+
+
+def is_held_out(image_sha256: str, fraction: float) -> bool:
+    """Whether this image belongs to the held-out feedback: a stable function of its hash alone."""
+    bucket = int.from_bytes(hashlib.sha256(f"heldout/{image_sha256}".encode()).digest()[:4], "big")
+    return bucket < fraction * 2**32
+
+
+def split_feedback(rows: Sequence[FeedbackRow], held_out_fraction: float) -> tuple[list[FeedbackRow], list[FeedbackRow]]:
+    """(train, held_out): each image's side depends only on its content hash, never on the batch."""
+    train, held_out = [], []
+    for row in rows:
+        (held_out if is_held_out(row.image_sha256, held_out_fraction) else train).append(row)
+    return train, held_out
+
+
+def to_dataset(rows: Sequence[FeedbackRow]):
+    """The rows as a `datasets.Dataset` with an `image` (decoded lazily), `caption`, `image_sha256`, `corrected_at`."""
+    from datasets import Dataset, Features, Image, Value
+
+    features = Features(
+        {"image": Image(), "caption": Value("string"), "image_sha256": Value("string"), "corrected_at": Value("string")}
+    )
+    return Dataset.from_dict(
+        {
+            "image": [str(r.image_path) for r in rows],
+            "caption": [r.caption for r in rows],
+            "image_sha256": [r.image_sha256 for r in rows],
+            "corrected_at": [r.corrected_at.isoformat() if r.corrected_at else "" for r in rows],
+        },
+        features=features,
+    )
