@@ -1,0 +1,36 @@
+"""Small helpers shared by the storage modules (dialect-aware inserts, argument checks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.errors import InvalidArgument
+from storage.models import PLATFORMS
+
+
+def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True if a row was inserted, False if one already existed.
+
+    Relying on the unique constraint (not check-then-insert) is what makes this safe when two
+    transactions insert the same key at once: Postgres makes the second wait and then skip.
+    """
+    statement: Insert
+    if session.get_bind().dialect.name == "postgresql":
+        statement = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    result = session.execute(statement)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def check_platform(platform: str) -> str:
+    """Return `platform` if capbot knows it, else raise `InvalidArgument`."""
+    if platform not in PLATFORMS:
+        raise InvalidArgument(
+            f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}", reason="bad_platform"
+        )
+    return platform

@@ -1,0 +1,187 @@
+"""Corrections: users' better captions, validated on the way in so nothing invalid is stored or exported.
+
+Rules (each refusal is a `CorrectionRefused` with a `.reason` code and a message fit to show the user):
+- unknown_caption: the caption id does not exist.
+- mention: Slack/Discord mentions (`<@U123>`, `<@!1>`, `<@&1>`, `<#C1>`, `<!here>`, `@everyone`, `@here`,
+  `@channel`) are refused, not stripped, because dropping them silently changes the meaning.
+- link: URLs (`http://`, `https://`, `www.`, Slack `<http...|label>`) are refused.
+- Markup is stripped: Markdown emphasis (`*`, `_`, `~`, `` ` ``, `||`), quotes (`>`), custom emoji
+  (`<:name:id>`), HTML tags; whitespace is collapsed and the text trimmed.
+- empty / too_short / too_long: after cleaning, fewer than MIN_LENGTH or more than MAX_LENGTH characters.
+- no_words: no letters at all.
+- same_as_caption: equal to the model's caption ignoring case, spacing and final punctuation.
+
+Statuses: accepted (new), overridden (the same user corrected the same caption again later; the newer
+one wins), withdrawn (the user took it back). Export uses the latest accepted correction per image.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage._sql import check_platform
+from storage.clock import utcnow
+from storage.errors import CorrectionNotFound, CorrectionRefused
+from storage.models import Caption, Correction
+
+MIN_LENGTH = 3
+MAX_LENGTH = 300
+_RAW_LIMIT = 4 * MAX_LENGTH  # refuse absurd input before running regexes over it
+
+_MENTION = re.compile(
+    r"<@[!&]?[A-Za-z0-9]+(?:\|[^>]*)?>"  # users / roles (<@U123>, <@!123>, <@&123>)
+    r"|<#[A-Za-z0-9]+(?:\|[^>]*)?>"  # channels
+    r"|<![a-z^A-Z0-9|_-]+>"  # <!here>, <!channel>, <!subteam^S1|@team>
+    r"|(?<![\w@])@(?:everyone|here|channel)\b",
+    re.IGNORECASE,
+)
+_LINK = re.compile(r"https?://|\bwww\.[a-z0-9-]+\.|<[a-z][a-z0-9+.-]*:[^>\s]*[/|][^>]*>|\bmailto:", re.IGNORECASE)
+_CUSTOM_EMOJI = re.compile(r"<a?:\w+:\d+>")
+_DISCORD_TIMESTAMP = re.compile(r"<t:\d+(?::[a-zA-Z])?>")
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
+_EMPHASIS = re.compile(r"\|\||\*+|~~+|`+|(?<!\w)_+|_+(?!\w)")
+_QUOTE = re.compile(r"(?m)^\s*>+\s?")
+_SPACE = re.compile(r"\s+")
+_TRAILING_PUNCT = re.compile(r"[\s.!?,;:]+$")
+
+
+@dataclass(frozen=True)
+class CorrectionRecord:
+    """A stored correction."""
+
+    id: int
+    caption_id: int
+    image_sha256: str
+    platform: str
+    user_id: str
+    text: str
+    status: str  # accepted | withdrawn | overridden
+    created_at: datetime
+    status_changed_at: datetime | None = None
+
+
+def _record(row: Correction) -> CorrectionRecord:
+    return CorrectionRecord(
+        id=row.id,
+        caption_id=row.caption_id,
+        image_sha256=row.image_sha256,
+        platform=row.platform,
+        user_id=row.user_id,
+        text=row.text,
+        status=row.status,
+        created_at=row.created_at,
+        status_changed_at=row.status_changed_at,
+    )
+
+
+def _refuse(reason: str, message: str) -> CorrectionRefused:
+    return CorrectionRefused(message, reason=reason)
+
+
+def _comparable(text: str) -> str:
+    return _TRAILING_PUNCT.sub("", _SPACE.sub(" ", text).strip()).casefold()
+
+
+def clean_correction_text(text: str, model_caption: str | None = None) -> str:
+    """Validate and clean a proposed caption; returns the text to store or raises `CorrectionRefused`."""
+    if not isinstance(text, str) or not text.strip():
+        raise _refuse("empty", "Please type a caption.")
+    if len(text) > _RAW_LIMIT:
+        raise _refuse("too_long", f"Please keep the caption under {MAX_LENGTH} characters.")
+    text = unicodedata.normalize("NFC", text)
+    if _MENTION.search(text):
+        raise _refuse("mention", "Please leave out mentions of people, roles or channels.")
+    if _LINK.search(text):
+        raise _refuse("link", "Please leave out links; describe the picture in words.")
+    for pattern in (_CUSTOM_EMOJI, _DISCORD_TIMESTAMP, _HTML_TAG, _QUOTE):
+        text = pattern.sub(" ", text)
+    text = _EMPHASIS.sub("", text)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)  # control chars
+    text = _SPACE.sub(" ", text).strip()
+    if not text:
+        raise _refuse("empty", "Please type a caption.")
+    if len(text) < MIN_LENGTH:
+        raise _refuse("too_short", f"Please write at least {MIN_LENGTH} characters.")
+    if len(text) > MAX_LENGTH:
+        raise _refuse("too_long", f"Please keep the caption under {MAX_LENGTH} characters.")
+    if not any(ch.isalpha() for ch in text):
+        raise _refuse("no_words", "Please describe the picture in words.")
+    if model_caption is not None and _comparable(text) == _comparable(model_caption):
+        raise _refuse("same_as_caption", "That is the same as the bot's caption; nothing to correct.")
+    return text
+
+
+def record_correction(
+    session: Session,
+    *,
+    caption_id: int,
+    user_id: str,
+    text: str,
+    platform: str | None = None,
+    now: datetime | None = None,
+) -> CorrectionRecord:
+    """Validate and store a correction; an older accepted one by the same user for that caption is overridden.
+
+    `platform` defaults to the caption's platform. Raises `CorrectionRefused` (nothing stored).
+    """
+    caption = session.get(Caption, caption_id) if isinstance(caption_id, int) else None
+    if caption is None:
+        raise _refuse("unknown_caption", "That caption no longer exists, so it cannot be corrected.")
+    if not user_id:
+        raise _refuse("unknown_user", "Corrections need to come from a user.")
+    cleaned = clean_correction_text(text, caption.text)
+    now = now or utcnow()
+    row = Correction(
+        caption_id=caption.id,
+        image_sha256=caption.image_sha256,
+        platform=check_platform(platform or caption.platform),
+        user_id=user_id,
+        text=cleaned,
+        status="accepted",
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    session.execute(
+        update(Correction)
+        .where(
+            Correction.caption_id == caption.id,
+            Correction.user_id == user_id,
+            Correction.status == "accepted",
+            Correction.id != row.id,
+        )
+        .values(status="overridden", status_changed_at=now)
+    )
+    return _record(row)
+
+
+def withdraw_correction(
+    session: Session, correction_id: int, *, user_id: str, now: datetime | None = None
+) -> CorrectionRecord:
+    """Withdraw the user's own correction (it stops counting for export). Withdrawing twice is harmless."""
+    row = session.get(Correction, correction_id)
+    if row is None or row.user_id != user_id:
+        raise CorrectionNotFound("There is no correction of yours with that id.", reason="unknown_correction")
+    if row.status != "withdrawn":
+        row.status = "withdrawn"
+        row.status_changed_at = now or utcnow()
+        session.flush()
+    return _record(row)
+
+
+def get_correction(session: Session, correction_id: int) -> CorrectionRecord | None:
+    """The correction with that id, or None."""
+    row = session.get(Correction, correction_id)
+    return None if row is None else _record(row)
+
+
+def corrections_for_caption(session: Session, caption_id: int) -> list[CorrectionRecord]:
+    """Every correction of one caption (any status), oldest first."""
+    rows = session.scalars(select(Correction).where(Correction.caption_id == caption_id).order_by(Correction.id))
+    return [_record(row) for row in rows]

@@ -1,0 +1,85 @@
+"""Export accepted corrections as training rows: one caption per image, latest accepted wins.
+
+Corrections by opted-out users are excluded before choosing (so another user's earlier correction of
+the same image can still be used); images whose blob is missing are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from storage.blobs import BlobStore
+from storage.models import Correction, UserOptOut
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    """One training example from user feedback."""
+
+    image_sha256: str
+    image_path: Path  # where the blob store keeps the bytes
+    caption: str  # the corrected caption
+    correction_id: int
+    created_at: datetime
+
+
+def _accepted_corrections(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
+    opted_out = exists().where(
+        and_(UserOptOut.platform == Correction.platform, UserOptOut.user_id == Correction.user_id)
+    )
+    statement = select(Correction).where(Correction.status == "accepted", ~opted_out)
+    if since is not None:
+        statement = statement.where(Correction.created_at > since)
+    if until is not None:
+        statement = statement.where(Correction.created_at <= until)
+    return statement
+
+
+def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
+    candidates = _accepted_corrections(since, until).subquery()
+    ranked = select(
+        candidates.c.id,
+        func.row_number().over(
+            partition_by=candidates.c.image_sha256,
+            order_by=(candidates.c.created_at.desc(), candidates.c.id.desc()),
+        ).label("rank"),
+    ).subquery()
+    return (
+        select(Correction)
+        .join(ranked, ranked.c.id == Correction.id)
+        .where(ranked.c.rank == 1)
+        .order_by(Correction.created_at, Correction.id)
+    )
+
+
+def export_feedback(
+    session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None
+) -> list[FeedbackRow]:
+    """Accepted corrections created after `since` (and up to `until`), one per image, oldest first."""
+    rows: list[FeedbackRow] = []
+    for correction in session.scalars(_latest_per_image(since, until)):
+        if not blobs.exists(correction.image_sha256):
+            log.warning("feedback image blob missing; skipped", extra={"image_sha256": correction.image_sha256})
+            continue
+        rows.append(FeedbackRow(
+            image_sha256=correction.image_sha256,
+            image_path=blobs.path(correction.image_sha256),
+            caption=correction.text,
+            correction_id=correction.id,
+            created_at=correction.created_at,
+        ))
+    return rows
+
+
+def count_feedback(session: Session, *, since: datetime | None = None) -> int:
+    """How many images have exportable feedback since `since` (cheap: no blob checks)."""
+    candidates = _accepted_corrections(since, None).subquery()
+    return session.scalar(select(func.count(func.distinct(candidates.c.image_sha256)))) or 0

@@ -1,0 +1,118 @@
+"""Images: one row per distinct content (SHA-256); the bytes go to a `BlobStore`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from storage._sql import check_platform, insert_ignoring_conflicts
+from storage.blobs import BlobStore, check_sha256
+from storage.clock import utcnow
+from storage.models import Image
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image's metadata as stored; `sha256` is also its blob key."""
+
+    sha256: str
+    size_bytes: int
+    format: str
+    width: int
+    height: int
+    first_platform: str | None
+    first_workspace_id: str | None
+    first_channel_id: str | None
+    first_seen_at: datetime
+
+
+def _record(row: Image) -> ImageRecord:
+    return ImageRecord(
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        format=row.format,
+        width=row.width,
+        height=row.height,
+        first_platform=row.first_platform,
+        first_workspace_id=row.first_workspace_id,
+        first_channel_id=row.first_channel_id,
+        first_seen_at=row.first_seen_at,
+    )
+
+
+def store_image(
+    session: Session,
+    blobs: BlobStore,
+    data: bytes,
+    *,
+    format: str,
+    width: int,
+    height: int,
+    platform: str | None = None,
+    workspace_id: str | None = None,
+    channel_id: str | None = None,
+    now: datetime | None = None,
+) -> ImageRecord:
+    """Put `data` in the blob store and record the image (idempotent: the first sighting is kept).
+
+    The caller has already validated the bytes (inference.images) and passes what it decoded. The blob
+    is written before the row, so a rolled-back transaction leaves at most an unreferenced blob.
+    """
+    sha = blobs.put(data)
+    return record_image(
+        session,
+        sha256=sha,
+        size_bytes=len(data),
+        format=format,
+        width=width,
+        height=height,
+        platform=platform,
+        workspace_id=workspace_id,
+        channel_id=channel_id,
+        now=now,
+    )
+
+
+def record_image(
+    session: Session,
+    *,
+    sha256: str,
+    size_bytes: int,
+    format: str,
+    width: int,
+    height: int,
+    platform: str | None = None,
+    workspace_id: str | None = None,
+    channel_id: str | None = None,
+    now: datetime | None = None,
+) -> ImageRecord:
+    """Record image metadata for bytes already in the blob store; returns the stored (first) record."""
+    check_sha256(sha256)
+    if platform is not None:
+        check_platform(platform)
+    insert_ignoring_conflicts(
+        session,
+        Image.__table__,
+        {
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "format": format.lower(),
+            "width": width,
+            "height": height,
+            "first_platform": platform,
+            "first_workspace_id": workspace_id,
+            "first_channel_id": channel_id,
+            "first_seen_at": now or utcnow(),
+        },
+    )
+    row = session.get(Image, sha256, populate_existing=True)
+    assert row is not None  # inserted above or already there
+    return _record(row)
+
+
+def get_image(session: Session, sha256: str) -> ImageRecord | None:
+    """The image with that SHA-256, or None."""
+    row = session.get(Image, check_sha256(sha256))
+    return None if row is None else _record(row)

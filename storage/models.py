@@ -1,0 +1,222 @@
+"""SQLAlchemy 2 typed models: the one schema for SQLite and Postgres.
+
+The Alembic history in storage/migrations must describe exactly these tables; a test compares them.
+Status columns are plain strings guarded by CHECK constraints (no native enum types, so SQLite and
+Postgres share one migration history and a downgrade leaves nothing behind).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from storage.clock import as_utc, utcnow
+
+PLATFORMS = ("discord", "slack", "web", "cli")
+CORRECTION_STATUSES = ("accepted", "withdrawn", "overridden")
+VERSION_STATUSES = ("candidate", "active", "retired")
+RUN_STATUSES = ("running", "succeeded", "failed", "not_promoted")
+
+# Named constraints let Alembic's batch mode (SQLite table rebuilds) find and alter them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Image(Base):
+    """An image seen by the bot, content-addressed; its bytes live in the blob store under `sha256`."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))  # "jpeg", "png", ... as the intake decoded it
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    first_platform: Mapped[str | None] = mapped_column(String(16))
+    first_workspace_id: Mapped[str | None] = mapped_column(String(64))
+    first_channel_id: Mapped[str | None] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Caption(Base):
+    """One caption the model produced for an image, with where and for whom."""
+
+    __tablename__ = "captions"
+    __table_args__ = (
+        CheckConstraint(_in("platform", PLATFORMS), name="platform"),
+        Index(None, "image_sha256"),
+        Index(None, "platform", "user_id"),
+        Index(None, "platform", "message_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
+    model_version: Mapped[str] = mapped_column(String(128))  # registry id or hub id; not a foreign key
+    text: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # generation options used
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    platform: Mapped[str] = mapped_column(String(16))
+    workspace_id: Mapped[str | None] = mapped_column(String(64))  # Slack team / Discord guild
+    channel_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))  # who posted or asked
+    message_ref: Mapped[str | None] = mapped_column(String(255))  # the bot's reply (ts / message id)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Correction(Base):
+    """A user's better caption for a model caption; only validated text is ever stored."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        CheckConstraint(_in("status", CORRECTION_STATUSES), name="status"),
+        Index(None, "caption_id", "user_id"),
+        Index(None, "image_sha256", "status"),
+        Index(None, "platform", "user_id"),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caption_id: Mapped[int] = mapped_column(ForeignKey("captions.id", ondelete="CASCADE"))
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"))  # copied for export queries
+    platform: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_changed_at: Mapped[datetime | None] = mapped_column()
+
+
+class ProcessedEvent(Base):
+    """A platform event already handled; the primary key makes a second insert fail."""
+
+    __tablename__ = "processed_events"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelSetting(Base):
+    """Per-channel switches; a channel without a row uses the caller's default."""
+
+    __tablename__ = "channel_settings"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(64))
+    auto_caption: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserOptOut(Base):
+    """A user who asked not to be auto-captioned and not to have their corrections used for training."""
+
+    __tablename__ = "user_opt_outs"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opted_out_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained model in the registry; at most one row is 'active' (a partial unique index)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint(_in("status", VERSION_STATUSES), name="status"),
+        Index(
+            "uq_model_versions_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    location: Mapped[str] = mapped_column(String(1024))  # directory or hub id the captioner loads
+    parent_id: Mapped[str | None] = mapped_column(String(128))  # what it was fine-tuned from
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column()
+    retired_at: Mapped[datetime | None] = mapped_column()
+    rolled_back_at: Mapped[datetime | None] = mapped_column()  # set when a rollback left this version
+
+
+class ModelActivation(Base):
+    """Every time a version became active (promote or rollback): the history rollback walks back."""
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))  # "promote" or "rollback"
+    activated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingRun(Base):
+    """One retraining attempt: its data, outcome and the version it produced."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        Index(None, "status", "started_at"),
+        UniqueConstraint("result_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    reason: Mapped[str | None] = mapped_column(Text)  # why it failed or was not promoted
+    base_version: Mapped[str | None] = mapped_column(String(128))
+    result_version: Mapped[str | None] = mapped_column(String(128))
+    feedback_since: Mapped[datetime | None] = mapped_column()  # feedback window start it used
+    data_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # rows by source
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
