@@ -29,6 +29,7 @@ OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 9, 10, 11
 INTERACTION_APPLICATION_COMMAND, INTERACTION_COMPONENT, INTERACTION_MODAL_SUBMIT = 2, 3, 5
 ALL_PERMISSIONS = (1 << 53) - 1
 MANAGE_CHANNELS = 1 << 4
+MESSAGE_CONTENT_INTENT = 1 << 15
 MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15) | (1 << 16) | (1 << 31)  # view, send, attach, history, use commands
 
 _snowflakes = itertools.count(1_100_000_000_000_000_000)
@@ -77,6 +78,8 @@ class FakeDiscord:
         self.channel_id = snowflake()
         self.requests: list[Recorded] = []
         self.identify: dict[str, Any] | None = None  # the last IDENTIFY payload's `d`
+        self.sessions = 0  # connections that got READY and GUILD_CREATE
+        self.message_content_granted = True  # False: refuse IDENTIFY asking for Message Content (close 4014)
         self.heartbeats = 0
         self.commands: dict[str, list[dict[str, Any]]] = {}  # scope ("global" or guild id) -> commands
         self.cdn_files: dict[str, tuple[bytes, str]] = {}  # path -> (bytes, content type)
@@ -175,10 +178,14 @@ class FakeDiscord:
                 return
             with self._cond:
                 self.identify = payload["d"]
+            if payload["d"].get("intents", 0) & MESSAGE_CONTENT_INTENT and not self.message_content_granted:
+                await ws.close(code=4014, message=b"Disallowed intent(s).")
+                return
             self._sockets.append(ws)
             await self._send_dispatch(ws, "READY", self._ready_payload())
             await self._send_dispatch(ws, "GUILD_CREATE", self.guild_payload())
             with self._cond:
+                self.sessions += 1
                 self._cond.notify_all()
         elif op == OP_RESUME:
             await ws.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
@@ -228,13 +235,15 @@ class FakeDiscord:
         asyncio.run_coroutine_threadsafe(send_all(), self._loop).result(5)
 
     # ---- events a test injects ----
-    def add_attachment(self, filename: str, data: bytes, content_type: str | None) -> dict[str, Any]:
-        """Put bytes on the CDN and return the attachment object that points at them."""
+    def add_attachment(
+        self, filename: str, data: bytes, content_type: str | None, *, size: int | None = None
+    ) -> dict[str, Any]:
+        """Put bytes on the CDN and return the attachment object that points at them (`size`: what Discord claims)."""
         attachment_id = snowflake()
         path = f"/attachments/{self.channel_id}/{attachment_id}/{filename}"
         self.cdn_files[path] = (data, content_type or "application/octet-stream")
         attachment = {
-            "id": attachment_id, "filename": filename, "size": len(data), "url": self.base_url + path,
+            "id": attachment_id, "filename": filename, "size": len(data) if size is None else size, "url": self.base_url + path,
             "proxy_url": self.base_url + path,
         }
         if content_type is not None:
@@ -383,7 +392,9 @@ class FakeDiscord:
         if rec.method == "PUT":
             synced = []
             for command in rec.json or []:
-                command = dict(command, id=snowflake(), application_id=self.app_id, version=snowflake())
+                # Discord answers with every field filled in (context menus get an empty description).
+                command = {"description": "", "default_member_permissions": None, "nsfw": False, **command}
+                command.update(id=snowflake(), application_id=self.app_id, version=snowflake())
                 if scope != "global":
                     command["guild_id"] = scope
                 synced.append(command)

@@ -1,0 +1,80 @@
+"""Runs the real capbot Discord bot (`run_discord_bot`) on its own event loop, against a `FakeDiscord`.
+
+The bot thread plays the capbot process; the fake plays Discord; the test is a third party that
+injects gateway events through the fake and reads the REST calls the bot made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from functools import partial
+from typing import Any
+
+from PIL import Image
+
+from bots.core import BotCore
+from bots.discord import run_discord_bot
+from bots.fetch import fetch_image_bytes
+from tests.fakes.discord_server import FakeDiscord, snowflake, user_payload
+
+MAX_IMAGE_BYTES = 200_000
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (48, 32)) -> bytes:
+    """A small solid-colour PNG."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def person(name: str = "alice") -> dict[str, Any]:
+    """A fresh human user."""
+    return user_payload(snowflake(), name)
+
+
+def make_core(captioner: Any, store: Any, **kwargs: Any) -> BotCore:
+    """The real core with the real URL fetcher."""
+    kwargs.setdefault("workers", 2)
+    fetch = partial(fetch_image_bytes, max_bytes=MAX_IMAGE_BYTES, timeout_s=5.0)
+    return BotCore(captioner, store, fetch_url=fetch, **kwargs)
+
+
+class BotRunner:
+    """`run_discord_bot` in a background thread; `start()` returns once the fake has sent READY."""
+
+    def __init__(self, fake: FakeDiscord, core: BotCore, **options: Any) -> None:
+        self.fake, self.core = fake, core
+        self.options = {"max_image_bytes": MAX_IMAGE_BYTES, "guild_ready_timeout": 0.1, **options}
+        self.error: BaseException | None = None
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="capbot-discord-test", daemon=True)
+
+    def start(self, *, sessions: int = 1) -> "BotRunner":
+        self._thread.start()
+        self.fake.wait_until(lambda: self.fake.sessions >= sessions or self.error is not None, timeout=20)
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)
+        assert not self._thread.is_alive(), "the bot did not shut down"
+        self._loop.close()
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await run_discord_bot(
+                self.core, self.fake.token, api_url=self.fake.api_url, gateway_url=self.fake.gateway_url,
+                stop=self._stop, **self.options,
+            )
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:  # surfaced to the test by start()/the assertions
+            self.error = exc
