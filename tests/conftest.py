@@ -25,3 +25,41 @@ def synthetic_dataset(tmp_path_factory):
     from training.data.synthetic import generate_synthetic
 
     return generate_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=40, n_val=12, n_test=12, seed=0, image_size=64)
+
+
+# --- databases (storage) ---
+import uuid  # noqa: E402
+
+POSTGRES_URL = os.environ.get("CAPBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """The URL of an EMPTY database: a SQLite file, or a fresh Postgres schema dropped afterwards.
+
+    Call `storage.db.upgrade(url)` to create the tables. The Postgres case is skipped only when the server
+    at CAPBOT_TEST_POSTGRES_URL cannot be reached.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'capbot.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    schema = f"capbot_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.orig}")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        # search_path makes every table, index and alembic_version land in the test's own schema.
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text("SET lock_timeout = '20s'"))
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

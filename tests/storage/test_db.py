@@ -1,0 +1,77 @@
+"""Migrations up and down on both databases, and the schema they build matches the models."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from storage import db
+from storage.errors import DatabaseUnavailable
+from storage.models import Base
+
+
+def _tables(url: str) -> set[str]:
+    engine = db.create_engine_for(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_head_then_down_to_empty(database_url):
+    assert _tables(database_url) == set()
+    assert db.upgrade(database_url) == db.head_revision()
+    assert _tables(database_url) == set(Base.metadata.tables)
+    assert db.downgrade(database_url) is None
+    assert _tables(database_url) == set()
+    assert db.upgrade(database_url) == db.head_revision()  # and back up again
+
+
+def test_migrated_schema_matches_models(database_url):
+    db.upgrade(database_url)
+    engine = db.create_engine_for(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_require_current_schema_names_the_fix(database_url):
+    engine = db.create_engine_for(database_url)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="capbot db upgrade") as refused:
+            db.require_current_schema(engine)
+        assert refused.value.reason == "schema_outdated"
+        db.upgrade(database_url)
+        db.require_current_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_unreachable_server_is_a_user_error():
+    engine = db.create_engine_for("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(DatabaseUnavailable) as refused:
+        db.current_revision(engine)
+    assert refused.value.reason == "db_unreachable"
+    assert "secret" not in refused.value.message
+
+
+def test_sqlite_file_directory_is_created(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'capbot.db'}"
+    db.upgrade(url)
+    assert (tmp_path / "nested" / "dir" / "capbot.db").is_file()
+
+
+def test_session_scope_rolls_back_on_error(engine):
+    from storage import registry
+
+    with pytest.raises(RuntimeError):
+        with db.session_scope(engine) as session:
+            registry.register_version(session, version_id="v1", location="/m/v1")
+            raise RuntimeError("boom")
+    with db.session_scope(engine) as session:
+        assert registry.list_versions(session) == []
