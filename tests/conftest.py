@@ -27,6 +27,20 @@ def synthetic_dataset(tmp_path_factory):
     return generate_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=40, n_val=12, n_test=12, seed=0, image_size=64)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A freshly initialised `tiny` preset model directory (random weights, trained BPE tokenizer, seed 0).
+
+    Read-only for tests: copy it before changing files. Load it with `LocalCaptioner(path)` or
+    `from_pretrained(path)`; `inference.modeldir.load_metadata(path)` gives its capbot.json.
+    """
+    from inference.model_init import init_model
+
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    init_model(out, preset="tiny", seed=0)
+    return out
+
+
 # --- databases (storage) ---
 import uuid  # noqa: E402
 

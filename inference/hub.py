@@ -1,0 +1,67 @@
+"""One way to load a pretrained piece (model, tokenizer, image processor) from a hub id or a local directory.
+
+`from_pretrained` raises bare `OSError`s with long messages for a missing directory, an unknown hub id or
+an unreachable hub; `load_pretrained` turns them into one `ModelLoadError` a person can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from capbot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ModelLoadError(UserError):
+    """A model, tokenizer or image processor could not be loaded from the given source."""
+
+
+def looks_like_path(source: str) -> bool:
+    """True when `source` is meant as a filesystem path rather than a hub id like `owner/name`."""
+    if Path(source).expanduser().exists():
+        return True
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **kwargs: Any) -> T:
+    """Call `loader(source, **kwargs)` (a `from_pretrained`), raising `ModelLoadError` for user-fixable failures.
+
+    `what` names the piece in messages ("model", "tokenizer", "image processor").
+    """
+    text = str(source)
+    if looks_like_path(text):
+        path = Path(text).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"{what} directory not found: {text}", reason="not_found")
+        text = str(path)
+    try:
+        return loader(text, **kwargs)
+    except OSError as exc:
+        raise _explain(exc, text, what) from exc
+    except ValueError as exc:  # e.g. a config.json naming an unknown model type
+        raise ModelLoadError(f"cannot load {what} from {text}: {exc}", reason="invalid") from exc
+
+
+def _explain(exc: OSError, source: str, what: str) -> ModelLoadError:
+    message = str(exc)
+    log.debug("from_pretrained failed", extra={"source": source, "what": what, "error": message[:500]})
+    if Path(source).is_dir():
+        return ModelLoadError(
+            f"{source} is not a complete model directory: no {what} files found (build one with `capbot models init`)",
+            reason="invalid",
+        )
+    if "couldn't connect" in message or "offline" in message.lower() or "connection" in message.lower():
+        return ModelLoadError(
+            f"cannot download {what} {source!r}: the Hugging Face Hub is unreachable and it is not in the local "
+            "cache; use a local model directory (e.g. from `capbot models init`)",
+            reason="hub_unreachable",
+        )
+    return ModelLoadError(
+        f"{what} {source!r} not found: it is neither a local directory nor a model on the Hugging Face Hub",
+        reason="not_found",
+    )
