@@ -53,6 +53,7 @@ class Recorded:
     query: dict[str, str]
     json: Any  # the JSON body, or `payload_json` of a multipart body; None when absent
     files: dict[str, bytes] = field(default_factory=dict)  # multipart file parts by field name
+    answer: Any = None  # the JSON the fake answered with
     at: float = field(default_factory=time.monotonic)
 
 
@@ -297,6 +298,32 @@ class FakeDiscord:
         self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
+    def slash_command(
+        self,
+        name: str,
+        subcommand: str,
+        options: list[dict[str, Any]] | None = None,
+        *,
+        attachments: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Dispatch `/name subcommand` with `options` (attachments resolved as Discord does)."""
+        data: dict[str, Any] = {
+            "id": self.command_id(name), "name": name, "type": 1,
+            "options": [{"name": subcommand, "type": 1, "options": options or []}],
+        }
+        if attachments:
+            data["resolved"] = {"attachments": {a["id"]: a for a in attachments}}
+        return self.interaction(INTERACTION_APPLICATION_COMMAND, data, **kwargs)
+
+    def message_command(self, name: str, target: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Dispatch a message context-menu command `name` aimed at message `target`."""
+        data = {
+            "id": self.command_id(name), "name": name, "type": 3, "target_id": target["id"],
+            "resolved": {"messages": {target["id"]: target}},
+        }
+        return self.interaction(INTERACTION_APPLICATION_COMMAND, data, **kwargs)
+
     def command_id(self, name: str) -> str:
         """The id the fake gave the synced command `name` (any scope)."""
         for commands in self.commands.values():
@@ -354,6 +381,7 @@ class FakeDiscord:
         path = request.path[len("/api/v10"):]
         rec = Recorded(request.method, path, dict(request.query), body, files)
         status, answer = self._route(rec)
+        rec.answer = answer
         with self._cond:
             self.requests.append(rec)
             self._cond.notify_all()
