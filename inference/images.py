@@ -1,0 +1,158 @@
+"""Image intake: turn untrusted bytes (or a PIL image) into an upright RGB image, or one clear `ImageError`.
+
+Order matters for safety: the byte limit is checked before parsing, the pixel limit after reading only the
+header and before decoding any pixels (a small file can declare billions of pixels), and decoding errors
+of every kind become `ImageError`s instead of crashes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from capbot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+class ImageError(UserError):
+    """An image that cannot be captioned. `reason` is one of:
+
+    empty, not_image, truncated, too_large (bytes), too_many_pixels.
+    """
+
+
+def load_image(
+    data: bytes | Image.Image,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Decode `data` into an RGB image, upright per its EXIF orientation; raise `ImageError` otherwise.
+
+    Transparent images are composited on white, CMYK/16-bit/grayscale/palette become RGB, and animated
+    images give their first frame.
+    """
+    if isinstance(data, Image.Image):
+        _check_pixels(data.size, max_pixels)
+        try:
+            data.load()  # a lazily opened image may still fail to decode
+        except Exception as exc:
+            raise ImageError(f"the image file is truncated or corrupt ({_brief(exc)})", reason="truncated") from exc
+        return _to_rgb(_upright(data))
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"load_image takes bytes or a PIL image, not {type(data).__name__}")
+    if len(data) == 0:
+        raise ImageError("the file is empty", reason="empty")
+    if len(data) > max_bytes:
+        raise ImageError(
+            f"the image is too large: {_mb(len(data))} (the limit is {_mb(max_bytes)})", reason="too_large"
+        )
+    image = _decode(bytes(data), max_pixels)
+    return _to_rgb(_upright(image))
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
+    with warnings.catch_warnings():
+        # PIL only warns about a decompression bomb below twice its own limit; never decode one.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))  # reads the header only
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _too_many_pixels(None, max_pixels) from None
+        except UnidentifiedImageError:
+            raise ImageError("the file is not an image (or not in a format capbot can read)", reason="not_image") from None
+        except Exception as exc:  # broken headers raise assorted errors (SyntaxError, struct.error, ...)
+            raise ImageError(f"the file is not a readable image ({_brief(exc)})", reason="not_image") from exc
+        _check_pixels(image.size, max_pixels)
+        try:
+            image.seek(0)  # animated: the first frame
+            image.load()  # decodes pixels; truncated data raises here
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _too_many_pixels(image.size, max_pixels) from None
+        except Exception as exc:
+            raise ImageError(f"the image file is truncated or corrupt ({_brief(exc)})", reason="truncated") from exc
+    return image
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"the image has no pixels ({width}x{height})", reason="not_image")
+    if width * height > max_pixels:
+        raise _too_many_pixels(size, max_pixels)
+
+
+def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> ImageError:
+    dims = f" ({size[0]}x{size[1]})" if size else ""
+    return ImageError(
+        f"the image has too many pixels{dims}; the limit is {max_pixels:,} pixels", reason="too_many_pixels"
+    )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    # A broken EXIF block should not lose the image: caption it as stored.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ImageOps.exif_transpose(image)
+    except Exception as exc:
+        log.debug("ignoring unreadable EXIF orientation", extra={"error": _brief(exc)})
+        return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    try:
+        if mode in _HIGH_BIT_MODES:
+            return _high_bit_to_rgb(image)
+        if mode in _ALPHA_MODES or "transparency" in image.info:
+            return _on_white(image.convert("RGBA"))
+        return image.convert("RGB")
+    except ImageError:
+        raise
+    except Exception as exc:  # exotic modes PIL cannot convert (e.g. LAB without a profile)
+        raise ImageError(f"the image's colour mode {mode} is not supported", reason="not_image") from exc
+
+
+def _on_white(rgba: Image.Image) -> Image.Image:
+    # Transparent pixels often hold black; on white they look as the sender saw them in a chat client.
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _high_bit_to_rgb(image: Image.Image) -> Image.Image:
+    # PIL's convert("L") clips 16-bit values at 255, turning most pictures white; scale instead.
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ImageError("the image holds no valid pixel values", reason="not_image")
+    low, high = float(finite.min()), float(finite.max())
+    if image.mode == "F" or high > 65535 or low < 0:
+        scaled = (values - low) / ((high - low) or 1.0) * 255.0
+    elif high > 255:
+        scaled = values / 257.0  # the 16-bit range onto 8 bits
+    else:
+        scaled = values
+    grey = np.nan_to_num(scaled, nan=0.0).clip(0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")  # a 2-D uint8 array is mode L
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
+def _brief(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:120]
