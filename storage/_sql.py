@@ -23,8 +23,9 @@ def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, An
         statement = postgresql.insert(table).values(**values).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    result = session.execute(statement)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    # RETURNING tells inserted from skipped on both backends (psycopg's rowcount is not reliable here).
+    first_key = list(table.primary_key.columns)[0]
+    return session.execute(statement.returning(first_key)).first() is not None
 
 
 def check_platform(platform: str) -> str:
