@@ -44,11 +44,12 @@ def make_core(captioner: Any, store: Any, **kwargs: Any) -> BotCore:
 class BotRunner:
     """`run_discord_bot` in a background thread; `start()` returns once the fake has sent READY."""
 
-    def __init__(self, fake: FakeDiscord, core: BotCore, **options: Any) -> None:
+    def __init__(self, fake: FakeDiscord, core: BotCore, *, token: str | None = None, **options: Any) -> None:
         self.fake, self.core = fake, core
+        self.token = token or fake.token
         self.options = {"max_image_bytes": MAX_IMAGE_BYTES, "guild_ready_timeout": 0.1, **options}
         self.error: BaseException | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="capbot-discord-test", daemon=True)
 
@@ -60,21 +61,21 @@ class BotRunner:
         return self
 
     def stop(self) -> None:
-        if self._stop is not None:
+        if self._stop is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(20)
         assert not self._thread.is_alive(), "the bot did not shut down"
-        self._loop.close()
 
     def _run(self) -> None:
         async def main() -> None:
+            self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             await run_discord_bot(
-                self.core, self.fake.token, api_url=self.fake.api_url, gateway_url=self.fake.gateway_url,
+                self.core, self.token, api_url=self.fake.api_url, gateway_url=self.fake.gateway_url,
                 stop=self._stop, **self.options,
             )
 
         try:
-            self._loop.run_until_complete(main())
+            asyncio.run(main())  # like a real process: leftover tasks are cancelled before the loop closes
         except BaseException as exc:  # surfaced to the test by start()/the assertions
             self.error = exc

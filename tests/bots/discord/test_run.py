@@ -1,0 +1,99 @@
+"""Starting and stopping: intents, the Message Content fallback, a bad token, buttons surviving a restart."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from bots.discord import DiscordLoginError
+from tests.bots.captioners import ColourCaptioner
+from tests.bots.discord.harness import BotRunner, make_core, person, png
+from tests.fakes.discord_server import INTERACTION_COMPONENT, MESSAGE_CONTENT_INTENT, FakeDiscord
+
+
+@pytest.fixture
+def fake():
+    fake = FakeDiscord().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def core(discord_db):
+    _, _, store = discord_db
+    core = make_core(ColourCaptioner(version="colour-v4"), store)
+    yield core
+    core.close()
+
+
+def replies_to(message_id):
+    return lambda r: (
+        r.method == "POST" and r.path.endswith("/messages")
+        and str((r.json or {}).get("message_reference", {}).get("message_id")) == message_id
+    )
+
+
+def commands_still_work(fake):
+    attachment = fake.add_attachment("c.png", png((40, 160, 60)), "image/png")
+    interaction = fake.slash_command(
+        "caption", "image", [{"name": "attachment", "type": 11, "value": attachment["id"]}],
+        attachments=[attachment], user=person(),
+    )
+    followup = fake.wait_for(lambda r: r.path == f"/webhooks/{fake.app_id}/{interaction['token']}")
+    return followup.json["content"].startswith("a green picture")
+
+
+def image_posts_are_ignored(fake):
+    since = time.monotonic()
+    posted = fake.post_message(author=person(), attachments=[fake.add_attachment("i.png", png((9, 9, 9)), "image/png")])
+    assert commands_still_work(fake)  # answered after the post was handled
+    return fake.requests_matching(replies_to(posted["id"]), after=since) == []
+
+
+def test_refused_message_content_intent_falls_back_to_commands(fake, core, caplog):
+    fake.message_content_granted = False
+    caplog.set_level(logging.WARNING, logger="bots.discord")
+    runner = BotRunner(fake, core).start()
+    try:
+        assert not fake.identify["intents"] & MESSAGE_CONTENT_INTENT
+        assert image_posts_are_ignored(fake)
+    finally:
+        runner.stop()
+    assert any("refused the Message Content intent" in r.getMessage() for r in caplog.records)
+
+
+def test_message_content_off_in_settings_runs_commands_only(fake, core, caplog):
+    caplog.set_level(logging.WARNING, logger="bots.discord")
+    runner = BotRunner(fake, core, message_content=False).start()
+    try:
+        assert not fake.identify["intents"] & MESSAGE_CONTENT_INTENT
+        assert image_posts_are_ignored(fake)
+    finally:
+        runner.stop()
+    assert any("commands only" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_token_is_a_user_error(fake, core):
+    runner = BotRunner(fake, core, token="not-the-token")
+    with pytest.raises(DiscordLoginError, match="rejected the bot token"):
+        runner.start()
+    runner.stop()
+
+
+def test_suggest_button_works_after_a_restart(fake, core):
+    first = BotRunner(fake, core).start()
+    posted = fake.post_message(author=person(), attachments=[fake.add_attachment("p.png", png((200, 40, 40)), "image/png")])
+    reply = fake.wait_for(replies_to(posted["id"]))
+    first.stop()
+
+    second = BotRunner(fake, core).start(sessions=2)
+    try:
+        user = person()
+        custom_id = reply.json["components"][0]["components"][0]["custom_id"]
+        click = fake.interaction(INTERACTION_COMPONENT, {"custom_id": custom_id, "component_type": 2}, user=user, message=reply.answer)
+        modal = fake.wait_for(lambda r: r.path == f"/interactions/{click['id']}/{click['token']}/callback", timeout=3)
+    finally:
+        second.stop()
+    assert modal.json["type"] == 9 and "a red picture" in str(modal.json["data"])
