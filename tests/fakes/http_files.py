@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
+
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
@@ -175,3 +177,26 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
     return Handler
+
+
+class LocalTransport(httpx.BaseTransport):
+    """An httpx transport that sends every request, whatever its host, to a local `FileServer`.
+
+    Lets code that builds real public URLs (e.g. the official COCO host) run unchanged against 127.0.0.1.
+    """
+
+    def __init__(self, server: FileServer) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._server = server
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host, port = self._server._httpd.server_address[:2]
+        # A copy goes to the server; the original keeps its public URL, so response.url stays public too.
+        local = httpx.Request(
+            request.method, request.url.copy_with(scheme="http", host=host, port=port),
+            headers=request.headers, stream=request.stream, extensions=request.extensions,
+        )
+        return self._inner.handle_request(local)
+
+    def close(self) -> None:
+        self._inner.close()
