@@ -1,0 +1,44 @@
+"""Build the slack-bolt `App` for capbot: a Web API client on a configurable base URL, every listener attached."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bots.core import BotCore
+from bots.fetch import AddressPolicy
+from bots.slack.deps import SlackDeps
+from bots.slack.listeners import register_all
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+def create_app(
+    core: BotCore,
+    *,
+    bot_token: str,
+    signing_secret: str,
+    api_url: str = SLACK_API_URL,
+    max_image_bytes: int = 20 * 1024 * 1024,
+    fetch_timeout_s: float = 10.0,
+    address_policy: AddressPolicy = AddressPolicy(),
+) -> App:
+    """A bolt app answering events, `/caption`, the suggest button and the correction modal.
+
+    `process_before_response=True` makes every HTTP response wait for its listener; listeners only
+    acknowledge and enqueue, so the response still comes within Slack's 3 s whatever the captioner's speed.
+    `token_verification_enabled=False` keeps construction offline; `auth.test` runs on the first request.
+    """
+    client = WebClient(token=bot_token, base_url=api_url)
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        token_verification_enabled=False,
+        process_before_response=True,
+    )
+    deps = SlackDeps(
+        core=core, bot_token=bot_token, max_image_bytes=max_image_bytes, fetch_timeout_s=fetch_timeout_s,
+        address_policy=address_policy,
+    )
+    register_all(app, deps)
+    return app

@@ -1,0 +1,68 @@
+"""Slack files: which ones are images, and downloading them with the bot token under a size cap."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from bots.fetch import FetchRefused, fetch_image_bytes
+from bots.slack.deps import SlackDeps
+from capbot.errors import UserError
+
+
+class SlackFileRefused(UserError):
+    """A Slack file we cannot caption; the message says why."""
+
+
+def is_image(file: dict[str, Any]) -> bool:
+    """True for files Slack labels as images (by MIME type)."""
+    return str(file.get("mimetype", "")).startswith("image/")
+
+
+def image_files(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The image files attached to a message event, in order."""
+    return [f for f in event.get("files") or [] if is_image(f)]
+
+
+def check_size(file: dict[str, Any], max_bytes: int) -> None:
+    """Refuse before downloading when Slack's metadata says the file is over the cap."""
+    size = int(file.get("size") or 0)
+    if size > max_bytes:
+        raise SlackFileRefused(
+            f"{file.get('name', 'That image')} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB.",
+            reason="too_large",
+        )
+
+
+def loader(file: dict[str, Any], deps: SlackDeps, files_info: Callable[[str], dict[str, Any]]) -> Callable[[], bytes]:
+    """A zero-argument function that downloads the file (run later, on the core's worker)."""
+
+    def load() -> bytes:
+        full = file
+        if not full.get("url_private_download") or full.get("file_access") == "check_file_info":
+            full = files_info(file["id"])  # shared from elsewhere: the event carries a stub only
+        if not is_image(full):
+            raise SlackFileRefused("That file is not an image.", reason="not_image")
+        check_size(full, deps.max_image_bytes)
+        return download(full, deps)
+
+    return load
+
+
+def download(file: dict[str, Any], deps: SlackDeps) -> bytes:
+    """GET `url_private_download` with the bot token; the answer must be an image."""
+    url = file.get("url_private_download") or file.get("url_private")
+    if not url:
+        raise SlackFileRefused("Slack gave no download link for that file.", reason="no_url")
+    try:
+        return fetch_image_bytes(
+            url, max_bytes=deps.max_image_bytes, timeout_s=deps.fetch_timeout_s, policy=deps.address_policy,
+            headers={"Authorization": f"Bearer {deps.bot_token}"},
+        )
+    except FetchRefused as exc:
+        if exc.reason == "not_image":
+            # Slack answers a request without a valid token with its HTML sign-in page and status 200.
+            raise SlackFileRefused(
+                "Slack sent a web page instead of the image: the bot token is missing or lacks the files:read scope.",
+                reason="download_not_image",
+            ) from exc
+        raise

@@ -1,0 +1,106 @@
+"""Image posts through the real events endpoint: signed requests in, Web API calls out to the fake Slack."""
+
+from __future__ import annotations
+
+import time
+
+from storage import captions
+from storage.db import session_scope
+from tests.bots.slack.conftest import file_share
+from tests.fakes.http_images import png_bytes
+
+RED = png_bytes(color=(200, 40, 40))
+
+
+def test_image_post_gets_a_threaded_caption_reply(make_slack, bot_store):
+    h = make_slack()
+    photo = h.slack.add_file("F1", RED)
+    response = h.event(file_share([photo]))
+    assert response.status_code == 200
+    [post] = h.slack.wait_for("chat.postMessage")
+    assert post.args["channel"] == "C1" and post.args["thread_ts"] == "1700000000.000100"
+    assert "a red picture" in post.args["text"] and "stub-v1" in post.args["text"]
+    button = post.args["blocks"][-1]["elements"][0]
+    assert button["action_id"] == "suggest_caption" and button["text"]["text"] == "Suggest a better caption"
+    with session_scope(bot_store.engine) as session:
+        stored = captions.get_caption(session, int(button["value"]))
+    assert stored.text == "a red picture" and stored.user_id == "U_ALICE" and stored.platform == "slack"
+    [download] = h.slack.calls("download")
+    assert download.headers["authorization"] == "Bearer xoxb-test-token"
+
+
+def test_reply_goes_into_an_existing_thread(make_slack):
+    h = make_slack()
+    h.event(file_share([h.slack.add_file("F1", RED)], ts="1700000100.000200", thread_ts="1700000000.000100"))
+    [post] = h.slack.wait_for("chat.postMessage")
+    assert post.args["thread_ts"] == "1700000000.000100"
+
+
+def test_retried_event_is_answered_once(make_slack):
+    h = make_slack()
+    event = file_share([h.slack.add_file("F1", RED)])
+    first = h.event(event, event_id="EvRetry")
+    h.slack.wait_for("chat.postMessage")
+    retries = [h.event(event, event_id="EvRetry", headers={"x-slack-retry-num": str(n), "x-slack-retry-reason": "http_timeout"})
+               for n in (1, 2)]
+    assert first.status_code == 200 and all(r.status_code == 200 for r in retries)
+    time.sleep(0.5)
+    assert len(h.slack.calls("chat.postMessage")) == 1
+    assert len(h.slack.calls("download")) == 1
+
+
+def test_non_image_file_gets_no_reply(make_slack):
+    h = make_slack()
+    pdf = h.slack.add_file("F2", b"%PDF-1.4 ...", mimetype="application/pdf", name="report.pdf")
+    assert h.event(file_share([pdf])).status_code == 200
+    h.event({"type": "message", "channel": "C1", "user": "U_ALICE", "ts": "1700000001.0", "text": "hello"}, event_id="Ev2")
+    time.sleep(0.5)
+    assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("chat.postEphemeral") == []
+    assert h.slack.calls("download") == []
+
+
+def test_only_the_image_files_of_a_post_are_captioned(make_slack):
+    h = make_slack()
+    files = [h.slack.add_file("F2", b"hello", mimetype="text/plain", name="a.txt"), h.slack.add_file("F1", RED)]
+    h.event(file_share(files))
+    assert len(h.slack.wait_for("chat.postMessage")) == 1
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["F1"]
+
+
+def test_oversized_file_is_refused_from_metadata_without_downloading(make_slack):
+    h = make_slack(max_image_bytes=1000)
+    big = h.slack.add_file("F3", RED, size=5_000_000)
+    h.event(file_share([big]))
+    [notice] = h.slack.wait_for("chat.postEphemeral")
+    assert notice.args["user"] == "U_ALICE" and "5.0 MB" in notice.args["text"] and "limit" in notice.args["text"]
+    assert h.slack.calls("download") == [] and h.slack.calls("chat.postMessage") == []
+
+
+def test_html_page_instead_of_the_file_is_refused(make_slack):
+    h = make_slack()
+    photo = h.slack.add_file("F1", RED)
+    h.slack.state.download_token = "xoxb-other"  # ours no longer opens files: Slack serves its sign-in page
+    h.event(file_share([photo]))
+    [notice] = h.slack.wait_for("chat.postEphemeral")
+    assert "web page instead of the image" in notice.args["text"] and "files:read" in notice.args["text"]
+    assert h.slack.calls("chat.postMessage") == []
+    [download] = h.slack.calls("download")
+    assert download.headers["authorization"] == "Bearer xoxb-test-token"
+
+
+def test_file_stub_is_completed_with_files_info(make_slack):
+    h = make_slack()
+    h.slack.add_file("F1", RED)
+    h.event(file_share([{"id": "F1", "mimetype": "image/png", "file_access": "check_file_info"}]))
+    h.slack.wait_for("chat.postMessage")
+    assert [c.args["file"] for c in h.slack.calls("files.info")] == ["F1"]
+
+
+def test_channel_turned_off_gets_no_auto_caption(make_slack):
+    h = make_slack()
+    from bots.core import Origin
+
+    h.core.set_channel(Origin("slack", "T1", "C1", "U_ADMIN"), False, allowed=True)
+    h.event(file_share([h.slack.add_file("F1", RED)]))
+    time.sleep(0.5)
+    assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("download") == []
