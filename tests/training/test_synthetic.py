@@ -137,3 +137,19 @@ def test_load_scenes_errors(tmp_path):
     (tmp_path / "annotations" / "scenes_test.json").write_text("{not json")
     with pytest.raises(UserError, match="not a valid scenes file"):
         load_scenes(tmp_path, "test")
+
+
+def test_cli_data_synthetic(tmp_path, capsys):
+    from capbot.cli import main
+
+    out = tmp_path / "data"
+    assert main(["data", "synthetic", "--out", str(out), "--train", "4", "--val", "2", "--test", "3", "--seed", "5", "--image-size", "48"]) == 0
+    assert "train 4, val 2, test 3 images, 45 captions" in capsys.readouterr().out
+    scenes = load_scenes(out, "test")
+    assert len(scenes) == 3 and Image.open(out / "test" / "test_000002.png").size == (48, 48)
+    api = generate_synthetic(tmp_path / "api", n_train=4, n_val=2, n_test=3, seed=5, image_size=48)
+    assert _files(out) == _files(api.out_dir)  # the CLI is the library call
+
+    assert main(["data", "synthetic", "--out", str(tmp_path / "bad"), "--train", "1", "--image-size", "8"]) == 2
+    assert "error: image size must be between 32 and 1024" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,136 @@
+"""COCO metrics through pycocoevalcap (real Java scorers) and model evaluation over a COCO-format split.
+
+One METEOR JVM (~9 s to start) is shared by the whole module through the `scorer` fixture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import pytest
+
+from capbot.errors import UserError
+from inference.types import Caption, Captioner, GenerationOptions
+from training.data.coco import load_split, references
+from training.evaluate import (
+    METRIC_NAMES,
+    CaptionScorer,
+    EvaluationError,
+    evaluate_model,
+    score_captions,
+    spice_unavailable_reason,
+)
+
+REFS = {
+    1: ["a red circle on the left", "a big red circle"],
+    2: ["two small blue squares at the top", "two blue squares"],
+    3: ["a green star in the middle", "one green star"],
+}
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    with CaptionScorer() as shared:
+        yield shared
+
+
+class ReferenceCaptioner:
+    """A stand-in `Captioner` that answers with a fixed caption per image (looked up by its bytes)."""
+
+    def __init__(self, by_sha: dict[str, str], version: str = "stand-in") -> None:
+        self.by_sha, self.batches, self._version = by_sha, [], version
+
+    @property
+    def model_version(self) -> str:
+        return self._version
+
+    def caption(self, images: Sequence[bytes], options: GenerationOptions | None = None) -> list[Caption]:
+        self.batches.append((len(images), options))
+        out = []
+        for data in images:
+            text = self.by_sha.get(hashlib.sha256(data).hexdigest())
+            if text is None:
+                raise UserError("not an image I know", reason="not_image")
+            out.append(Caption(text=text, model_version=self._version))
+        return out
+
+
+def _captioner_for(dataset, pick) -> ReferenceCaptioner:
+    return ReferenceCaptioner({hashlib.sha256(i.path.read_bytes()).hexdigest(): pick(i) for i in dataset.items})
+
+
+def test_exact_matches_score_one_and_disjoint_words_zero(scorer):
+    exact = scorer.score({i: refs[0] for i, refs in REFS.items()}, {i: refs[:1] for i, refs in REFS.items()})
+    for name in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l"):
+        assert getattr(exact, name) == pytest.approx(1.0, abs=1e-6), name
+    assert exact.cider > 1.0 and exact.n_images == 3
+    disjoint = scorer.score({i: "zebra quokka umbrella" for i in REFS}, REFS)
+    assert all(value == pytest.approx(0.0, abs=1e-9) for value in disjoint.scores().values())  # BLEU smooths by 1e-15
+
+
+def test_right_captions_beat_wrong_ones_on_every_metric(scorer):
+    right = scorer.score({1: "a red circle on the left side", 2: "two blue squares", 3: "a green star"}, REFS)
+    wrong = scorer.score({1: "a green star", 2: "a red circle", 3: "two blue squares at the top"}, REFS)
+    assert set(right.scores()) == set(METRIC_NAMES) - {"spice"}
+    for name, value in right.scores().items():
+        assert value > wrong.scores()[name], name
+    assert right.skipped == {"spice": "not requested"} and right.spice is None
+
+
+def test_tokenization_ignores_case_and_punctuation_and_empty_predictions_score_zero(scorer):
+    plain = scorer.score({1: "a red circle on the left", 2: "two blue squares"}, REFS)
+    shouted = scorer.score({1: "A Red Circle, on the left.", 2: "Two blue\nsquares!"}, REFS)
+    assert shouted.scores() == pytest.approx(plain.scores())
+    partial = scorer.score({1: "", 2: "two blue squares", 3: "   "}, REFS)
+    assert partial.cider_per_image[1] == partial.cider_per_image[3] == 0.0
+    assert partial.cider_per_image[2] > 0.0
+
+
+def test_spice_is_skipped_with_a_reason_when_unavailable(scorer):
+    metrics = CaptionScorer(with_spice=True)._spice({1: ["a b"]}, {1: ["a b"]})
+    reason = spice_unavailable_reason()
+    if reason is not None:  # offline: the CoreNLP jars are never downloaded
+        assert metrics == (None, {"spice": reason}) and "CoreNLP" in reason
+    else:
+        assert metrics[0] is not None
+
+
+def test_bad_inputs_are_user_errors(monkeypatch):
+    with pytest.raises(EvaluationError, match="no predictions"):
+        score_captions({}, REFS)
+    with pytest.raises(EvaluationError, match="no references, e.g. image 9"):
+        score_captions({9: "a cat"}, REFS)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(EvaluationError, match="need Java") as info:
+        score_captions({1: "a red circle"}, REFS)
+    assert info.value.reason == "java_missing"
+
+
+def test_evaluate_model_captions_every_image_in_batches(synthetic_dataset, scorer):
+    test = load_split(synthetic_dataset.out_dir, "test")
+    oracle = _captioner_for(test, lambda item: item.captions[0])
+    options = GenerationOptions(num_beams=2)
+    seen = []
+    report = evaluate_model(oracle, test, batch_size=5, options=options, scorer=scorer, progress=seen.append)
+    assert isinstance(oracle, Captioner)
+    assert [n for n, _ in oracle.batches] == [5, 5, 2] and all(o is options for _, o in oracle.batches)
+    assert seen == [5, 5, 2]
+    assert report.predictions == {i.image_id: i.captions[0] for i in test.items}
+    assert report.model_version == "stand-in" and report.images_per_second > 0
+    assert report.metrics.n_images == 12 and report.metrics.bleu_1 > 0.9
+
+    blind = _captioner_for(test, lambda item: "a red circle")  # ignores the image
+    blind_report = evaluate_model(blind, test, batch_size=12, scorer=scorer)
+    assert all(report.metrics.scores()[k] > v for k, v in blind_report.metrics.scores().items())
+    assert references(test)[test.items[0].image_id] == list(test.items[0].captions)
+
+
+def test_evaluate_model_names_the_image_the_captioner_refused(synthetic_dataset, tmp_path):
+    test = load_split(synthetic_dataset.out_dir, "test").subset(4)
+    picky = _captioner_for(test, lambda item: item.captions[0])
+    del picky.by_sha[hashlib.sha256(test.items[2].path.read_bytes()).hexdigest()]
+    with pytest.raises(EvaluationError, match=f"cannot caption {test.items[2].path}: not an image I know"):
+        evaluate_model(picky, test, batch_size=4)
+    with pytest.raises(EvaluationError, match="batch size"):
+        evaluate_model(picky, test, batch_size=0)
