@@ -1,5 +1,232 @@
-"""CLI commands (registered on import by capbot.cli)."""
+"""Storage commands: `capbot db upgrade|current`, `capbot models list|promote|rollback`,
+`capbot feedback export`, `capbot forget-user`. Each opens the configured database, does one unit of work
+through storage/ functions and prints the result.
+"""
 
 from __future__ import annotations
 
-from capbot.cli.root import app  # noqa: F401
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from capbot.cli.root import app, db_app, feedback_app, models_app
+from capbot.errors import UserError
+
+FEEDBACK_FIELDS = ("image_sha256", "image_path", "caption", "correction_id", "created_at")
+
+
+@dataclass(frozen=True)
+class _Store:
+    engine: Engine
+    blob_dir: Path
+
+
+@contextmanager
+def _open_store() -> Iterator[_Store]:
+    """The configured database (which must be migrated) and blob directory."""
+    from capbot.settings import get_settings
+    from storage import db
+
+    settings = get_settings()
+    engine = db.create_engine_for(settings.database_url)
+    try:
+        db.require_current_schema(engine)
+        yield _Store(engine=engine, blob_dir=Path(settings.blob_dir or settings.data_dir / "blobs"))
+    finally:
+        engine.dispose()
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def upgrade(revision: str = typer.Option("head", "--revision", help="Target revision (default: newest).")) -> None:
+    """Create or migrate the database schema (safe to run again)."""
+    from capbot.settings import get_settings
+    from storage import db
+
+    url = get_settings().database_url
+    reached = db.upgrade(url, revision)
+    typer.echo(f"database {_shown(url)} is at revision {reached}")
+
+
+@db_app.command("current")
+def current() -> None:
+    """Show the schema revision of the database and the newest one this capbot knows."""
+    from capbot.settings import get_settings
+    from storage import db
+
+    url = get_settings().database_url
+    engine = db.create_engine_for(url)
+    try:
+        at = db.current_revision(engine)
+    finally:
+        engine.dispose()
+    head = db.head_revision()
+    state = "up to date" if at == head else "needs `capbot db upgrade`"
+    typer.echo(f"database {_shown(url)}: revision {at or 'none'} (newest {head}; {state})")
+
+
+@models_app.command("list")
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered model versions, newest first; the active one serves."""
+    from storage import registry
+    from storage.db import session_scope
+
+    with _open_store() as store, session_scope(store.engine) as session:
+        versions = registry.list_versions(session)
+    if as_json:
+        typer.echo(json.dumps([_version_json(v) for v in versions], indent=2))
+        return
+    if not versions:
+        typer.echo("no model versions registered; the configured base model serves")
+        return
+    table = Table("id", "status", "created", "parent", "metrics", "location")
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}" for k, val in v.metrics.items())
+        status = f"[bold green]{v.status}[/]" if v.status == "active" else v.status
+        table.add_row(v.id, status, _when(v.created_at), v.parent_id or "", metrics, v.location)
+    Console().print(table)
+
+
+@models_app.command("promote")
+def promote(version: str = typer.Argument(..., help="The version id to make active.")) -> None:
+    """Make a version the active one (the previous active one is retired and can be rolled back to)."""
+    from storage import registry
+    from storage.db import session_scope
+
+    with _open_store() as store, session_scope(store.engine) as session:
+        before = registry.get_active(session)
+        promoted = registry.promote(session, version)
+    previous = f" (was {before.id})" if before and before.id != promoted.id else ""
+    typer.echo(f"active model version: {promoted.id}{previous}")
+
+
+@models_app.command("rollback")
+def rollback() -> None:
+    """Re-activate the version that was active before the current one."""
+    from storage import registry
+    from storage.db import session_scope
+
+    with _open_store() as store, session_scope(store.engine) as session:
+        before = registry.get_active(session)
+        restored = registry.rollback(session)
+    typer.echo(f"rolled back {before.id if before else 'nothing'} -> active model version: {restored.id}")
+
+
+@feedback_app.command("export")
+def export(
+    out: Path = typer.Option(..., "--out", help="File to write (.jsonl or .csv)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only corrections after this ISO 8601 time (UTC if no zone)."),
+    since_last_run: bool = typer.Option(False, "--since-last-run", help="Only corrections since the last successful training run started."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only corrections up to this ISO 8601 time."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
+) -> None:
+    """Write accepted corrections (one per image, latest wins, opted-out users excluded) for training."""
+    from storage import feedback, runs
+    from storage.blobs import LocalBlobStore
+    from storage.db import session_scope
+
+    fmt = _export_format(out, fmt)
+    if since and since_last_run:
+        raise UserError("use --since or --since-last-run, not both", reason="bad_option")
+    start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
+    with _open_store() as store, session_scope(store.engine) as session:
+        if since_last_run:
+            last = runs.last_successful_run(session)
+            start = last.started_at if last else None
+        rows = feedback.export_feedback(session, LocalBlobStore(store.blob_dir), since=start, until=end)
+    records = [_feedback_json(row) for row in rows]
+    _write_atomically(out, records, fmt)
+    window = f" since {start.isoformat()}" if start else ""
+    typer.echo(f"wrote {len(records)} feedback rows{window} to {out}")
+
+
+@app.command("forget-user")
+def forget_user(
+    user_id: str = typer.Argument(..., help="The platform user id (Slack U..., Discord snowflake)."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="discord, slack, web or cli (default: all)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a user's corrections, captions and the images no one else uses (blobs included)."""
+    from storage import forget
+    from storage.blobs import LocalBlobStore
+    from storage.db import session_scope
+
+    where = f" on {platform}" if platform else " on every platform"
+    if not yes and not typer.confirm(f"Delete everything stored about user {user_id}{where}?"):
+        raise typer.Abort()
+    with _open_store() as store, session_scope(store.engine) as session:
+        result = forget.forget_user(session, LocalBlobStore(store.blob_dir), user_id=user_id, platform=platform)
+    typer.echo(
+        f"forgot user {user_id}{where}: {result.corrections} corrections, {result.captions} captions, "
+        f"{result.images} images ({result.blobs} blobs) deleted"
+    )
+
+
+def _export_format(out: Path, fmt: str | None) -> str:
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in ("jsonl", "csv"):
+        raise UserError(f"cannot tell the export format of {out.name!r}; use --format jsonl or csv",
+                        reason="bad_format")
+    return fmt
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    from storage.clock import as_utc
+
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise UserError(f"{option} {value!r} is not an ISO 8601 time like 2026-01-31T12:00:00",
+                        reason="bad_time") from None
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _version_json(v) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": v.id, "status": v.status, "location": v.location, "parent_id": v.parent_id,
+            "metrics": v.metrics, "created_at": v.created_at.isoformat() if v.created_at else None,
+            "activated_at": v.activated_at.isoformat() if v.activated_at else None}
+
+
+def _feedback_json(row) -> dict:  # type: ignore[no-untyped-def]
+    return {"image_sha256": row.image_sha256, "image_path": str(row.image_path), "caption": row.caption,
+            "correction_id": row.correction_id, "created_at": row.created_at.isoformat()}
+
+
+def _write_atomically(out: Path, records: list[dict], fmt: str) -> None:
+    # A reader (the retraining job) never sees half an export.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            if fmt == "csv":
+                writer = csv.DictWriter(handle, fieldnames=FEEDBACK_FIELDS)
+                writer.writeheader()
+                writer.writerows(records)
+            else:
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,106 @@
+"""The storage CLI end to end through `capbot.cli.main`, on a SQLite file and a Postgres schema."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from capbot.cli import main
+from storage import corrections, registry, runs
+from storage.blobs import LocalBlobStore
+from storage.db import create_engine_for, session_scope
+from tests.storage.helpers import make_caption
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def env(database_url, tmp_path, monkeypatch):
+    """Settings for the CLI: the test database and a blob directory, via the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAPBOT_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAPBOT_DATA_DIR", str(tmp_path / "data"))
+    return database_url
+
+
+def _engine(url):
+    return create_engine_for(url)
+
+
+def test_commands_refuse_an_unmigrated_database(env, capsys):
+    assert main(["models", "list"]) == 2
+    assert "capbot db upgrade" in capsys.readouterr().err
+    assert main(["db", "current"]) == 0
+    assert "needs `capbot db upgrade`" in capsys.readouterr().out
+
+
+def test_upgrade_then_models_promote_list_rollback(env, capsys):
+    assert main(["db", "upgrade"]) == 0
+    assert main(["db", "upgrade"]) == 0  # again: nothing to do
+    assert "is at revision" in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    assert "no model versions" in capsys.readouterr().out
+    engine = _engine(env)
+    with session_scope(engine) as session:
+        for version_id in ("v1", "v2"):
+            registry.register_version(session, version_id=version_id, location=f"/m/{version_id}",
+                                      metrics={"cider": 0.5})
+    engine.dispose()
+    assert main(["models", "promote", "v1"]) == 0
+    assert main(["models", "promote", "v2"]) == 0
+    assert "active model version: v2 (was v1)" in capsys.readouterr().out
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {v["id"]: v["status"] for v in listed} == {"v1": "retired", "v2": "active"}
+    assert main(["models", "rollback"]) == 0
+    assert "rolled back v2 -> active model version: v1" in capsys.readouterr().out
+    assert main(["models", "promote", "nope"]) == 2
+    assert "no model version 'nope'" in capsys.readouterr().err
+
+
+def _seed_feedback(url, blob_dir):
+    blobs = LocalBlobStore(blob_dir)
+    engine = _engine(url)
+    with session_scope(engine) as session:
+        dog = make_caption(session, blobs, data=b"dog", user_id="U1")
+        corrections.record_correction(session, caption_id=dog.id, user_id="U2", text="a brown dog, 'quoted'", now=T0)
+        run = runs.start_run(session, now=datetime(2026, 2, 1, tzinfo=timezone.utc))
+        runs.finish_run(session, run.id, status="succeeded")
+        cat = make_caption(session, blobs, data=b"cat", text="a cat", user_id="U1")
+        corrections.record_correction(session, caption_id=cat.id, user_id="U3", text="a tabby cat",
+                                      now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+    engine.dispose()
+    return blobs, dog, cat
+
+
+def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
+    assert main(["db", "upgrade"]) == 0
+    blobs, dog, cat = _seed_feedback(env, tmp_path / "data" / "blobs")
+    out = tmp_path / "out" / "feedback.jsonl"
+    assert main(["feedback", "export", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["image_sha256"], r["caption"]) for r in rows] == [
+        (dog.image_sha256, "a brown dog, 'quoted'"), (cat.image_sha256, "a tabby cat")]
+    assert rows[0]["image_path"] == str(blobs.path(dog.image_sha256))
+    assert main(["feedback", "export", "--out", str(tmp_path / "f.csv"), "--since-last-run"]) == 0
+    with open(tmp_path / "f.csv", newline="") as handle:
+        assert [r["caption"] for r in csv.DictReader(handle)] == ["a tabby cat"]
+    assert main(["feedback", "export", "--out", str(tmp_path / "g.out"), "--format", "csv",
+                 "--since", "2026-02-15"]) == 0
+    assert "wrote 1 feedback rows since 2026-02-15" in capsys.readouterr().out
+    assert main(["feedback", "export", "--out", str(tmp_path / "f.txt")]) == 2
+    assert main(["feedback", "export", "--out", str(out), "--since", "yesterday"]) == 2
+    assert "ISO 8601" in capsys.readouterr().err
+
+
+def test_forget_user(env, tmp_path, capsys):
+    assert main(["db", "upgrade"]) == 0
+    blobs, dog, _cat = _seed_feedback(env, tmp_path / "data" / "blobs")
+    assert main(["forget-user", "U1", "--platform", "slack", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "2 corrections, 2 captions, 2 images (2 blobs) deleted" in out
+    assert not blobs.exists(dog.image_sha256)
+    assert main(["forget-user", "U1", "--platform", "irc", "--yes"]) == 2
