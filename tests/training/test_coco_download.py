@@ -98,9 +98,11 @@ def test_falls_back_to_the_next_base_url(server, tmp_path):
 
 
 def test_missing_everywhere_is_a_clear_error(server, tmp_path):
-    with pytest.raises(DownloadError, match="could not download COCO val2017.*not found") as info:
+    with pytest.raises(DownloadError, match=r"/nothing/zips/val2017.zip was not found \(HTTP 404\)") as info:
         _download(tmp_path / "coco", (server.url("/nothing"),), parts=("val2017",))
     assert info.value.reason == "not_found"
+    with pytest.raises(DownloadError, match="COCO val2017 from any mirror: .*/a/zips.*; .*/b/zips"):
+        _download(tmp_path / "coco", (server.url("/a"), server.url("/b")), parts=("val2017",))
 
 
 def test_official_host_is_checked_against_known_sizes(server, tmp_path):

@@ -157,5 +157,8 @@ class _Fetcher:
                 log.warning("coco download failed", extra={"part": part.name, "url": url, "reason": exc.reason})
                 errors.append(exc.message)
                 last = exc
-        raise DownloadError(f"could not download COCO {part.name}: " + "; ".join(errors), reason=last.reason)
+        if len(errors) == 1:
+            raise last
+        raise DownloadError(f"could not download COCO {part.name} from any mirror: " + "; ".join(errors),
+                            reason=last.reason)
 

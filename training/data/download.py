@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -72,6 +73,7 @@ def byte_progress(show: bool) -> Progress:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # stdout stays clean for command output
         disable=not show,
     )
 
@@ -145,9 +147,10 @@ def _fetch_with_retries(
                 part.unlink(missing_ok=True)
             failures = 0 if _part_size(part) > offset else failures + 1
             if failures > retries:
+                have = _part_size(part)
+                resume = f"; run it again to resume from byte {have}" if have else ""
                 raise DownloadError(
-                    f"could not download {url}: {exc} (gave up after {attempts} attempts; "
-                    f"run the command again to resume from {_part_size(part)} bytes)",
+                    f"could not download {url}: {exc} (gave up after {attempts} attempts{resume})",
                     reason=exc.reason,
                 ) from None
             delay = min(backoff_s * 2 ** max(failures - 1, 0), _MAX_BACKOFF_S)

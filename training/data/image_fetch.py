@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def fetch_images(
         client = httpx.Client(follow_redirects=True, limits=limits, headers={"User-Agent": "capbot-dataset/0.1"})
     report = FetchReport()
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, _count_progress(show_progress, len(jobs)) as bar:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, _count_progress(show_progress) as bar:
             task = bar.add_task("images", total=len(jobs))
 
             def run(job: ImageJob) -> FetchedImage | FetchFailure:
@@ -206,6 +207,6 @@ def _cached(job: ImageJob) -> FetchedImage | None:
     return None
 
 
-def _count_progress(show: bool, total: int) -> Progress:
+def _count_progress(show: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    disable=not show)
+                    console=Console(stderr=True), disable=not show)
