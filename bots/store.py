@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from bots.core import CorrectionOutcome, ForgetCounts, Origin
 from inference.types import Caption, GenerationOptions
-from storage import captions, channels, corrections, events, images
+from storage import captions, channels, corrections, events, forget, images
 from storage.blobs import BlobStore
 from storage.db import session_scope
 from storage.errors import CorrectionRefused
@@ -87,8 +87,7 @@ class SqlBotStore:
         return CorrectionOutcome(accepted=True, correction_id=record.id)
 
     def forget_user(self, platform: str, user: str) -> ForgetCounts:
-        from storage import forget  # landed after this module; imported late so the rest works without it
-
+        """Delete the user's rows on this platform; their blobs go once no one else references them."""
         with session_scope(self.engine) as session:
             result = forget.forget_user(session, self.blobs, platform=platform, user_id=user)
         counts = {k: v for k, v in vars(result).items() if isinstance(v, int)}

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bots.core import BotCore
 from bots.discord.autocaption import AutoCaption
 from bots.discord.commands import CaptionCommands
 from bots.discord.views import SuggestButton, send_error
@@ -28,7 +29,7 @@ class CapBot(commands.Bot):
 
     def __init__(
         self,
-        core: Any,
+        core: BotCore,
         *,
         max_image_bytes: int,
         message_content: bool = True,

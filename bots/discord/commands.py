@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bots import messages
-from bots.core import Reply
+from bots.core import BotCore, Reply
 from bots.discord.attachments import AttachmentRefused, attachment_loader, check_attachment, first_image
 from bots.discord.origins import origin_of_interaction
 from bots.discord.replies import is_private, reply_kwargs
@@ -50,7 +50,7 @@ class CaptionCommands(commands.GroupCog, group_name="caption", group_description
             self.bot.tree.remove_command(menu.name, type=menu.type)
 
     @property
-    def core(self):  # noqa: ANN201 - BotCore, kept untyped to avoid a second import path
+    def core(self) -> BotCore:
         return self.bot.core  # type: ignore[attr-defined]
 
     # --- captions ---

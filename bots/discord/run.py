@@ -8,6 +8,7 @@ from typing import Any
 
 import discord
 
+from bots.core import BotCore
 from bots.discord.bot import CapBot, build_intents
 from bots.discord.endpoints import DEFAULT_API_URL, DEFAULT_GATEWAY_URL, apply_endpoints
 from capbot.errors import UserError
@@ -22,7 +23,7 @@ class DiscordLoginError(UserError):
 
 
 async def run_discord_bot(
-    core: Any,
+    core: BotCore,
     token: str,
     *,
     max_image_bytes: int,

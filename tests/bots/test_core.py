@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -194,3 +195,20 @@ def test_close_finishes_queued_work(bot_store):
     core.close()
     assert all(f.done() and f.result().kind is ReplyKind.CAPTION for f in futures)
     assert result(core.image_posted(ALICE, RED)).kind is ReplyKind.BUSY  # closed: told, not dropped
+
+
+def test_forget_me_deletes_the_users_data_only(make_core, bot_store):
+    core = make_core()
+    mine = result(core.image_posted(ALICE, RED)).caption_id
+    shared = result(core.image_posted(BOB, BLUE)).caption_id
+    core.submit_correction(shared, ALICE, "a blue square")
+    core.submit_correction(shared, BOB, "a blue sky")
+    reply = core.forget_me(ALICE)
+    assert reply.kind is ReplyKind.DONE and "1 caption(s), 1 correction(s) and 1 image(s)" in reply.text
+    assert core.caption_text(mine) is None
+    assert core.caption_text(shared) == "a blue picture"
+    with session_scope(bot_store.engine) as session:
+        left = [c.user_id for c in corrections.corrections_for_caption(session, shared)]
+    assert left == ["U_BOB"]
+    assert not bot_store.blobs.exists(hashlib.sha256(RED).hexdigest())
+    assert bot_store.blobs.exists(hashlib.sha256(BLUE).hexdigest())

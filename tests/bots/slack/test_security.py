@@ -1,0 +1,38 @@
+"""bolt's request verification, exercised through capbot's real route."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.bots.slack.conftest import file_share
+from tests.fakes.http_images import png_bytes
+
+
+def test_bad_signature_is_refused(make_slack):
+    h = make_slack()
+    response = h.event(file_share([h.slack.add_file("F1", png_bytes())]), secret="not-the-secret")
+    assert response.status_code == 401
+    time.sleep(0.3)
+    assert h.slack.calls("download") == [] and h.slack.calls("chat.postMessage") == []
+
+
+def test_stale_timestamp_is_refused(make_slack):
+    h = make_slack()
+    ten_minutes_ago = int(time.time()) - 600  # signed correctly, but replayed too late
+    response = h.event(file_share([h.slack.add_file("F1", png_bytes())]), timestamp=ten_minutes_ago)
+    assert response.status_code == 401
+    assert h.command("optout", timestamp=ten_minutes_ago).status_code == 401
+
+
+def test_missing_signature_is_refused(make_slack):
+    h = make_slack()
+    response = h.http.post("/slack/events", content=b"{}", headers={"content-type": "application/json"})
+    assert response.status_code == 401
+
+
+def test_url_verification_challenge(make_slack):
+    h = make_slack()
+    body = json.dumps({"token": "legacy", "challenge": "abc123", "type": "url_verification"}).encode()
+    response = h.post(body, "application/json")
+    assert response.status_code == 200 and response.json()["challenge"] == "abc123"
