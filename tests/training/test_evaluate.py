@@ -134,3 +134,33 @@ def test_evaluate_model_names_the_image_the_captioner_refused(synthetic_dataset,
         evaluate_model(picky, test, batch_size=4)
     with pytest.raises(EvaluationError, match="batch size"):
         evaluate_model(picky, test, batch_size=0)
+
+
+def test_cli_evaluate_json_and_table(synthetic_dataset, tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from rich.console import Console
+
+    from capbot.cli import main
+    from capbot.cli.eval_cmds import _table
+
+    out = tmp_path / "predictions.json"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(synthetic_dataset.out_dir), "--split", "test",
+            "--limit", "4", "--batch-size", "3", "--max-new-tokens", "6", "--predictions", str(out), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == 4 and result["split"] == "test"
+    assert set(result["metrics"]) == set(METRIC_NAMES) - {"spice"} and "spice" in result["skipped"]
+    assert result["concepts"]["n"] == 4 and 0.0 <= result["concepts"]["both"] <= 1.0
+    rows = json.loads(out.read_text())
+    test = load_split(synthetic_dataset.out_dir, "test")
+    assert [r["image_id"] for r in rows] == [i.image_id for i in test.items[:4]]
+    assert all(isinstance(r["caption"], str) for r in rows)
+
+    console = Console(record=True, width=120)
+    console.print(_table(result))
+    text = console.export_text()
+    assert "cider" in text and "skipped: not requested" in text and "colour accuracy" in text
+
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(synthetic_dataset.out_dir), "--split", "nope"]) == 2
+    assert "error: no split 'nope'" in capsys.readouterr().err
