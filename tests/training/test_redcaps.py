@@ -132,6 +132,18 @@ def test_without_counts_every_image_is_tried_and_each_failure_kind_counted(annot
     assert sum(build.counts.values()) == 24 and build.attempted == 28 and build.shortfall == {}
 
 
+def test_new_seed_reuses_images_saved_under_other_splits(server, annotations, tmp_path):
+    records = load_annotation_files([annotations])
+    _build(records, tmp_path / "out", counts=None, seed=1)
+    server.requests.clear()
+    _build(records, tmp_path / "out", counts=(6, 2, 2), seed=2)
+    assert [s for s in server.requests if "/i/g" in s.path] == []
+    dataset = load_redcaps(tmp_path / "out")
+    for split in ("train", "val", "test"):
+        assert all(path.startswith(f"{split}/") and (tmp_path / "out" / path).is_file()
+                   for path in dataset[split]["image_path"])
+
+
 def test_too_few_images_leaves_a_reported_shortfall(annotations, tmp_path):
     records = load_annotation_files([annotations])
     build = _build(records, tmp_path / "out", ratios=(0.5, 0.25, 0.25), counts=(100, 0, 1))

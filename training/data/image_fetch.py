@@ -30,7 +30,9 @@ _TRANSIENT = ("timeout", "connection")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 # Imgur answers deleted images with a redirect to this placeholder picture; it is a valid PNG but not the photo.
 _REMOVED_SUFFIXES = ("imgur.com/removed.png",)
-_EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+_EXTENSIONS: dict[str, str] = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+
+IMAGE_EXTENSIONS = tuple(dict.fromkeys(_EXTENSIONS.values()))  # what a saved image's name can end with
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def fetch_images(
     workers: int = 16,
     options: FetchOptions = FetchOptions(),
     show_progress: bool = True,
+    label: str = "images",
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchReport:
     """Fetch `jobs` with a pool of `workers` threads; returns verified images and classified failures."""
@@ -108,7 +111,7 @@ def fetch_images(
     report = FetchReport()
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, _count_progress(show_progress) as bar:
-            task = bar.add_task("images", total=len(jobs))
+            task = bar.add_task(label, total=len(jobs))
 
             def run(job: ImageJob) -> FetchedImage | FetchFailure:
                 outcome = fetch_image(job, client, options, sleep)
@@ -184,7 +187,9 @@ def _save(job: ImageJob, data: bytes) -> FetchedImage:
         with Image.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format, img.size
             img.verify()
-    except Exception as exc:  # PIL raises many types (and DecompressionBombError) for bad input
+    except Image.DecompressionBombError as exc:
+        raise _Failed("too_large", f"too many pixels ({exc})") from None
+    except Exception as exc:  # PIL raises many exception types for input that is not an image
         raise _Failed("not_image", f"not a decodable image ({type(exc).__name__}: {exc})") from None
     path = job.dest_stem.with_name(job.dest_stem.name + _EXTENSIONS.get(fmt or "", f".{(fmt or 'img').lower()}"))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +201,7 @@ def _save(job: ImageJob, data: bytes) -> FetchedImage:
 
 def _cached(job: ImageJob) -> FetchedImage | None:
     """An image already saved for this job by an earlier run, if it still opens."""
-    for ext in dict.fromkeys(_EXTENSIONS.values()):
+    for ext in IMAGE_EXTENSIONS:
         path = job.dest_stem.with_name(job.dest_stem.name + ext)
         if path.is_file():
             try:

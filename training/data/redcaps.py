@@ -35,7 +35,14 @@ from pathlib import Path
 import httpx
 
 from capbot.errors import UserError
-from training.data.image_fetch import FetchedImage, FetchOptions, FetchReport, ImageJob, fetch_images
+from training.data.image_fetch import (
+    IMAGE_EXTENSIONS,
+    FetchedImage,
+    FetchOptions,
+    FetchReport,
+    ImageJob,
+    fetch_images,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +158,8 @@ def load_hub_records(
     load = load or datasets.load_dataset
     try:
         table = load(name, split=split, **load_kwargs)
-    except (ConnectionError, OSError, datasets.exceptions.DatasetsError, ValueError) as exc:
+    # RuntimeError: datasets refuses repos that need a loading script (as the original RedCaps repo does).
+    except (ConnectionError, OSError, datasets.exceptions.DatasetsError, ValueError, RuntimeError) as exc:
         raise RedcapsError(
             f"could not load dataset {name!r} (split {split!r}) from the Hugging Face Hub: {exc}. "
             "Check the name and your connection, or pass the annotation files with --annotations",
@@ -208,7 +216,10 @@ def download_split(
         missing = len(records) if wanted is None else wanted - len(result.images)
         batch = records[position:position + math.ceil(missing * _ROUND_SLACK) + 2]
         position += len(batch)
-        report = fetch([ImageJob(r.image_id, r.url, image_dir / _safe_name(r.image_id)) for r in batch])
+        jobs = [ImageJob(r.image_id, r.url, image_dir / _safe_name(r.image_id)) for r in batch]
+        for job in jobs:
+            _adopt_from_other_split(job.dest_stem)
+        report = fetch(jobs)
         by_key = {record.image_id: record for record in batch}
         result.images.extend((by_key[image.key], image) for image in report.images)
         result.report.images.extend(report.images)
@@ -216,6 +227,20 @@ def download_split(
     if wanted is not None:
         result.images = result.images[:wanted]  # rounds keep split order, so the first `wanted` are stable
     return result
+
+
+def _adopt_from_other_split(dest_stem: Path) -> None:
+    """Move an image saved under another split (an earlier run with other seed or ratios) to `dest_stem`."""
+    for split in SPLITS:
+        other = dest_stem.parent.parent / split / dest_stem.name
+        if other.parent == dest_stem.parent:
+            continue
+        for ext in IMAGE_EXTENSIONS:
+            found = other.with_name(other.name + ext)
+            if found.is_file():
+                dest_stem.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(found, dest_stem.with_name(dest_stem.name + ext))
+                return
 
 
 def _safe_name(image_id: str) -> str:
@@ -314,11 +339,11 @@ def build_redcaps(
     wanted = _check_counts(counts)
     splits = split_records(records, ratios, seed)
 
-    def fetch(jobs: list[ImageJob]) -> FetchReport:
-        return fetch_images(jobs, client=client, workers=workers, options=options,
-                            show_progress=show_progress, sleep=sleep)
+    def fetcher(split: str) -> Callable[[list[ImageJob]], FetchReport]:
+        return lambda jobs: fetch_images(jobs, client=client, workers=workers, options=options,
+                                         show_progress=show_progress, label=f"{split} images", sleep=sleep)
 
-    downloads = {name: download_split(splits[name], out / name, wanted[name], fetch=fetch) for name in SPLITS}
+    downloads = {name: download_split(splits[name], out / name, wanted[name], fetch=fetcher(name)) for name in SPLITS}
     failures = Counter(f.kind for d in downloads.values() for f in d.report.failures)
     attempted = sum(len(d.report.images) + len(d.report.failures) for d in downloads.values())
     if attempted and not any(d.images for d in downloads.values()):
