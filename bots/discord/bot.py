@@ -12,7 +12,7 @@ from discord.ext import commands
 from bots.core import BotCore
 from bots.discord.autocaption import AutoCaption
 from bots.discord.commands import CaptionCommands
-from bots.discord.views import SuggestButton, send_error
+from bots.discord.views import SuggestButton, correction_form_caption_id, send_error, submit_correction
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class CapBot(commands.Bot):
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("discord app commands synced", extra={"commands": [c.name for c in synced]})
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Handle correction form submissions (see `CorrectionModal` for why not in the modal itself)."""
+        caption_id = correction_form_caption_id(interaction)
+        if caption_id is None:
+            return
+        try:
+            await submit_correction(interaction, caption_id)
+        except Exception:
+            log.exception("correction form failed", extra={"caption_id": caption_id})
+            await send_error(interaction)
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -16,7 +16,11 @@ log = logging.getLogger(__name__)
 
 SUGGEST_ID = "capbot:suggest:{caption_id}"
 SUGGEST_PATTERN = r"capbot:suggest:(?P<caption_id>[0-9]+)"
+CORRECT_ID = "capbot:correct:{caption_id}"
+CORRECT_PATTERN = r"capbot:correct:(?P<caption_id>[0-9]+)"
+TEXT_ID = "capbot:correction_text"
 MAX_CORRECTION_CHARS = 300
+FORM_TIMEOUT_S = 15 * 60  # how long discord.py remembers an open form (submissions work regardless)
 
 
 class SuggestButton(discord.ui.DynamicItem[discord.ui.Button], template=SUGGEST_PATTERN):
@@ -63,31 +67,57 @@ async def open_correction_form(interaction: discord.Interaction, caption_id: int
 
 
 class CorrectionModal(discord.ui.Modal):
-    """The correction form; submitting stores the correction through the core or says why it was refused."""
+    """The correction form, pre-filled with the caption. Submissions are handled by `submit_correction`.
+
+    discord.py keeps open forms in memory keyed by custom_id alone and forgets one after its first
+    submission, so two people correcting the same caption, or a form submitted after a restart, would
+    be dropped silently. The custom_id carries the caption id instead, and `CapBot.on_interaction`
+    handles every submission from the interaction's own data.
+    """
 
     def __init__(self, caption_id: int, current: str) -> None:
-        super().__init__(title=messages.SUGGEST_BUTTON, custom_id=f"capbot:correct:{caption_id}", timeout=None)
-        self.caption_id = caption_id
-        self.text: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Caption",
-            style=discord.TextStyle.paragraph,
-            default=current[:MAX_CORRECTION_CHARS],
-            max_length=MAX_CORRECTION_CHARS,
-            custom_id="capbot:correction_text",
+        super().__init__(
+            title=messages.SUGGEST_BUTTON, custom_id=CORRECT_ID.format(caption_id=caption_id), timeout=FORM_TIMEOUT_S
         )
-        self.add_item(self.text)
+        self.add_item(
+            discord.ui.TextInput(
+                label="Caption",
+                style=discord.TextStyle.paragraph,
+                default=current[:MAX_CORRECTION_CHARS],
+                max_length=MAX_CORRECTION_CHARS,
+                custom_id=TEXT_ID,
+            )
+        )
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        core = interaction.client.core  # type: ignore[attr-defined]
-        origin = origin_of_interaction(interaction)
-        reply = await asyncio.to_thread(core.submit_correction, self.caption_id, origin, self.text.value)
-        log.info("correction answered", extra={"caption_id": self.caption_id, "kind": reply.kind.value})
-        await interaction.followup.send(reply.text, ephemeral=True)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
-        log.exception("correction form failed", exc_info=error)
-        await send_error(interaction)
+def correction_form_caption_id(interaction: discord.Interaction) -> int | None:
+    """The caption id of a submitted correction form; None for any other interaction."""
+    if interaction.type is not discord.InteractionType.modal_submit or not interaction.data:
+        return None
+    match = re.fullmatch(CORRECT_PATTERN, str(interaction.data.get("custom_id", "")))
+    return int(match["caption_id"]) if match else None
+
+
+def submitted_text(components: list[dict[str, Any]]) -> str:
+    """The text box's value from a modal submission's components (action rows or labels around it)."""
+    for component in components:
+        if component.get("custom_id") == TEXT_ID:
+            return str(component.get("value") or "")
+        nested = component.get("components") or ([component["component"]] if "component" in component else [])
+        found = submitted_text(nested)
+        if found:
+            return found
+    return ""
+
+
+async def submit_correction(interaction: discord.Interaction, caption_id: int) -> None:
+    """Acknowledge privately, store the correction through the core, and tell the user the outcome."""
+    text = submitted_text(list(interaction.data.get("components", [])))  # type: ignore[union-attr]
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    core = interaction.client.core  # type: ignore[attr-defined]
+    reply = await asyncio.to_thread(core.submit_correction, caption_id, origin_of_interaction(interaction), text)
+    log.info("correction answered", extra={"caption_id": caption_id, "kind": reply.kind.value})
+    await interaction.followup.send(reply.text, ephemeral=True)
 
 
 async def send_error(interaction: discord.Interaction) -> None:

@@ -60,9 +60,19 @@ class BotRunner:
             raise self.error
         return self
 
+    def __enter__(self) -> "BotRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
-        if self._stop is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Ask the bot to stop and wait for it (idempotent)."""
+        if self._stop is not None and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop already ended
+                pass
         self._thread.join(20)
         assert not self._thread.is_alive(), "the bot did not shut down"
 

@@ -164,3 +164,25 @@ def test_caption_on_needs_manage_channels(bot, fake_discord, discord_db):
     assert answer.json["content"] == messages.CHANNEL_OFF
     with session_scope(engine) as session:
         assert channels.auto_caption_enabled(session, platform="discord", channel_id=fake_discord.channel_id, default=True) is False
+
+
+def test_two_people_correcting_one_caption_are_both_stored(bot, fake_discord, discord_db):
+    engine, _, _ = discord_db
+    alice, bob = person("alice"), person("bob")
+    caption_id, modal = open_form(fake_discord, alice)
+    reply = next(m for m in fake_discord.requests_matching(lambda r: r.path.startswith("/webhooks/"))
+                 if f"capbot:suggest:{caption_id}" in str(m.json))
+    click = fake_discord.interaction(
+        INTERACTION_COMPONENT, {"custom_id": f"capbot:suggest:{caption_id}", "component_type": 2},
+        user=bob, message=reply.answer,
+    )
+    fake_discord.wait_for(callback_of(click), timeout=3)
+
+    first = submit_form(fake_discord, modal, alice, "a blue tile seen from above")
+    second = submit_form(fake_discord, modal, bob, "a plain blue rectangle")
+    answers = [fake_discord.wait_for(followup_of(fake_discord, s)).json["content"] for s in (first, second)]
+
+    assert answers == [messages.CORRECTION_THANKS] * 2
+    with session_scope(engine) as session:
+        stored = {c.user_id: c.text for c in corrections.corrections_for_caption(session, caption_id)}
+    assert stored == {alice["id"]: "a blue tile seen from above", bob["id"]: "a plain blue rectangle"}

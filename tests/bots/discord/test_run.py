@@ -10,7 +10,10 @@ import pytest
 from bots.discord import DiscordLoginError
 from tests.bots.captioners import ColourCaptioner
 from tests.bots.discord.harness import BotRunner, make_core, person, png
-from tests.fakes.discord_server import INTERACTION_COMPONENT, MESSAGE_CONTENT_INTENT, FakeDiscord
+from bots import messages
+from storage import corrections
+from storage.db import session_scope
+from tests.fakes.discord_server import INTERACTION_COMPONENT, INTERACTION_MODAL_SUBMIT, MESSAGE_CONTENT_INTENT, FakeDiscord
 
 
 @pytest.fixture
@@ -82,18 +85,29 @@ def test_bad_token_is_a_user_error(fake, core):
     runner.stop()
 
 
-def test_suggest_button_works_after_a_restart(fake, core):
-    first = BotRunner(fake, core).start()
-    posted = fake.post_message(author=person(), attachments=[fake.add_attachment("p.png", png((200, 40, 40)), "image/png")])
-    reply = fake.wait_for(replies_to(posted["id"]))
-    first.stop()
+def test_suggest_button_and_open_form_work_after_a_restart(fake, core, discord_db):
+    user = person()
+    with BotRunner(fake, core).start():
+        posted = fake.post_message(author=person(), attachments=[fake.add_attachment("p.png", png((200, 40, 40)), "image/png")])
+        reply = fake.wait_for(replies_to(posted["id"]))
+    custom_id = reply.json["components"][0]["components"][0]["custom_id"]
 
-    second = BotRunner(fake, core).start(sessions=2)
-    try:
-        user = person()
-        custom_id = reply.json["components"][0]["components"][0]["custom_id"]
+    with BotRunner(fake, core).start(sessions=2):
         click = fake.interaction(INTERACTION_COMPONENT, {"custom_id": custom_id, "component_type": 2}, user=user, message=reply.answer)
         modal = fake.wait_for(lambda r: r.path == f"/interactions/{click['id']}/{click['token']}/callback", timeout=3)
-    finally:
-        second.stop()
     assert modal.json["type"] == 9 and "a red picture" in str(modal.json["data"])
+
+    # The form was opened with the previous process; its submission still lands.
+    with BotRunner(fake, core).start(sessions=3):
+        data = {
+            "custom_id": modal.json["data"]["custom_id"],
+            "components": [{"type": 1, "components": [
+                {"type": 4, "custom_id": "capbot:correction_text", "value": "a red card on a table"}]}],
+        }
+        submit = fake.interaction(INTERACTION_MODAL_SUBMIT, data, user=user)
+        answer = fake.wait_for(lambda r: r.path == f"/webhooks/{fake.app_id}/{submit['token']}")
+    assert answer.json["content"] == messages.CORRECTION_THANKS
+    caption_id = int(custom_id.rsplit(":", 1)[1])
+    with session_scope(discord_db[0]) as session:
+        [stored] = corrections.corrections_for_caption(session, caption_id)
+    assert stored.text == "a red card on a table"
