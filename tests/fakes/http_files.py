@@ -33,6 +33,7 @@ class Route:
     drops: int = 1  # ... this many times; later requests are served in full
     redirect: str | None = None  # answer 302 to this location
     send_length: bool = True  # False = no Content-Length (the client cannot know the size up front)
+    etag: str | None = None  # sent as ETag; a Range request whose If-Range differs gets the whole body
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Seen:
     method: str
     path: str
     range: str | None
+    if_range: str | None = None
 
 
 @dataclass
@@ -115,7 +117,7 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, head: bool) -> None:
             path = self.path.split("?", 1)[0]
-            server._record(Seen(self.command, path, self.headers.get("Range")))
+            server._record(Seen(self.command, path, self.headers.get("Range"), self.headers.get("If-Range")))
             route = server.routes.get(path)
             if route is None:
                 return self._plain(404, b"not found")
@@ -128,7 +130,9 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if route.status != 200:
                 return self._plain(route.status, route.body or b"error")
             start, end = 0, len(route.body)
-            requested = _RANGE.match(self.headers.get("Range", "")) if route.ranges else None
+            if_range = self.headers.get("If-Range")
+            honour = route.ranges and (if_range is None or if_range == route.etag)
+            requested = _RANGE.match(self.headers.get("Range", "")) if honour else None
             if requested:
                 start = int(requested.group(1))
                 end = min(int(requested.group(2)) + 1, end) if requested.group(2) else end
@@ -146,6 +150,8 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", route.content_type)
             if route.ranges:
                 self.send_header("Accept-Ranges", "bytes")
+            if route.etag:
+                self.send_header("ETag", route.etag)
             if partial:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(route.body)}")
             if route.send_length:

@@ -54,6 +54,20 @@ def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
     assert result.resumed_from == 12_345
 
 
+def test_changed_file_is_not_resumed_onto_an_old_prefix(server, tmp_path):
+    old, new = BODY, bytes(reversed(BODY))
+    route = Route(old, etag='"v1"', drop_after=50_000)
+    url = server.add("/v.bin", route)
+
+    def file_changes_during_backoff(seconds):
+        route.body, route.etag = new, '"v2"'
+
+    _get(url, tmp_path / "v.bin", sleep=file_changes_during_backoff)  # the drop leaves 50 kB of v1 behind
+    assert (tmp_path / "v.bin").read_bytes() == new
+    assert [(s.range, s.if_range) for s in server.seen("/v.bin")] == [(None, None), ("bytes=50000-", '"v1"')]
+    assert not (tmp_path / "v.bin.part.validator").exists()
+
+
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     url = server.add("/norange.bin", Route(BODY, ranges=False))
     (tmp_path / "n.bin.part").write_bytes(b"garbage-prefix")

@@ -113,6 +113,7 @@ def download_file(
             client.close()
     _verify(part, url, expected_size, sha256)
     os.replace(part, dest)
+    _validator_path(part).unlink(missing_ok=True)
     size = dest.stat().st_size
     log.info("download complete", extra={"url": url, "path": str(dest), "bytes": size, "attempts": attempts})
     return DownloadResult(dest, size, skipped=False, resumed_from=resumed_from, attempts=attempts)
@@ -175,6 +176,9 @@ def _attempt(
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        validator = _validator_path(part)
+        if validator.is_file():  # resume only if the file is unchanged; otherwise the server sends it whole
+            headers["If-Range"] = validator.read_text()
     try:
         with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout)) as response:
             start, total = _plan(response, url, offset)
@@ -187,11 +191,26 @@ def _attempt(
                     reason="size_mismatch",
                 )
             _check_disk(part, (total or 0) - start)
+            _remember_validator(response, part)
             _write_body(response, part, start, total, show_progress)
     except httpx.TimeoutException as exc:
         raise _Retry("timeout", f"timed out after {timeout:g} s ({type(exc).__name__})") from None
     except httpx.TransportError as exc:
         raise _Retry("connection", f"connection failed: {exc}") from None
+
+
+def _validator_path(part: Path) -> Path:
+    return part.with_name(part.name + ".validator")
+
+
+def _remember_validator(response: httpx.Response, part: Path) -> None:
+    """Keep the file's ETag (or Last-Modified) beside the partial file, for If-Range on a later resume."""
+    etag = response.headers.get("ETag")
+    value = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+    if value:
+        _validator_path(part).write_text(value)
+    else:
+        _validator_path(part).unlink(missing_ok=True)
 
 
 def _plan(response: httpx.Response, url: str, offset: int) -> tuple[int | None, int | None]:
