@@ -10,6 +10,7 @@ import discord
 from capbot.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+VECTOR_TYPES = ("image/svg+xml",)  # drawings in XML: not something the image processor can decode
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
@@ -20,7 +21,8 @@ class AttachmentRefused(UserError):
 def is_image(attachment: discord.Attachment) -> bool:
     """True for an image attachment; falls back to the file name when Discord sent no content type."""
     if attachment.content_type:
-        return attachment.content_type.split(";")[0].strip().lower().startswith("image/")
+        kind = attachment.content_type.split(";")[0].strip().lower()
+        return kind.startswith("image/") and kind not in VECTOR_TYPES
     return attachment.filename.lower().endswith(IMAGE_SUFFIXES)
 
 
