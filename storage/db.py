@@ -7,6 +7,7 @@ writing at once wait for each other instead of failing with "database is locked"
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_MIGRATION_LOCK_KEY = 0x6361_706D  # "capm": Postgres advisory lock held while migrating
+_IN_PROCESS_MIGRATION_LOCK = threading.Lock()  # Alembic's `context` proxy is process-global
 
 
 def create_engine_for(url: str, *, echo: bool = False) -> Engine:
@@ -52,8 +55,8 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -102,9 +105,19 @@ def downgrade(url: str, revision: str = "base") -> str | None:
 
 
 def _migrate(url: str, run) -> str | None:  # type: ignore[no-untyped-def]
+    with _IN_PROCESS_MIGRATION_LOCK:
+        return _migrate_locked(url, run)
+
+
+def _migrate_locked(url: str, run) -> str | None:  # type: ignore[no-untyped-def]
     engine = create_engine_for(url)
     try:
         with _connect(engine) as connection:
+            if engine.dialect.name == "postgresql":
+                # Several processes starting at once (Modal containers, bot + cron) migrate one at a
+                # time; the later ones then find the schema at head and do nothing. SQLite's
+                # BEGIN IMMEDIATE serialises them already.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config = _alembic_config()
             config.attributes["connection"] = connection
             run(config)

@@ -6,6 +6,7 @@ gate kept the active version; `reason` says why) | failed (an error; `reason` sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -104,11 +105,12 @@ def get_run(session: Session, run_id: int) -> RunInfo | None:
     return None if row is None else _info(row)
 
 
-def list_runs(session: Session, *, limit: int = 50) -> list[RunInfo]:
-    """The most recent runs, newest first."""
-    rows = session.scalars(select(TrainingRun).order_by(TrainingRun.started_at.desc(), TrainingRun.id.desc())
-                           .limit(limit))
-    return [_info(row) for row in rows]
+def list_runs(session: Session, *, limit: int = 50, statuses: Sequence[str] | None = None) -> list[RunInfo]:
+    """The most recent runs (only those with one of `statuses`, if given), newest first."""
+    statement = select(TrainingRun).order_by(TrainingRun.started_at.desc(), TrainingRun.id.desc()).limit(limit)
+    if statuses is not None:
+        statement = statement.where(TrainingRun.status.in_(list(statuses)))
+    return [_info(row) for row in session.scalars(statement)]
 
 
 def last_successful_run(session: Session) -> RunInfo | None:

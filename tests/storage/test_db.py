@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -75,3 +77,19 @@ def test_session_scope_rolls_back_on_error(engine):
             raise RuntimeError("boom")
     with db.session_scope(engine) as session:
         assert registry.list_versions(session) == []
+
+
+def test_concurrent_upgrades_migrate_once(database_url):
+    """Several processes starting at once (e.g. bot and cron) all end at head without errors."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        assert pool.map(db.upgrade, [database_url] * 3) == [db.head_revision()] * 3
+    assert _tables(database_url) == set(Base.metadata.tables)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(db.upgrade(database_url))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [db.head_revision()] * 3  # and threads of one process

@@ -103,6 +103,8 @@ def test_run_lifecycle_and_last_successful(session):
     assert (last.id, last.result_version, last.started_at) == (first.id, "v1", T0)
     assert last.data_counts == {"coco": 100, "feedback": 20} and last.metrics == {"cider": 0.5}
     assert [r.id for r in runs.list_runs(session)] == [third.id, second.id, first.id]
+    assert [r.id for r in runs.list_runs(session, statuses=("succeeded", "not_promoted"))] == [second.id, first.id]
+    assert [r.id for r in runs.list_runs(session, limit=1)] == [third.id]
     with pytest.raises(InvalidArgument):
         runs.finish_run(session, first.id, status="running")
     with pytest.raises(InvalidArgument):
