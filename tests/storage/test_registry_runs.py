@@ -109,3 +109,33 @@ def test_run_lifecycle_and_last_successful(session):
         runs.finish_run(session, first.id, status="running")
     with pytest.raises(InvalidArgument):
         runs.finish_run(session, 999, status="failed")
+
+
+def test_concurrent_promotes_leave_one_active(engine):
+    import threading
+
+    ids = [f"v{n}" for n in range(6)]
+    with session_scope(engine) as session:
+        _register(session, *ids)
+    barrier, errors = threading.Barrier(len(ids)), []
+
+    def promote(version_id: str) -> None:
+        try:
+            barrier.wait()
+            with session_scope(engine) as session:
+                registry.promote(session, version_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=promote, args=(version_id,)) for version_id in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with session_scope(engine) as session:
+        statuses = _statuses(session)
+        assert sorted(statuses.values()) == ["active"] + ["retired"] * 5
+        # Every promotion was logged, so rollback can walk back through all of them.
+        active = registry.get_active(session).id
+        assert registry.rollback(session).id != active
