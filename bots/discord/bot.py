@@ -63,6 +63,9 @@ class CapBot(commands.Bot):
             synced = await self.tree.sync()
             log.info("discord app commands synced", extra={"commands": [c.name for c in synced]})
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No text commands: messages go only to the auto-captioning cog (commands.Bot would parse them)."""
+
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Handle correction form submissions (see `CorrectionModal` for why not in the modal itself)."""
         caption_id = correction_form_caption_id(interaction)

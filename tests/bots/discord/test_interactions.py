@@ -82,7 +82,7 @@ def test_slow_captioner_does_not_delay_the_defer_or_the_heartbeat(bot, fake_disc
         followup = fake_discord.wait_for(followup_of(fake_discord, interaction), timeout=15)
     finally:
         captioner.delay_s = 0.0
-    assert ack.at - sent < 1.0
+    assert ack.at - sent < 3.0  # Discord's deadline; the captioner alone takes 5 s
     assert followup.at - sent >= 5.0
     assert "a red picture" in followup.json["content"]
     # Heartbeats every 0.3 s kept flowing while the caption was being written.
