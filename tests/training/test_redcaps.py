@@ -166,6 +166,17 @@ def test_hub_dataset_offline_is_a_user_error(monkeypatch):
     assert info.value.reason == "hub_unavailable"
 
 
+def test_load_redcaps_names_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RedcapsError, match="no saved RedCaps dataset") as info:
+        load_redcaps(tmp_path / "nothing-here")
+    assert info.value.reason == "missing_dataset"
+    with pytest.raises(RedcapsError, match="could not load dataset 'someone/redcaps-subset'") as info:
+        load_redcaps("someone/redcaps-subset")
+    assert info.value.reason == "hub_unavailable"
+
+
 def test_dataset_repo_with_redcaps_columns_gives_records(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -142,33 +142,32 @@ def _dedupe(records: Iterable[RedcapsRecord]) -> list[RedcapsRecord]:
     return list(seen.values())
 
 
-def load_hub_records(
-    name: str,
-    *,
-    split: str = "train",
-    load: Callable[..., object] | None = None,
-    **load_kwargs: object,
-) -> list[RedcapsRecord]:
+def load_hub_records(name: str, *, split: str = "train", **load_kwargs: object) -> list[RedcapsRecord]:
     """Records from a dataset repo on the Hugging Face Hub (or a local dataset folder) with RedCaps columns.
 
     Fails with `RedcapsError(reason="hub_unavailable")` when the hub cannot be reached or the repo is missing.
     """
-    import datasets
-
-    load = load or datasets.load_dataset
-    try:
-        table = load(name, split=split, **load_kwargs)
-    # RuntimeError: datasets refuses repos that need a loading script (as the original RedCaps repo does).
-    except (ConnectionError, OSError, datasets.exceptions.DatasetsError, ValueError, RuntimeError) as exc:
-        raise RedcapsError(
-            f"could not load dataset {name!r} (split {split!r}) from the Hugging Face Hub: {exc}. "
-            "Check the name and your connection, or pass the annotation files with --annotations",
-            reason="hub_unavailable",
-        ) from None
+    table = _load_from_hub(name, split=split, **load_kwargs)
     try:
         return _dedupe(_record(row) for row in table)
     except (KeyError, TypeError, ValueError) as exc:
         raise RedcapsError(f"dataset {name!r} has no RedCaps columns (missing {exc})", reason="bad_annotations") from None
+
+
+def _load_from_hub(name: str, **load_kwargs: object):
+    """`datasets.load_dataset(name)`, with the ways it fails offline turned into one clear message."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, **load_kwargs)
+    # RuntimeError: datasets refuses repos that need a loading script (as the original RedCaps repo does).
+    except (ConnectionError, OSError, datasets.exceptions.DatasetsError, ValueError, RuntimeError) as exc:
+        where = f" (split {load_kwargs['split']!r})" if "split" in load_kwargs else ""
+        raise RedcapsError(
+            f"could not load dataset {name!r}{where} from the Hugging Face Hub: {exc}. "
+            "Check the name and your connection, or use local files",
+            reason="hub_unavailable",
+        ) from None
 
 
 # --- 2. split -----------------------------------------------------------------------------------------------
@@ -305,15 +304,20 @@ def save_dataset(splits: Mapping[str, Sequence[tuple[RedcapsRecord, FetchedImage
     return dataset
 
 
-def load_redcaps(out_dir: str | Path):
-    """Load a subset saved by `build_redcaps` (a `DatasetDict`; `image_path` is relative to `out_dir`)."""
+def load_redcaps(source: str | Path, **load_kwargs: object):
+    """Load a saved subset as a `DatasetDict`: a directory written by `build_redcaps` (its `image_path` is
+    relative to that directory), or else a dataset repo on the Hugging Face Hub, e.g. one the subset was
+    pushed to. Raises `RedcapsError` when neither is available."""
     import datasets
 
-    path = Path(out_dir) / DATASET_DIR
-    if not path.is_dir():
-        raise RedcapsError(f"no saved RedCaps dataset at {path}; run `capbot data redcaps` first",
+    local = Path(source)
+    for path in (local / DATASET_DIR, local):
+        if (path / "dataset_dict.json").is_file():
+            return datasets.load_from_disk(str(path))
+    if local.exists() or "/" not in str(source) or str(source).startswith((".", "/")):
+        raise RedcapsError(f"no saved RedCaps dataset in {local}; run `capbot data redcaps` first",
                            reason="missing_dataset")
-    return datasets.load_from_disk(str(path))
+    return _load_from_hub(str(source), **load_kwargs)
 
 
 # --- the whole pipeline -------------------------------------------------------------------------------------
