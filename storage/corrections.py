@@ -17,6 +17,7 @@ one wins), withdrawn (the user took it back). Export uses the latest accepted co
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from storage.clock import utcnow
 from storage.errors import CorrectionNotFound, CorrectionRefused
 from storage.models import Caption, Correction
 
+log = logging.getLogger(__name__)
+
 MIN_LENGTH = 3
 MAX_LENGTH = 300
 _RAW_LIMIT = 4 * MAX_LENGTH  # refuse absurd input before running regexes over it
@@ -37,7 +40,7 @@ _RAW_LIMIT = 4 * MAX_LENGTH  # refuse absurd input before running regexes over i
 _MENTION = re.compile(
     r"<@[!&]?[A-Za-z0-9]+(?:\|[^>]*)?>"  # users / roles (<@U123>, <@!123>, <@&123>)
     r"|<#[A-Za-z0-9]+(?:\|[^>]*)?>"  # channels
-    r"|<![a-z^A-Z0-9|_-]+>"  # <!here>, <!channel>, <!subteam^S1|@team>
+    r"|<![^>]*>"  # <!here>, <!channel>, <!subteam^S1|@team>, <!date^...>
     r"|(?<![\w@])@(?:everyone|here|channel)\b",
     re.IGNORECASE,
 )
@@ -135,7 +138,11 @@ def record_correction(
         raise _refuse("unknown_caption", "That caption no longer exists, so it cannot be corrected.")
     if not user_id:
         raise _refuse("unknown_user", "Corrections need to come from a user.")
-    cleaned = clean_correction_text(text, caption.text)
+    try:
+        cleaned = clean_correction_text(text, caption.text)
+    except CorrectionRefused as exc:
+        log.info("correction refused", extra={"caption_id": caption.id, "reason": exc.reason})
+        raise
     now = now or utcnow()
     row = Correction(
         caption_id=caption.id,
@@ -158,6 +165,7 @@ def record_correction(
         )
         .values(status="overridden", status_changed_at=now)
     )
+    log.info("correction accepted", extra={"caption_id": caption.id, "correction_id": row.id})
     return _record(row)
 
 

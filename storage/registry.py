@@ -9,6 +9,7 @@ Rolling back twice from A -> B -> C gives B, then A.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,8 @@ from sqlalchemy.orm import Session
 from storage.clock import utcnow
 from storage.errors import InvalidArgument, NothingToRollBack, VersionExists, VersionNotFound
 from storage.models import ModelActivation, ModelVersion
+
+log = logging.getLogger(__name__)
 
 _STATUSES_ON_REGISTER = ("candidate", "retired")
 _REGISTRY_LOCK_KEY = 0x6361_7062  # "capb": one Postgres advisory lock serialises promote/rollback
@@ -187,3 +190,4 @@ def _activate(session: Session, row: ModelVersion, action: str, now: datetime) -
     row.rolled_back_at = None
     session.add(ModelActivation(version_id=row.id, action=action, activated_at=now))
     session.flush()
+    log.info("model version activated", extra={"version_id": row.id, "action": action})

@@ -28,6 +28,7 @@ REFUSED = [
     ("ping <@&123456> please", "mention"),
     ("posted in <#C024BE7LR|general>", "mention"),
     ("hey <!here> a cat", "mention"),
+    ("a cat <!date^1392734382^{date} at {time}|Feb 18> ok", "mention"),
     ("@everyone look a cat", "mention"),
     ("a cat @here", "mention"),
     ("a cat see https://example.com/cat.png", "link"),
