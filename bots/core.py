@@ -99,6 +99,13 @@ class BotStore(Protocol):
     def forget_user(self, platform: str, user: str) -> ForgetCounts: ...
 
 
+def _sentence(message: str) -> str:
+    """Engine errors are lower-case fragments ("the file is empty"); say them as a sentence."""
+    if message[:1].islower():
+        return f"I couldn't caption that image: {message.rstrip('.')}."
+    return message
+
+
 def _done(reply: Reply) -> Future:
     future: Future = Future()
     future.set_result(reply)
@@ -212,7 +219,7 @@ class BotCore:
             latency_ms = (time.perf_counter() - started) * 1000
             caption_id = self.store.record_caption(origin, data, caption, self.options, latency_ms)
         except UserError as exc:
-            return Reply(ReplyKind.REFUSED, exc.message, reason=exc.reason)
+            return Reply(ReplyKind.REFUSED, _sentence(exc.message), reason=exc.reason)
         except Exception:
             log.exception("caption job failed", extra={"platform": origin.platform, "channel": origin.channel})
             return Reply(ReplyKind.ERROR, messages.ERROR, reason="internal")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from slack_bolt import App
 from slack_sdk import WebClient
 
@@ -17,7 +19,7 @@ def create_app(
     core: BotCore,
     *,
     bot_token: str,
-    signing_secret: str,
+    signing_secret: str | None,
     api_url: str = SLACK_API_URL,
     max_image_bytes: int = 20 * 1024 * 1024,
     fetch_timeout_s: float = 10.0,
@@ -28,11 +30,13 @@ def create_app(
     `process_before_response=True` makes every HTTP response wait for its listener; listeners only
     acknowledge and enqueue, so the response still comes within Slack's 3 s whatever the captioner's speed.
     `token_verification_enabled=False` keeps construction offline; `auth.test` runs on the first request.
+    `signing_secret=None` is for Socket Mode only: HTTP requests are then checked against a random secret,
+    so every one of them is refused (401) instead of being trusted unsigned.
     """
     client = WebClient(token=bot_token, base_url=api_url)
     app = App(
         client=client,
-        signing_secret=signing_secret,
+        signing_secret=signing_secret or secrets.token_hex(32),
         token_verification_enabled=False,
         process_before_response=True,
     )

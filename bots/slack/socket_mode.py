@@ -10,6 +10,8 @@ import logging
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+from capbot.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -18,8 +20,6 @@ class SocketModeRunner:
 
     def __init__(self, app: App, app_token: str) -> None:
         if not app_token.startswith("xapp-"):
-            from capbot.errors import UserError
-
             raise UserError("The Slack app-level token must start with xapp- (Basic Information > App-Level Tokens).",
                             reason="bad_app_token")
         self.handler = SocketModeHandler(app, app_token)

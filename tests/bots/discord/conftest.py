@@ -28,3 +28,4 @@ def fake_discord():
     fake = FakeDiscord(heartbeat_interval_ms=300).start()
     yield fake
     fake.stop()
+    assert fake.unrouted() == []

@@ -36,3 +36,26 @@ def test_url_verification_challenge(make_slack):
     body = json.dumps({"token": "legacy", "challenge": "abc123", "type": "url_verification"}).encode()
     response = h.post(body, "application/json")
     assert response.status_code == 200 and response.json()["challenge"] == "abc123"
+
+
+def test_without_a_signing_secret_http_requests_are_refused(bot_store):
+    # Socket Mode set-ups have no signing secret; the HTTP route must then trust nothing.
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from bots.core import BotCore
+    from bots.slack.app import create_app
+    from bots.slack.http import slack_router
+    from tests.bots.captioners import ColourCaptioner
+    from tests.bots.slack.conftest import SlackHarness
+    from tests.fakes.slack_api import FakeSlack
+
+    core = BotCore(ColourCaptioner(), bot_store, fetch_url=lambda url: b"")
+    with FakeSlack() as slack:
+        web = FastAPI()
+        web.include_router(slack_router(create_app(core, bot_token="xoxb-test-token", signing_secret=None,
+                                                   api_url=slack.api_url)))
+        with TestClient(web) as http:
+            h = SlackHarness(slack, core, http)
+            assert h.command("optout").status_code == 401
+    core.close()
