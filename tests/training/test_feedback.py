@@ -39,6 +39,15 @@ def test_held_out_split_depends_only_on_the_image_hash():
     assert split_feedback(rows, 0.0)[1] == [] and split_feedback(rows, 1.0)[0] == []
 
 
+def test_small_batches_still_hold_out_a_minimum_by_hash_order():
+    rows = _rows(10)
+    train, held = split_feedback(rows, 0.01, min_held_out=4)
+    assert len(held) == 4 and len(train) == 6
+    _, held_again = split_feedback(list(reversed(rows)), 0.01, min_held_out=4)
+    assert {r.image_sha256 for r in held_again} == {r.image_sha256 for r in held}
+    assert len(split_feedback(rows[:5], 0.01, min_held_out=4)[1]) == 2  # training keeps at least half
+
+
 def test_to_dataset_has_images_and_captions(tmp_path):
     path = tmp_path / "img"
     Image.new("RGB", (8, 6), (200, 10, 10)).save(path, format="PNG")

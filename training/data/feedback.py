@@ -59,17 +59,31 @@ def _optional(row: Any, *names: str) -> Any:
         return None
 
 
+def _bucket(image_sha256: str) -> float:
+    digest = hashlib.sha256(f"heldout/{image_sha256}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
 def is_held_out(image_sha256: str, fraction: float) -> bool:
     """Whether this image belongs to the held-out feedback: a stable function of its hash alone."""
-    bucket = int.from_bytes(hashlib.sha256(f"heldout/{image_sha256}".encode()).digest()[:4], "big")
-    return bucket < fraction * 2**32
+    return _bucket(image_sha256) < fraction
 
 
-def split_feedback(rows: Sequence[FeedbackRow], held_out_fraction: float) -> tuple[list[FeedbackRow], list[FeedbackRow]]:
-    """(train, held_out): each image's side depends only on its content hash, never on the batch."""
-    train, held_out = [], []
-    for row in rows:
-        (held_out if is_held_out(row.image_sha256, held_out_fraction) else train).append(row)
+def split_feedback(
+    rows: Sequence[FeedbackRow], held_out_fraction: float, *, min_held_out: int = 0
+) -> tuple[list[FeedbackRow], list[FeedbackRow]]:
+    """(train, held_out): each image's side depends only on its content hash, never on the batch.
+
+    When fewer than `min_held_out` images fall below the fraction, the images with the next-lowest hash
+    buckets are held out too (still independent of order), as long as as many remain for training.
+    """
+    ranked = sorted(rows, key=lambda r: _bucket(r.image_sha256))
+    n_held = sum(1 for r in ranked if is_held_out(r.image_sha256, held_out_fraction))
+    if n_held < min_held_out:
+        n_held = min(min_held_out, len(ranked) // 2)
+    held = {id(r) for r in ranked[:n_held]}
+    train = [r for r in rows if id(r) not in held]
+    held_out = [r for r in rows if id(r) in held]
     return train, held_out
 
 

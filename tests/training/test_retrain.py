@@ -1,0 +1,226 @@
+"""retrain(): early stop, dry run, gate bookkeeping, the lock, and crash recovery.
+
+Training is a copying stand-in and captions come from a table here, so these tests check the
+orchestration and its records; test_retrain_learning.py runs the real training and captioning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from storage import db, registry, runs
+from training.data.coco import load_split
+from training.lock import RetrainLocked, run_lock_for
+from training.retrain import INTERRUPTED, RetrainError, retrain
+
+from tests.training.retrain_support import TableCaptioner, add_feedback, config_for, copying_trainer, open_store
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def store(database_url, tmp_path):
+    engine, blobs = open_store(database_url, tmp_path)
+    yield engine, blobs
+    engine.dispose()
+
+
+@pytest.fixture
+def feedback_images(synthetic_dataset):
+    """Twelve (image, model caption, correction) triples from the synthetic test split."""
+    test = load_split(synthetic_dataset.out_dir, "test")
+    return [(item.path, f"a shape number {i}", item.captions[0].replace("circle", "ball") + " indeed")
+            for i, item in enumerate(test.items)]
+
+
+def _captioners(base_model, synthetic_dataset, feedback_images, *, candidate_base_ok=True, fail=False):
+    """Active: right on base images, model captions on feedback. Candidate: learned the corrections."""
+    val = load_split(synthetic_dataset.out_dir, "val")
+    base_right = {_sha(item.path): item.captions[0] for item in val.items}
+    active = {**base_right, **{_sha(p): model for p, model, _ in feedback_images}}
+    candidate = {**(base_right if candidate_base_ok else {}), **{_sha(p): fixed for p, _, fixed in feedback_images}}
+
+    def make(location: str):
+        if fail and location != str(base_model):
+            raise RuntimeError("evaluation blew up")
+        if location == str(base_model):
+            return TableCaptioner("active", active)
+        return TableCaptioner("candidate", candidate, default="zzz qqq")
+
+    return make
+
+
+def test_too_little_feedback_stops_early_and_records_nothing(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images[:3])
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    result = retrain(config, trainer=copying_trainer())
+    assert result.status == "skipped"
+    assert "too little feedback" in result.message and "3 new" in result.message and "at least 8" in result.message
+    with db.session_scope(engine) as session:
+        assert runs.list_runs(session) == [] and registry.list_versions(session) == []
+
+
+def test_missing_base_data_is_a_clear_error(store, tmp_path, tiny_model_dir, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images)
+    with pytest.raises(RetrainError) as info:
+        retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, None), trainer=copying_trainer())
+    assert info.value.reason == "no_base_data" and "CAPBOT_RETRAIN_BASE_DATA" in info.value.message
+
+
+def test_dry_run_reports_the_mix_and_changes_nothing(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images)
+    calls = []
+    result = retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True),
+                     trainer=copying_trainer(calls))
+    assert result.status == "dry_run" and calls == []
+    assert result.data_counts["feedback"] + result.data_counts["feedback_held_out"] == 12
+    assert result.data_counts["feedback_held_out"] >= 4 and result.data_counts["base"] == result.data_counts["feedback"]
+    with db.session_scope(engine) as session:
+        assert runs.list_runs(session) == []
+
+
+def test_gate_promotes_a_better_candidate_and_records_it(tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    add_feedback(engine, blobs, feedback_images)
+    calls = []
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    result = retrain(config, trainer=copying_trainer(calls),
+                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
+    assert result.status == "promoted", result.message
+    assert calls[0].init_model == str(tiny_model_dir) and calls[0].parent_version is None
+    mix = load_split(calls[0].data_dir, "train")
+    assert len(mix) == result.data_counts["feedback"] + result.data_counts["base"]
+    with db.session_scope(engine) as session:
+        active = registry.get_active(session)
+        run = runs.get_run(session, result.run_id)
+    assert active.id == result.candidate_version and active.metrics["gate"]["promote"] is True
+    assert run.status == "succeeded" and run.result_version == active.id and run.reason is None
+    assert run.metrics["candidate"]["feedback"]["cider"] > run.metrics["active"]["feedback"]["cider"]
+
+    # Next time: too little new feedback (the same corrections are not new), then fine-tune from the new active.
+    assert retrain(config, trainer=copying_trainer()).status == "skipped"
+    add_feedback(engine, blobs, feedback_images, user="u2")
+    calls.clear()
+    retrain(config, trainer=copying_trainer(calls),
+            captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
+    assert calls[0].init_model == active.location and calls[0].parent_version == active.id
+
+
+def test_gate_refusal_is_recorded_in_the_run_and_the_registry(tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    add_feedback(engine, blobs, feedback_images)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    result = retrain(config, trainer=copying_trainer(), captioner_factory=_captioners(
+        tiny_model_dir, synthetic_dataset, feedback_images, candidate_base_ok=False))
+    assert result.status == "not_promoted" and "base CIDEr dropped too much" in result.message
+    with db.session_scope(engine) as session:
+        assert registry.get_active(session) is None
+        version = registry.get_version(session, result.candidate_version)
+        run = runs.get_run(session, result.run_id)
+    assert version.status == "candidate" and "base CIDEr dropped too much" in version.metrics["gate"]["reason"]
+    assert run.status == "not_promoted" and run.reason == result.message
+
+
+def test_a_second_run_refuses_while_the_first_holds_the_lock(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    training, release, outcome = threading.Event(), threading.Event(), {}
+
+    def slow_trainer(job):
+        training.set()
+        release.wait(30)
+        raise RuntimeError("stop here")
+
+    def first_run():
+        try:
+            retrain(config, trainer=slow_trainer)
+        except RuntimeError as exc:
+            outcome["first"] = str(exc)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert training.wait(30)
+        with pytest.raises(RetrainLocked) as info:
+            retrain(config, trainer=copying_trainer())
+        assert info.value.reason == "retrain_locked"
+    finally:
+        release.set()
+        thread.join(30)
+    assert outcome["first"] == "stop here"
+    with db.session_scope(engine) as session:
+        (run,) = runs.list_runs(session)
+    assert run.status == "failed" and "stop here" in run.reason  # the refused run recorded nothing
+
+
+def test_crash_after_the_candidate_is_registered_leaves_nothing_promoted(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    with pytest.raises(RuntimeError, match="evaluation blew up"):
+        retrain(config, trainer=copying_trainer(),
+                captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images, fail=True))
+    with db.session_scope(engine) as session:
+        (version,) = registry.list_versions(session)
+        (run,) = runs.list_runs(session)
+        assert registry.get_active(session) is None
+    assert version.status == "candidate" and "gate" not in version.metrics
+    assert run.status == "failed" and "evaluation blew up" in run.reason
+
+    # Running again recovers: the failed run's feedback is still new, and this time it is promoted.
+    result = retrain(config, trainer=copying_trainer(),
+                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
+    assert result.status == "promoted"
+    assert result.data_counts["feedback"] + result.data_counts["feedback_held_out"] == 12
+
+
+_DIES_MID_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from tests.training.retrain_support import config_for, copying_trainer, open_store
+    from training.retrain import retrain
+
+    url, root, model, data = sys.argv[1:5]
+    engine, blobs = open_store(url, Path(root))
+    copy = copying_trainer()
+
+    def dies(job):
+        copy(job)  # half-written work on disk, then the process is killed without any cleanup
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    retrain(config_for(engine, blobs, Path(root), Path(model), Path(data)), trainer=dies)
+    """
+)
+
+
+def test_a_run_killed_mid_training_is_marked_failed_by_the_next_run(store, database_url, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images)
+    proc = subprocess.run([sys.executable, "-c", _DIES_MID_RUN, database_url, str(tmp_path), str(tiny_model_dir),
+                           str(synthetic_dataset.out_dir)], cwd=os.getcwd(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    with db.session_scope(engine) as session:
+        (dead,) = runs.list_runs(session)
+        assert dead.status == "running" and registry.list_versions(session) == []
+
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    result = retrain(config, trainer=copying_trainer(),
+                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
+    assert result.recovered_runs == [dead.id] and result.status == "promoted"
+    with db.session_scope(engine) as session:
+        dead_now = runs.get_run(session, dead.id)
+    assert dead_now.status == "failed" and dead_now.reason == INTERRUPTED

@@ -1,0 +1,318 @@
+"""`retrain(config) -> RetrainResult`: learn from user corrections, and promote only what is better.
+
+The steps (issue 5, "Retraining"):
+ 0. Take the run lock (`training.lock`); a run left 'running' by a dead process is marked failed.
+ 1. Export feedback; stop early when too few corrections arrived since the last finished run.
+ 2. Split feedback into train / held-out, mix the train part with a base subset; record the run.
+ 3. Fine-tune from the ACTIVE registry version (or the configured base model when none is active).
+ 4. Register the candidate, then score candidate and active on the same held-out base and feedback sets.
+ 5. Gate (`training.gate`), then ONE transaction: candidate metrics + gate verdict, promotion if it
+    passed, and the run's outcome. A crash anywhere before that commit leaves the registry as it was.
+
+Which feedback is used: training takes every correction since the last *successful* (promoted) run, so
+feedback the active version has not learned is never dropped because an earlier candidate was refused;
+the early-stop count only looks at corrections since the last *finished* run, so a refused run is not
+repeated on identical data.
+
+Training and captioning are reached through two small seams (`Trainer`, `CaptionerFactory`) whose
+defaults call `training.train.train` and `inference.captioner.LocalCaptioner`; tests pass stand-ins
+for the crash and lock cases and the real ones for the learning tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import Engine
+
+from capbot.errors import UserError
+from inference.types import Captioner
+from storage import feedback as storage_feedback
+from storage import registry, runs
+from storage.blobs import BlobStore
+from storage.clock import utcnow
+from storage.db import session_scope
+from training.data.coco import CocoCaptions, CocoItem, load_split
+from training.data.feedback import FeedbackRow, feedback_rows, split_feedback
+from training.data.mix import build_mix, image_hashes, write_coco_split
+from training.gate import GateDecision, GateScores, decide_promotion
+from training.lock import run_lock_for
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the process running it stopped before finishing (crash, kill or shutdown)"
+
+
+class RetrainError(UserError):
+    """Retraining cannot start or go on for a reason the user can fix (missing base data, bad settings)."""
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """What the trainer is asked to do: fine-tune `init_model` on the COCO-format split `data_dir/train`."""
+
+    init_model: str  # directory or hub id of the active version
+    parent_version: str | None
+    data_dir: Path
+    out_dir: Path  # where the candidate model directory must be written
+    work_dir: Path  # checkpoints and logs
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    seed: int
+
+
+Trainer = Callable[[FineTune], Path]  # returns the candidate's model directory (with capbot.json)
+CaptionerFactory = Callable[[str], Captioner]  # model location -> a captioner for it
+
+
+@dataclass
+class RetrainConfig:
+    """Everything one retraining run needs; the CLI and the scheduler build it from Settings."""
+
+    engine: Engine
+    blobs: BlobStore
+    models_dir: Path  # candidate model directories go here, one per version
+    runs_dir: Path  # per-run data mix, checkpoints and the lock file
+    base_model: str  # serves (and is fine-tuned) when the registry has no active version
+    base_data: Path | None = None  # COCO-format dataset: its train split is mixed in, eval split held out
+    base_eval_split: str = "val"
+    base_eval_limit: int | None = 500  # held-out base images scored (None = all)
+    min_feedback: int = 20  # fewest new corrected images worth a run
+    feedback_fraction: float = 0.5  # share of feedback images in the training mix
+    held_out_fraction: float = 0.2  # share of feedback images kept for scoring
+    min_held_out: int = 4  # CIDEr's IDF needs a few images to mean anything
+    cider_tolerance: float = 0.05  # base CIDEr may drop by this fraction of the active version's
+    min_feedback_gain: float = 0.0  # held-out feedback CIDEr must improve by more than this
+    epochs: int = 3
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    eval_batch_size: int = 16
+    seed: int = 0
+    dry_run: bool = False  # report what would be trained, change nothing
+
+
+@dataclass
+class RetrainResult:
+    """How a run ended: skipped | dry_run | promoted | not_promoted (failures raise after being recorded)."""
+
+    status: str
+    message: str
+    run_id: int | None = None
+    candidate_version: str | None = None
+    active_version: str | None = None  # the version serving when the run started
+    data_counts: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    gate: GateDecision | None = None
+    recovered_runs: list[int] = field(default_factory=list)  # stale runs this run marked failed
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (the CLI's --json)."""
+        return asdict(self)
+
+
+def retrain(
+    config: RetrainConfig,
+    *,
+    trainer: Trainer | None = None,
+    captioner_factory: CaptionerFactory | None = None,
+) -> RetrainResult:
+    """One retraining run (see the module docstring); raises `RetrainLocked` if another run is going."""
+    lock = run_lock_for(config.engine, Path(config.runs_dir) / "retrain.lock")
+    with lock:
+        recovered = _recover_interrupted_runs(config.engine)
+        result = _run_locked(config, trainer or default_trainer, captioner_factory or default_captioner_factory)
+        result.recovered_runs = recovered
+        return result
+
+
+def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: CaptionerFactory) -> RetrainResult:
+    # 1. Export feedback and decide whether it is worth a run.
+    now = utcnow()
+    with session_scope(config.engine) as session:
+        active = registry.get_active(session)
+        since_train, since_new = _feedback_windows(session)
+        exported = storage_feedback.export_feedback(session, config.blobs, since=since_train, until=now)
+    rows = feedback_rows(exported)
+    new = [r for r in rows if since_new is None or (r.corrected_at and r.corrected_at > since_new)]
+    active_id = active.id if active else None
+    if len(new) < config.min_feedback:
+        message = (
+            f"too little feedback to retrain: {len(new)} new corrected image(s) since "
+            f"{_when(since_new)}; at least {config.min_feedback} needed (set --min-feedback or "
+            "CAPBOT_RETRAIN_MIN_FEEDBACK to change this)"
+        )
+        log.info("retrain skipped", extra={"new_feedback": len(new), "min_feedback": config.min_feedback})
+        return RetrainResult("skipped", message, active_version=active_id, data_counts={"feedback_new": len(new)})
+
+    # 2. Hold out part of the feedback and mix the rest with the base subset.
+    base_train, base_eval = _load_base(config)
+    train_rows, held_out = split_feedback(rows, config.held_out_fraction, min_held_out=config.min_held_out)
+    eval_hashes = image_hashes(item.path for item in base_eval.items)
+    mix = build_mix(train_rows, base_train, feedback_fraction=config.feedback_fraction,
+                    eval_hashes=eval_hashes, seed=config.seed)
+    counts = {**mix.counts, "feedback_new": len(new), "feedback_held_out": len(held_out),
+              "base_eval": len(base_eval)}
+    if config.dry_run:
+        return RetrainResult("dry_run", _dry_run_message(counts, active_id, config), active_version=active_id,
+                             data_counts=counts)
+    if counts["feedback"] == 0:
+        raise RetrainError("every feedback image is also in the evaluation set; nothing left to train on",
+                           reason="no_training_feedback")
+    with session_scope(config.engine) as session:
+        run = runs.start_run(session, base_version=active_id, feedback_since=since_train, data_counts=counts, now=now)
+    log.info("retrain started", extra={"run_id": run.id, "active": active_id, **counts})
+    try:
+        return _train_evaluate_gate(config, run.id, active, mix, held_out, base_eval, counts, trainer, make_captioner)
+    except BaseException as exc:
+        _record_failure(config.engine, run.id, exc)
+        raise
+
+
+def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, counts, trainer, make_captioner):
+    # 3. Fine-tune from the active version.
+    run_dir = Path(config.runs_dir) / f"run-{run_id}"
+    data_dir = run_dir / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    write_coco_split(mix.items, data_dir, "train")
+    init_model = active.location if active else config.base_model
+    job = FineTune(init_model=init_model, parent_version=active.id if active else None, data_dir=data_dir,
+                   out_dir=Path(config.models_dir), work_dir=run_dir / "train", epochs=config.epochs,
+                   learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed)
+    candidate_dir = Path(trainer(job))
+    candidate_id = _version_of(candidate_dir)
+
+    # 4. Register the candidate (unpromoted), then score both models on the same held-out sets.
+    with session_scope(config.engine) as session:
+        registry.register_version(session, version_id=candidate_id, location=str(candidate_dir),
+                                  parent_id=job.parent_version, metrics={"run_id": run_id})
+    feedback_eval = _feedback_eval_set(held_out)
+    metrics = _score_both(config, make_captioner, candidate_dir, init_model, base_eval, feedback_eval)
+
+    # 5. Gate, then record everything (and promote) in one transaction.
+    decision = decide_promotion(
+        GateScores(metrics["candidate"]["feedback"]["cider"], metrics["active"]["feedback"]["cider"],
+                   metrics["candidate"]["base"]["cider"], metrics["active"]["base"]["cider"]),
+        cider_tolerance=config.cider_tolerance, min_feedback_gain=config.min_feedback_gain,
+    )
+    status = "succeeded" if decision.promote else "not_promoted"
+    with session_scope(config.engine) as session:
+        registry.update_metrics(session, candidate_id, {**metrics["candidate"], "gate": decision.to_dict()})
+        if decision.promote:
+            registry.promote(session, candidate_id)
+        runs.finish_run(session, run_id, status=status, result_version=candidate_id,
+                        metrics={**metrics, "gate": decision.to_dict()},
+                        reason=None if decision.promote else decision.reason)
+    log.info("retrain finished", extra={"run_id": run_id, "status": status, "candidate": candidate_id,
+                                        "reason": decision.reason})
+    return RetrainResult("promoted" if decision.promote else "not_promoted", decision.reason, run_id=run_id,
+                         candidate_version=candidate_id, active_version=active.id if active else None,
+                         data_counts=counts, metrics=metrics, gate=decision)
+
+
+def _recover_interrupted_runs(engine: Engine) -> list[int]:
+    # We hold the run lock, so no live process owns a 'running' run: each one's process died.
+    with session_scope(engine) as session:
+        stale = [r.id for r in runs.list_runs(session, limit=1000) if r.status == "running"]
+        for run_id in stale:
+            runs.finish_run(session, run_id, status="failed", reason=INTERRUPTED)
+    if stale:
+        log.warning("marked interrupted retraining runs failed", extra={"run_ids": stale})
+    return stale
+
+
+def _record_failure(engine: Engine, run_id: int, exc: BaseException) -> None:
+    reason = f"failed: {exc}" if isinstance(exc, Exception) else f"stopped: {type(exc).__name__}"
+    try:
+        with session_scope(engine) as session:
+            runs.finish_run(session, run_id, status="failed", reason=reason[:2000])
+    except Exception:  # the original error matters more; the next run marks this one failed anyway
+        log.exception("could not record the failed run", extra={"run_id": run_id})
+
+
+def _feedback_windows(session) -> tuple[datetime | None, datetime | None]:
+    """(train on feedback after this, count "new" feedback after this)."""
+    successful = runs.last_successful_run(session)
+    finished = [r for r in runs.list_runs(session, limit=1000) if r.status in ("succeeded", "not_promoted")]
+    last_finished = max(finished, key=lambda r: r.started_at) if finished else None
+    return (successful.started_at if successful else None, last_finished.started_at if last_finished else None)
+
+
+def _load_base(config: RetrainConfig) -> tuple[CocoCaptions, CocoCaptions]:
+    if config.base_data is None:
+        raise RetrainError(
+            "retraining needs a base dataset to mix with feedback and to check the model does not forget: "
+            "set CAPBOT_RETRAIN_BASE_DATA (or --base-data) to a COCO-format dataset directory, e.g. one "
+            "made by `capbot data coco` or `capbot data synthetic`",
+            reason="no_base_data",
+        )
+    train = load_split(config.base_data, "train")
+    held = load_split(config.base_data, config.base_eval_split)
+    if config.base_eval_limit is not None:
+        held = held.subset(config.base_eval_limit)
+    return train, held
+
+
+def _feedback_eval_set(held_out: list[FeedbackRow]) -> CocoCaptions:
+    items = tuple(CocoItem(i, row.image_path, (row.caption,)) for i, row in enumerate(held_out, start=1))
+    root = held_out[0].image_path.parent if held_out else Path(".")
+    return CocoCaptions(items, Path("<held-out feedback>"), root)
+
+
+def _score_both(config, make_captioner, candidate_dir: Path, active_location: str,
+                base_eval: CocoCaptions, feedback_eval: CocoCaptions) -> dict[str, dict]:
+    from training.evaluate import CaptionScorer, evaluate_model
+
+    metrics: dict[str, dict] = {}
+    with CaptionScorer() as scorer:  # one METEOR JVM for all four evaluations
+        for role, location in (("candidate", str(candidate_dir)), ("active", active_location)):
+            captioner = make_captioner(location)
+            metrics[role] = {
+                name: evaluate_model(captioner, data, batch_size=config.eval_batch_size, scorer=scorer)
+                .metrics.scores()
+                for name, data in (("base", base_eval), ("feedback", feedback_eval))
+            }
+            _close(captioner)
+    return metrics
+
+
+def _close(captioner: Captioner) -> None:
+    close = getattr(captioner, "close", None)
+    if callable(close):
+        close()
+
+
+def _version_of(model_dir: Path) -> str:
+    from inference.modeldir import load_metadata
+
+    return load_metadata(model_dir).version
+
+
+def _when(moment: datetime | None) -> str:
+    return "the beginning" if moment is None else f"the last run ({moment:%Y-%m-%d %H:%M} UTC)"
+
+
+def _dry_run_message(counts: dict[str, int], active_id: str | None, config: RetrainConfig) -> str:
+    return (
+        f"dry run: would fine-tune {active_id or config.base_model} on {counts['feedback']} feedback + "
+        f"{counts['base']} base images ({counts['feedback_in_eval_dropped']} feedback images dropped as they are "
+        f"in the evaluation set), then score on {counts['feedback_held_out']} held-out feedback and "
+        f"{counts['base_eval']} base images"
+    )
+
+
+def default_trainer(job: FineTune) -> Path:
+    """Fine-tune with `training.train.train`; returns the candidate model directory."""
+    raise NotImplementedError("wired to training.train once it lands")
+
+
+def default_captioner_factory(location: str) -> Captioner:
+    """A local in-process captioner for a model directory or hub id."""
+    from inference.captioner import LocalCaptioner
+
+    return LocalCaptioner(location)
