@@ -14,7 +14,7 @@ _SECRET_PATTERNS = [
     re.compile(r"[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,}"),
     re.compile(r"(?i)(bearer|bot)\s+[A-Za-z0-9._-]{20,}"),
 ]
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 def scrub(text: str) -> str:

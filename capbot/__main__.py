@@ -1,0 +1,7 @@
+"""`python -m capbot` runs the CLI."""
+
+import sys
+
+from capbot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""The composition root: the only place that builds the store, captioner, bot core, bots, web server and
+schedule from `Settings` and wires them together. Everything else takes plain arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable
+
+from sqlalchemy import Engine
+
+from bots.core import BotCore
+from bots.fetch import fetch_image_bytes
+from bots.store import SqlBotStore
+from capbot.errors import UserError
+from capbot.settings import Settings
+from inference.types import Captioner, GenerationOptions
+from storage import db, registry
+from storage.blobs import LocalBlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything long-lived that `capbot run` (and tests) need, built once from settings."""
+
+    settings: Settings
+    engine: Engine
+    blobs: LocalBlobStore
+    captioner: Captioner
+    core: BotCore
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop the workers and release resources, newest first."""
+        self.core.close()
+        for close in reversed(self.closers):
+            close()
+        self.engine.dispose()
+
+
+def generation_options(settings: Settings) -> GenerationOptions:
+    """The decoding defaults from settings."""
+    return GenerationOptions(
+        num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+    )
+
+
+def serving_model(engine: Engine, settings: Settings) -> str:
+    """The registry's active version when there is one, otherwise the configured base model."""
+    with db.session_scope(engine) as session:
+        active = registry.get_active(session)
+    return active.location if active else settings.model
+
+
+def build_captioner(settings: Settings, model: str) -> Captioner:
+    """The configured `Captioner`: in-process (default) or the deployed Modal class."""
+    if settings.captioner == "modal":
+        raise UserError(
+            "CAPBOT_CAPTIONER=modal is not available in this version; use the local captioner.",
+            reason="modal_unavailable",
+        )
+    from inference.captioner import LocalCaptioner
+
+    return LocalCaptioner(
+        model,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        default_options=generation_options(settings),
+    )
+
+
+def build_services(settings: Settings, *, captioner: Captioner | None = None) -> Services:
+    """Migrate the database, open the blob store, load the captioner and start the bot core's workers."""
+    db.upgrade(settings.database_url)
+    engine = db.create_engine_for(settings.database_url)
+    blobs = LocalBlobStore(settings.blob_dir)
+    captioner = captioner or build_captioner(settings, serving_model(engine, settings))
+    core = BotCore(
+        captioner,
+        SqlBotStore(engine, blobs),
+        fetch_url=partial(
+            fetch_image_bytes,
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.fetch_timeout_s,
+            max_redirects=settings.fetch_max_redirects,
+        ),
+        options=generation_options(settings),
+        workers=settings.workers,
+        queue_size=settings.queue_size,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
+    )
+    return Services(settings, engine, blobs, captioner, core)

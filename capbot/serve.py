@@ -1,0 +1,193 @@
+"""`capbot run`: the web server, the bots that have credentials, and the retraining schedule, in one process.
+
+uvicorn owns SIGINT/SIGTERM: when it stops serving, everything else is shut down in order (Discord
+closes its gateway, Socket Mode its websocket, the schedule lets a run finish, the core drains its queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import uvicorn
+from fastapi import APIRouter
+
+from capbot.app import Services
+from capbot.settings import Settings
+from capbot.web import create_web_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Component:
+    """Whether one optional part runs, and why (shown at start-up)."""
+
+    name: str
+    enabled: bool
+    why: str
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM once it has stopped serving, which would kill the process before the
+    bots and the queue are shut down; here a signal only asks the server to stop, and `serve` does the rest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._ask_to_stop, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _ask_to_stop(self, sig: int) -> None:
+        log.info("received %s, shutting down", signal.Signals(sig).name)
+        self.force_exit = self.should_exit  # a second signal stops without waiting for open connections
+        self.should_exit = True
+
+
+def plan_components(settings: Settings) -> list[Component]:
+    """Decide from the credentials present which bots run; never raises for missing tokens."""
+    slack_token = settings.slack_bot_token is not None
+    return [
+        _slack_http(settings, slack_token),
+        _slack_socket(settings, slack_token),
+        Component("discord", settings.discord_token is not None,
+                  "CAPBOT_DISCORD_TOKEN is set" if settings.discord_token else "CAPBOT_DISCORD_TOKEN is not set"),
+        Component("retrain schedule", bool(settings.retrain_cron),
+                  f"cron {settings.retrain_cron!r}" if settings.retrain_cron else "CAPBOT_RETRAIN_CRON is not set"),
+    ]
+
+
+def _slack_http(settings: Settings, has_token: bool) -> Component:
+    if settings.slack_app_token is not None:
+        return Component("slack (http)", False, "Socket Mode is used because CAPBOT_SLACK_APP_TOKEN is set")
+    if not has_token:
+        return Component("slack (http)", False, "CAPBOT_SLACK_BOT_TOKEN is not set")
+    if settings.slack_signing_secret is None:
+        return Component("slack (http)", False, "CAPBOT_SLACK_SIGNING_SECRET is not set")
+    return Component("slack (http)", True, "events at /slack/events")
+
+
+def _slack_socket(settings: Settings, has_token: bool) -> Component:
+    if settings.slack_app_token is None:
+        return Component("slack (socket mode)", False, "CAPBOT_SLACK_APP_TOKEN is not set")
+    if not has_token:
+        return Component("slack (socket mode)", False, "CAPBOT_SLACK_BOT_TOKEN is not set")
+    return Component("slack (socket mode)", True, "app-level token configured")
+
+
+def _enabled(components: list[Component], name: str) -> bool:
+    return any(c.name == name and c.enabled for c in components)
+
+
+def _slack_app(services: Services) -> Any:
+    from bots.slack.app import create_app
+
+    s = services.settings
+    secret = s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else ""
+    return create_app(
+        services.core,
+        bot_token=s.slack_bot_token.get_secret_value(),
+        signing_secret=secret,
+        api_url=s.slack_api_url,
+        max_image_bytes=s.max_image_bytes,
+        fetch_timeout_s=s.fetch_timeout_s,
+    )
+
+
+async def serve(services: Services, retrain_job: Callable[[], object] | None = None,
+                *, on_started: Callable[[int], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or until the web server stops), then shut everything down cleanly."""
+    settings = services.settings
+    components = plan_components(settings)
+    for c in components:
+        log.info("%s: %s (%s)", c.name, "on" if c.enabled else "off", c.why)
+
+    routers: list[APIRouter] = []
+    slack_app = _slack_app(services) if (_enabled(components, "slack (http)")
+                                          or _enabled(components, "slack (socket mode)")) else None
+    if slack_app is not None and _enabled(components, "slack (http)"):
+        from bots.slack.http import slack_router
+
+        routers.append(slack_router(slack_app))
+
+    web = create_web_app(services.core, max_image_bytes=settings.max_image_bytes,
+                         model_version=lambda: services.captioner.model_version, extra_routers=tuple(routers))
+    server = _Server(uvicorn.Config(web, host=settings.host, port=settings.port, log_config=None,
+                                           lifespan="off"))
+    stop = asyncio.Event()
+    background = await _start_background(services, components, slack_app, retrain_job, stop)
+    try:
+        serving = asyncio.create_task(server.serve(), name="capbot-web")
+        await _announce(server, serving, on_started)
+        await serving
+    finally:
+        stop.set()
+        await _stop_background(background)
+        services.close()
+        log.info("capbot stopped")
+
+
+async def _announce(server: uvicorn.Server, serving: asyncio.Task, on_started: Callable[[int], None] | None) -> None:
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        log.info("web server listening", extra={"url": f"http://{server.config.host}:{port}/"})
+        if on_started:
+            on_started(port)
+
+
+Stopper = Callable[[], Awaitable[object]]
+
+
+async def _start_background(services: Services, components: list[Component], slack_app: Any,
+                            retrain_job: Callable[[], object] | None, stop: asyncio.Event) -> list[Stopper]:
+    """Start Socket Mode, Discord and the schedule as configured; returns how to stop each."""
+    settings = services.settings
+    stoppers: list[Stopper] = []
+    if _enabled(components, "slack (socket mode)"):
+        from bots.slack.socket_mode import SocketModeRunner
+
+        runner = SocketModeRunner(slack_app, settings.slack_app_token.get_secret_value())
+        await asyncio.to_thread(runner.start)
+        stoppers.append(lambda: asyncio.to_thread(runner.stop))
+    if _enabled(components, "discord"):
+        task = asyncio.create_task(_discord(services, stop), name="capbot-discord")
+        stoppers.append(lambda: asyncio.wait({task}, timeout=10))  # `stop` is set first, so it closes itself
+    if _enabled(components, "retrain schedule") and retrain_job is not None:
+        from training.scheduler import start_scheduler, stop_scheduler
+
+        scheduler = start_scheduler(settings.retrain_cron, retrain_job)
+        stoppers.append(lambda: asyncio.to_thread(stop_scheduler, scheduler))
+    return stoppers
+
+
+async def _discord(services: Services, stop: asyncio.Event) -> None:
+    from bots.discord.run import run_discord_bot
+
+    s = services.settings
+    try:
+        await run_discord_bot(
+            services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
+            api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
+            message_content=s.discord_message_content, stop=stop,
+        )
+    except Exception as exc:  # a Discord outage must not take the web server and Slack down with it
+        log.error("discord bot stopped: %s", exc)
+
+
+async def _stop_background(stoppers: list[Stopper]) -> None:
+    for stop_one in reversed(stoppers):
+        try:
+            await stop_one()
+        except Exception:
+            log.exception("error while shutting down")
