@@ -43,8 +43,10 @@ def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **k
         return loader(text, **kwargs)
     except OSError as exc:
         raise _explain(exc, text, what) from exc
-    except ValueError as exc:  # e.g. a config.json naming an unknown model type
-        raise ModelLoadError(f"cannot load {what} from {text}: {exc}", reason="invalid") from exc
+    except ValueError as exc:  # e.g. no config.json, or one naming an unknown model type
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = " (build one with `capbot models init`)" if Path(text).is_dir() else ""
+        raise ModelLoadError(f"cannot load {what} from {text}: {first_line}{hint}", reason="invalid") from exc
 
 
 def _explain(exc: OSError, source: str, what: str) -> ModelLoadError:

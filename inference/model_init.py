@@ -178,7 +178,7 @@ def _tokenizer(tokenizer: str | None, decoder: str | None, captions: Iterable[st
 def _encoder(encoder: str | None, spec: Preset) -> torch.nn.Module:
     if encoder:
         return load_pretrained(AutoModel.from_pretrained, encoder, "encoder")
-    return ViTModel(encoder_config(spec), add_pooling_layer=False)
+    return ViTModel(encoder_config(spec))  # with the pooler: from_pretrained expects it
 
 
 def _decoder(decoder: str | None, spec: Preset, tok: PreTrainedTokenizerBase) -> torch.nn.Module:

@@ -1,0 +1,88 @@
+"""`LocalCaptioner`: the in-process `Captioner`, with a model swap that never drops a request."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from inference.engine import CaptionEngine, check_options
+from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image
+from inference.types import Caption, GenerationOptions, ImageInput
+
+log = logging.getLogger(__name__)
+
+EngineLoader = Callable[..., CaptionEngine]
+
+
+class LocalCaptioner:
+    """Captions images with a model loaded in this process (CPU or GPU).
+
+    `model` is a hub id or a model directory. `reload` swaps in another model while requests keep being
+    served: a request holds the engine it started with, so an in-flight batch finishes on the old model.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        max_image_bytes: int = DEFAULT_MAX_BYTES,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        default_options: GenerationOptions | None = None,
+        engine_loader: EngineLoader = CaptionEngine.load,
+    ) -> None:
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.max_image_bytes, self.max_image_pixels = max_image_bytes, max_image_pixels
+        self.default_options = default_options or GenerationOptions()
+        check_options(self.default_options)
+        self._load = engine_loader
+        self._lock = threading.Lock()
+        self._engine = self._load(model, device=device, dtype=dtype, batch_size=batch_size)
+
+    @property
+    def model_version(self) -> str:
+        """Version id of the model now serving (capbot.json's id, or the hub id)."""
+        return self._current().version
+
+    @property
+    def engine(self) -> CaptionEngine:
+        """The engine now serving; for tools that need the model itself (evaluation, benchmarks)."""
+        return self._current()
+
+    def caption(self, images: Sequence[ImageInput], options: GenerationOptions | None = None) -> list[Caption]:
+        """Caption each image, in order; raises `ImageError` for the first image that cannot be decoded."""
+        options = options or self.default_options
+        engine = self._current()
+        started = time.perf_counter()
+        rgb, decode_ms = [], []
+        for image in images:
+            t0 = time.perf_counter()
+            rgb.append(load_image(image, max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels))
+            decode_ms.append((time.perf_counter() - t0) * 1000)
+        outputs = engine.generate(rgb, options)
+        total_ms = (time.perf_counter() - started) * 1000 / max(len(rgb), 1)
+        return [
+            Caption(out.text, engine.version, {"decode": ms, **out.timings_ms, "total": total_ms})
+            for out, ms in zip(outputs, decode_ms)
+        ]
+
+    def reload(self, model: str | Path) -> str:
+        """Load `model` and make it the serving model once loaded; returns its version.
+
+        Loading happens outside the lock, so captioning continues on the old model meanwhile; a failed
+        load raises and leaves the old model serving.
+        """
+        engine = self._load(model, device=self.device, dtype=self.dtype, batch_size=self.batch_size)
+        with self._lock:
+            previous, self._engine = self._engine.version, engine
+        log.info("captioner model swapped", extra={"previous_version": previous, "version": engine.version})
+        return engine.version
+
+    def _current(self) -> CaptionEngine:
+        with self._lock:
+            return self._engine
