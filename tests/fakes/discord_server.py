@@ -54,6 +54,7 @@ class Recorded:
     json: Any  # the JSON body, or `payload_json` of a multipart body; None when absent
     files: dict[str, bytes] = field(default_factory=dict)  # multipart file parts by field name
     answer: Any = None  # the JSON the fake answered with
+    status: int = 0  # the HTTP status the fake answered with
     at: float = field(default_factory=time.monotonic)
 
 
@@ -324,6 +325,11 @@ class FakeDiscord:
         }
         return self.interaction(INTERACTION_APPLICATION_COMMAND, data, **kwargs)
 
+    def unrouted(self) -> list[str]:
+        """Requests the fake had no route for (a sign the bot uses an API the fake does not model)."""
+        with self._cond:
+            return [f"{r.method} {r.path}" for r in self.requests if r.status == 404 and "has no route" in str(r.answer)]
+
     def command_id(self, name: str) -> str:
         """The id the fake gave the synced command `name` (any scope)."""
         for commands in self.commands.values():
@@ -381,7 +387,7 @@ class FakeDiscord:
         path = request.path[len("/api/v10"):]
         rec = Recorded(request.method, path, dict(request.query), body, files)
         status, answer = self._route(rec)
-        rec.answer = answer
+        rec.answer, rec.status = answer, status
         with self._cond:
             self.requests.append(rec)
             self._cond.notify_all()

@@ -21,6 +21,7 @@ def fake():
     fake = FakeDiscord().start()
     yield fake
     fake.stop()
+    assert fake.unrouted() == []
 
 
 @pytest.fixture(scope="module")
