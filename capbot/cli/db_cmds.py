@@ -168,14 +168,21 @@ def forget_user(
     from storage.db import session_scope
 
     where = f" on {platform}" if platform else " on every platform"
-    if not yes and not typer.confirm(f"Delete everything stored about user {user_id}{where}?"):
-        raise typer.Abort()
+    if not yes and not _confirm(f"Delete everything stored about user {user_id}{where}?"):
+        raise UserError("nothing deleted (not confirmed; pass --yes to skip the question)", reason="not_confirmed")
     with _open_store() as store, session_scope(store.engine) as session:
         result = forget.forget_user(session, LocalBlobStore(store.blob_dir), user_id=user_id, platform=platform)
     typer.echo(
         f"forgot user {user_id}{where}: {result.corrections} corrections, {result.captions} captions, "
         f"{result.images} images ({result.blobs} blobs) deleted"
     )
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return typer.confirm(question)
+    except typer.Abort:  # no terminal to answer (EOF) or Ctrl-C
+        return False
 
 
 def _export_format(out: Path, fmt: str | None) -> str:

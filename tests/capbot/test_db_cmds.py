@@ -96,9 +96,15 @@ def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
     assert "ISO 8601" in capsys.readouterr().err
 
 
-def test_forget_user(env, tmp_path, capsys):
+def test_forget_user(env, tmp_path, capsys, monkeypatch):
+    import io
+
     assert main(["db", "upgrade"]) == 0
     blobs, dog, _cat = _seed_feedback(env, tmp_path / "data" / "blobs")
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["forget-user", "U1"]) == 2
+    assert "nothing deleted" in capsys.readouterr().err
+    assert blobs.exists(dog.image_sha256)
     assert main(["forget-user", "U1", "--platform", "slack", "--yes"]) == 0
     out = capsys.readouterr().out
     assert "2 corrections, 2 captions, 2 images (2 blobs) deleted" in out
