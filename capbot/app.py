@@ -3,12 +3,10 @@ schedule from `Settings` and wires them together. Everything else takes plain ar
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Callable
 
 from sqlalchemy import Engine
 
@@ -16,6 +14,7 @@ from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
 from capbot.errors import UserError
+from capbot.follow import RegistryFollower
 from capbot.settings import Settings
 from inference.types import Captioner, GenerationOptions
 from storage import db, registry
@@ -84,7 +83,8 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None) ->
     db.upgrade(settings.database_url)
     engine = db.create_engine_for(settings.database_url)
     blobs = LocalBlobStore(settings.blob_dir)
-    captioner = captioner or build_captioner(settings, serving_model(engine, settings))
+    model = serving_model(engine, settings)
+    captioner = captioner or build_captioner(settings, model)
     core = BotCore(
         captioner,
         SqlBotStore(engine, blobs),
@@ -99,4 +99,9 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None) ->
         queue_size=settings.queue_size,
         rate_limit_per_minute=settings.rate_limit_per_minute,
     )
-    return Services(settings, engine, blobs, captioner, core)
+    services = Services(settings, engine, blobs, captioner, core)
+    if hasattr(captioner, "reload"):
+        follower = RegistryFollower(captioner, partial(serving_model, engine, settings), current=model,
+                                    interval_s=settings.registry_poll_s).start()
+        services.closers.append(follower.stop)
+    return services

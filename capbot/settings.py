@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     captioner: Literal["local", "modal"] = Field("local", description="local: in-process; modal: the deployed Modal GPU class.")
     modal_app_name: str = Field("capbot-inference", description="Modal app holding the captioner class.")
     modal_class_name: str = Field("ModalCaptioner", description="Name of the Modal class to call.")
+    registry_poll_s: float = Field(30.0, gt=0, description="How often serving checks the registry for a newly promoted version.")
     batch_size: int = Field(8, ge=1, le=256, description="Images per forward pass in the local engine.")
 
     # --- generation defaults ---
