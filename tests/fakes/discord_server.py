@@ -17,6 +17,7 @@ import itertools
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -88,6 +89,8 @@ class FakeDiscord:
         self.cdn_hits: list[str] = []
         self._messages: dict[str, dict[str, Any]] = {}
         self._sockets: list[web.WebSocketResponse] = []
+        self._compressors: dict[int, Any] = {}  # id(ws) -> zlib compressor, or None for plain text frames
+        self.compressed_connections = 0
         self._seq = itertools.count(1)
         self._cond = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,7 +159,11 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await ws.send_str(json.dumps({"op": OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
+        # Like Discord: one zlib stream per connection when asked for, each payload ending in a sync flush.
+        compressor = zlib.compressobj() if request.query.get("compress") == "zlib-stream" else None
+        self._compressors[id(ws)] = compressor
+        self.compressed_connections += compressor is not None
+        await self._send(ws, {"op": OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -165,7 +172,16 @@ class FakeDiscord:
         finally:
             if ws in self._sockets:
                 self._sockets.remove(ws)
+            self._compressors.pop(id(ws), None)
         return ws
+
+    async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        compressor = self._compressors.get(id(ws))
+        text = json.dumps(payload)
+        if compressor is None:
+            await ws.send_str(text)
+        else:
+            await ws.send_bytes(compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH))
 
     async def _on_gateway_message(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
         op = payload.get("op")
@@ -173,7 +189,7 @@ class FakeDiscord:
             with self._cond:
                 self.heartbeats += 1
                 self._cond.notify_all()
-            await ws.send_str(json.dumps({"op": OP_HEARTBEAT_ACK}))
+            await self._send(ws, {"op": OP_HEARTBEAT_ACK})
         elif op == OP_IDENTIFY:
             if payload["d"].get("token") != self.token:
                 await ws.close(code=4004, message=b"Authentication failed.")
@@ -190,10 +206,10 @@ class FakeDiscord:
                 self.sessions += 1
                 self._cond.notify_all()
         elif op == OP_RESUME:
-            await ws.send_str(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
+            await self._send(ws, {"op": OP_INVALID_SESSION, "d": False})
 
     async def _send_dispatch(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
-        await ws.send_str(json.dumps({"op": OP_DISPATCH, "t": event, "s": next(self._seq), "d": data}))
+        await self._send(ws, {"op": OP_DISPATCH, "t": event, "s": next(self._seq), "d": data})
 
     def _ready_payload(self) -> dict[str, Any]:
         return {

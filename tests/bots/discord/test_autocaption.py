@@ -32,8 +32,10 @@ def replies_to(message_id: str):
     )
 
 
-def test_intents_ask_for_message_content(bot, fake_discord):
+def test_connects_with_message_content_over_a_compressed_gateway(bot, fake_discord):
     assert fake_discord.identify["intents"] & (1 << 15)
+    assert fake_discord.identify["token"] == fake_discord.token
+    assert fake_discord.compressed_connections == 1  # discord.py asked for zlib-stream and decoded it
 
 
 def test_image_post_gets_caption_reply_with_button_and_stored_bytes(bot, fake_discord, discord_db):
