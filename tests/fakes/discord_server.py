@@ -1,8 +1,9 @@
 """A local fake Discord (REST API, websocket gateway and CDN) that the real discord.py client connects to.
 
-It speaks just enough of Discord's protocol for capbot's bot: the gateway sends HELLO, answers IDENTIFY
-with READY then GUILD_CREATE, acknowledges heartbeats and dispatches events the test injects
-(MESSAGE_CREATE, INTERACTION_CREATE); the REST side answers login, application info, command sync
+It speaks just enough of Discord's protocol for capbot's bot: the gateway (zlib-stream compressed when the
+client asks, as Discord does) sends HELLO, answers IDENTIFY with READY then GUILD_CREATE (or closes with
+4014 when the Message Content intent is asked for but not granted), acknowledges heartbeats and dispatches
+events the test injects (MESSAGE_CREATE, INTERACTION_CREATE); the REST side answers login, application info, command sync
 (bulk overwrite), channel messages, interaction callbacks and webhook follow-ups; the CDN serves
 attachment bytes. Every REST request is recorded so tests assert on what the bot actually sent.
 
