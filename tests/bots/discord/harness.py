@@ -16,7 +16,7 @@ from PIL import Image
 
 from bots.core import BotCore
 from bots.discord import run_discord_bot
-from bots.fetch import fetch_image_bytes
+from bots.fetch import AddressPolicy, fetch_image_bytes
 from tests.fakes.discord_server import FakeDiscord, snowflake, user_payload
 
 MAX_IMAGE_BYTES = 200_000
@@ -34,10 +34,10 @@ def person(name: str = "alice") -> dict[str, Any]:
     return user_payload(snowflake(), name)
 
 
-def make_core(captioner: Any, store: Any, **kwargs: Any) -> BotCore:
-    """The real core with the real URL fetcher."""
+def make_core(captioner: Any, store: Any, *, policy: AddressPolicy = AddressPolicy(), **kwargs: Any) -> BotCore:
+    """The real core with the real URL fetcher (`policy`: which addresses it may fetch from)."""
     kwargs.setdefault("workers", 2)
-    fetch = partial(fetch_image_bytes, max_bytes=MAX_IMAGE_BYTES, timeout_s=5.0)
+    fetch = partial(fetch_image_bytes, max_bytes=MAX_IMAGE_BYTES, timeout_s=5.0, policy=policy)
     return BotCore(captioner, store, fetch_url=fetch, **kwargs)
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from bots.discord import DiscordLoginError
+from bots.fetch import AddressPolicy
 from tests.bots.captioners import ColourCaptioner
 from tests.bots.discord.harness import BotRunner, make_core, person, png
 from bots import messages
@@ -112,3 +113,18 @@ def test_suggest_button_and_open_form_work_after_a_restart(fake, core, discord_d
     with session_scope(discord_db[0]) as session:
         [stored] = corrections.corrections_for_caption(session, caption_id)
     assert stored.text == "a red card on a table"
+
+
+def test_caption_by_url_fetches_the_image(fake, discord_db):
+    _, _, store = discord_db
+    # The fake's CDN is on 127.0.0.1, which the fetcher refuses unless told otherwise.
+    core = make_core(ColourCaptioner(version="colour-v5"), store, policy=AddressPolicy(allow_private=True))
+    try:
+        attachment = fake.add_attachment("linked.png", png((40, 60, 200)), "image/png")
+        with BotRunner(fake, core).start():
+            interaction = fake.slash_command("caption", "image", [{"name": "url", "type": 3, "value": attachment["url"]}], user=person())
+            followup = fake.wait_for(lambda r: r.path == f"/webhooks/{fake.app_id}/{interaction['token']}")
+    finally:
+        core.close()
+    assert followup.json["content"].startswith("a blue picture")
+    assert any(hit.endswith("/linked.png") for hit in fake.cdn_hits)
