@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, event, select, union
+from sqlalchemy import Engine, delete, event, select, union
 from sqlalchemy.orm import Session
 
 from storage._sql import check_platform
@@ -82,9 +82,20 @@ def _delete_blobs_after_commit(session: Session, blobs: BlobStore, shas: list[st
 def _delete_pending(session: Session) -> None:
     pending, session.info[_PENDING] = session.info[_PENDING], []
     for blobs, shas in pending:
-        for sha in shas:
+        doomed = _still_unrecorded(session, shas)
+        for sha in doomed:
             blobs.delete(sha)
-        log.info("blobs deleted", extra={"count": len(shas)})
+        log.info("blobs deleted", extra={"count": len(doomed), "kept": len(shas) - len(doomed)})
+
+
+def _still_unrecorded(session: Session, shas: list[str]) -> list[str]:
+    # Someone may have posted the same image again since the delete committed; keep its bytes then.
+    bind = session.get_bind()
+    if not isinstance(bind, Engine):
+        return shas  # bound to a caller's connection: nothing else can run on it now
+    with bind.connect() as connection:
+        recorded = set(connection.scalars(select(Image.sha256).where(Image.sha256.in_(shas))))
+    return [sha for sha in shas if sha not in recorded]
 
 
 def _discard_pending(session: Session, _previous_transaction: object) -> None:

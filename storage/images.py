@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from storage._sql import check_platform, insert_ignoring_conflicts
-from storage.blobs import BlobStore, check_sha256
+from storage.blobs import BlobStore, check_sha256, sha256_of
 from storage.clock import utcnow
 from storage.models import Image
 
@@ -55,15 +55,16 @@ def store_image(
     channel_id: str | None = None,
     now: datetime | None = None,
 ) -> ImageRecord:
-    """Put `data` in the blob store and record the image (idempotent: the first sighting is kept).
+    """Record the image and put `data` in the blob store (idempotent: the first sighting is kept).
 
-    The caller has already validated the bytes (inference.images) and passes what it decoded. The blob
-    is written before the row, so a rolled-back transaction leaves at most an unreferenced blob.
+    The caller has already validated the bytes (inference.images) and passes what it decoded. The row
+    comes first and the bytes second, inside the caller's transaction: a rolled-back transaction leaves
+    at most an unreferenced blob, and a concurrent `forget_user` that just deleted this image's blob
+    cannot leave the new row without its bytes.
     """
-    sha = blobs.put(data)
-    return record_image(
+    record = record_image(
         session,
-        sha256=sha,
+        sha256=sha256_of(data),
         size_bytes=len(data),
         format=format,
         width=width,
@@ -73,6 +74,8 @@ def store_image(
         channel_id=channel_id,
         now=now,
     )
+    blobs.put(data)
+    return record
 
 
 def record_image(

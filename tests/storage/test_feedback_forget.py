@@ -103,3 +103,25 @@ def test_forget_rolled_back_keeps_blobs(engine, blobs):
         session.commit()  # a later commit of the same session must not delete the blob either
         assert captions.get_caption(session, mine.id) is not None
     assert blobs.exists(mine.image_sha256)
+
+
+def test_image_posted_again_before_blob_deletion_keeps_its_bytes(engine, blobs):
+    from sqlalchemy import event
+
+    from storage.db import session_factory
+
+    with session_scope(engine) as session:
+        mine = make_caption(session, blobs, data=b"mine", user_id="U1")
+
+    def repost(_session) -> None:
+        # Runs after the commit and before forget's own blob deletion (listeners run in order).
+        with session_scope(engine) as other:
+            make_caption(other, blobs, data=b"mine", user_id="U2")
+
+    with session_factory(engine)() as forgetting:
+        event.listen(forgetting, "after_commit", repost, once=True)
+        assert forget.forget_user(forgetting, blobs, user_id="U1").images == 1
+        forgetting.commit()
+    assert blobs.exists(mine.image_sha256)
+    with session_scope(engine) as session:
+        assert [c.user_id for c in captions.captions_for_image(session, mine.image_sha256)] == ["U2"]
