@@ -52,5 +52,5 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "urllib3", "PIL", "asyncio", "discord.gateway"):
+    for noisy in ("httpx", "httpcore", "urllib3", "PIL", "asyncio", "discord.gateway", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

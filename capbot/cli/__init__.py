@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 from capbot.cli.root import app
+from pydantic import ValidationError
+
 from capbot.errors import UserError
 
 # Importing these modules registers their commands on `app` and its groups.
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except ValidationError as exc:  # a bad CAPBOT_* variable or .env line
+        print(f"error: invalid settings: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -44,3 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return 0
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    return f"CAPBOT_{field.upper()}: {first['msg']}" + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")

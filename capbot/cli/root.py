@@ -16,6 +16,18 @@ data_app = typer.Typer(help="Download, generate and prepare captioning datasets.
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Export user corrections for training.", no_args_is_help=True)
 
+
+
+@app.callback()
+def _configure() -> None:
+    """Structured logs on stderr for every command (level and format from CAPBOT_LOG_LEVEL / CAPBOT_LOG_JSON)."""
+    from capbot.logs import configure_logging
+    from capbot.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
