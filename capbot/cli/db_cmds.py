@@ -114,6 +114,7 @@ def promote(version: str = typer.Argument(..., help="The version id to make acti
         promoted = registry.promote(session, version)
     previous = f" (was {before.id})" if before and before.id != promoted.id else ""
     typer.echo(f"active model version: {promoted.id}{previous}")
+    _warn_if_missing(promoted.location)
 
 
 @models_app.command("rollback")
@@ -126,6 +127,15 @@ def rollback() -> None:
         before = registry.get_active(session)
         restored = registry.rollback(session)
     typer.echo(f"rolled back {before.id if before else 'nothing'} -> active model version: {restored.id}")
+    _warn_if_missing(restored.location)
+
+
+def _warn_if_missing(location: str) -> None:
+    # Only a warning: the location may live on a volume mounted where the captioner runs, not here.
+    path = Path(location).expanduser()
+    if path.is_absolute() and not path.exists():
+        typer.echo(f"warning: {location} does not exist on this machine; the captioner must be able to load it",
+                   err=True)
 
 
 @feedback_app.command("export")

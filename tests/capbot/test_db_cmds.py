@@ -51,7 +51,9 @@ def test_upgrade_then_models_promote_list_rollback(env, capsys):
     engine.dispose()
     assert main(["models", "promote", "v1"]) == 0
     assert main(["models", "promote", "v2"]) == 0
-    assert "active model version: v2 (was v1)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "active model version: v2 (was v1)" in captured.out
+    assert "warning: /m/v2 does not exist" in captured.err
     assert main(["models", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {v["id"]: v["status"] for v in listed} == {"v1": "retired", "v2": "active"}
