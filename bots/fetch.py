@@ -116,7 +116,7 @@ def _parse(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
-def _vetted_address(url: httpx.URL, policy: AddressPolicy, resolver: Resolver) -> str:
+def _vetted_addresses(url: httpx.URL, policy: AddressPolicy, resolver: Resolver) -> list[str]:
     """Resolve the URL's host and check every address: one bad answer refuses the whole host."""
     port = url.port or (443 if url.scheme == "https" else 80)
     addresses = resolver(url.host, port)
@@ -124,7 +124,7 @@ def _vetted_address(url: httpx.URL, policy: AddressPolicy, resolver: Resolver) -
         raise FetchRefused(f"I couldn't find the server {url.host} (no addresses).", reason="unresolvable")
     for address in addresses:
         policy.check(url.host, address)
-    return addresses[0]
+    return addresses
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -146,9 +146,9 @@ def fetch_image(
     first_origin = _origin(current)
     deadline = time.monotonic() + timeout_s
     for hop in range(max_redirects + 1):
-        address = _vetted_address(current, policy, resolver)
+        addresses = _vetted_addresses(current, policy, resolver)
         sent = dict(headers or {}) if _origin(current) == first_origin else {}  # credentials never leave the first origin
-        outcome = _get_once(current, address, sent, max_bytes, timeout_s, deadline)
+        outcome = _get_any(current, addresses, sent, max_bytes, timeout_s, deadline)
         if isinstance(outcome, FetchedImage):
             return outcome
         current = _parse(current.join(outcome))
@@ -159,6 +159,19 @@ def fetch_image(
 def fetch_image_bytes(url: str, **kwargs) -> bytes:  # noqa: ANN003
     """`fetch_image(...)`'s bytes: the shape `BotCore(fetch_url=...)` expects."""
     return fetch_image(url, **kwargs).data
+
+
+def _get_any(
+    url: httpx.URL, addresses: list[str], headers: Mapping[str, str], max_bytes: int, timeout_s: float, deadline: float
+) -> FetchedImage | str:
+    """Try the vetted addresses in order (e.g. IPv6 then IPv4) until one accepts the connection."""
+    for address in addresses[:-1]:
+        try:
+            return _get_once(url, address, headers, max_bytes, timeout_s, deadline)
+        except FetchRefused as exc:
+            if exc.reason != "connect_failed":
+                raise
+    return _get_once(url, addresses[-1], headers, max_bytes, timeout_s, deadline)
 
 
 def _get_once(
@@ -173,8 +186,10 @@ def _get_once(
                 return _read_response(url, resp, max_bytes, deadline)
     except httpcore.TimeoutException as exc:
         raise FetchRefused(f"{url.host} took too long to answer (over {timeout_s:g} s).", reason="timeout") from exc
-    except (httpcore.ConnectError, httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        raise FetchRefused(f"I couldn't download from {url.host}: {type(exc).__name__}.", reason="connect_failed") from exc
+    except httpcore.ConnectError as exc:
+        raise FetchRefused(f"I couldn't connect to {url.host}.", reason="connect_failed") from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+        raise FetchRefused(f"The download from {url.host} broke off ({type(exc).__name__}).", reason="broken") from exc
 
 
 def _header(resp: httpcore.Response, name: bytes) -> str:

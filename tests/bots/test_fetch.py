@@ -184,3 +184,10 @@ def test_connection_refused_is_reported():
         url = srv.url("/image.png")
     err = refused(url)  # the server is gone: nothing listens on that port any more
     assert err.reason == "connect_failed"
+
+
+def test_tries_the_next_vetted_address_when_one_does_not_answer(server):
+    # 127.0.0.2 answers nothing on the server's port (the server listens on 127.0.0.1 only).
+    got = fetch_image(f"http://dual.test:{server.port}/image.png", max_bytes=MB, policy=LOCAL,
+                      resolver=lambda host, port: ["127.0.0.2", "127.0.0.1"])
+    assert got.data == server.state.image
