@@ -122,7 +122,7 @@ class CaptionEngine:
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         n = len(images)
         timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
-        return [EngineOutput(text.strip(), row, dict(timings)) for text, row in zip(texts, ids.tolist())]
+        return [EngineOutput(one_line(text), row, dict(timings)) for text, row in zip(texts, ids.tolist())]
 
 
 def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
@@ -133,6 +133,11 @@ def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
         "no_repeat_ngram_size": options.no_repeat_ngram_size,
         "do_sample": False,
     }
+
+
+def one_line(text: str) -> str:
+    """A caption as one line: runs of whitespace (newlines, tabs, CRs an untrained model may emit) become one space."""
+    return " ".join(text.split())
 
 
 def check_options(options: GenerationOptions) -> None:

@@ -1,5 +1,97 @@
-"""CLI commands (registered on import by capbot.cli)."""
+"""`capbot caption IMAGE...`: caption image files with the local engine, one line (or JSON object) each."""
 
 from __future__ import annotations
 
-from capbot.cli.root import app  # noqa: F401
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from capbot.cli.root import app
+from capbot.errors import UserError
+
+
+@app.command("caption")
+def caption(
+    images: list[Path] = typer.Argument(..., help="Image files to caption (JPEG, PNG, GIF, WebP, TIFF, ...)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or model directory (default: CAPBOT_MODEL)."),
+    beams: Optional[int] = typer.Option(None, "--beams", min=1, max=16, help="1 = greedy; more = beam search (default: CAPBOT_NUM_BEAMS)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, max=128, help="Longest caption in tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image per line."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: CAPBOT_DEVICE)."),
+) -> None:
+    """Caption image files. Unreadable images print `error: PATH: REASON`; the rest are still captioned."""
+    from capbot.settings import get_settings
+    from inference.captioner import LocalCaptioner
+    from inference.types import GenerationOptions
+
+    settings = get_settings()
+    options = GenerationOptions(
+        num_beams=beams or settings.num_beams,
+        max_new_tokens=max_new_tokens or settings.max_new_tokens,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+    )
+    console = Console(stderr=True)
+    with console.status(f"loading model {model or settings.model}"):
+        captioner = LocalCaptioner(
+            model or settings.model, device=device or settings.device, dtype=settings.dtype,
+            batch_size=settings.batch_size, max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels, default_options=options,
+        )
+    failed = _caption_files(captioner, images, options, console, as_json, settings.batch_size)
+    if failed:
+        raise SystemExit(1)
+
+
+def _caption_files(captioner, paths: list[Path], options, console: Console, as_json: bool, batch_size: int) -> int:
+    """Caption `paths` in batches, printing results in order; returns how many failed."""
+    failed = 0
+    columns = (TextColumn("captioning"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True, disable=len(paths) <= batch_size) as progress:
+        task = progress.add_task("images", total=len(paths))
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start:start + batch_size]
+            decoded = {p: _read(captioner, p) for p in batch}
+            good = [p for p in batch if isinstance(decoded[p], Image.Image)]
+            captions = dict(zip(good, captioner.caption([decoded[p] for p in good], options))) if good else {}
+            for path in batch:
+                if path in captions:
+                    _print_caption(path, captions[path], as_json)
+                else:
+                    failed += 1
+                    console.print(f"error: {path}: {decoded[path]}", markup=False, highlight=False, soft_wrap=True)
+            progress.advance(task, len(batch))
+    return failed
+
+
+def _read(captioner, path: Path) -> Image.Image | str:
+    """The decoded image, or the reason it cannot be captioned."""
+    from inference.images import load_image
+
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        return "is a directory"
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        return load_image(data, max_bytes=captioner.max_image_bytes, max_pixels=captioner.max_image_pixels)
+    except UserError as exc:
+        return exc.message
+
+
+def _print_caption(path: Path, cap, as_json: bool) -> None:
+    if as_json:
+        record = {"path": str(path), "caption": cap.text, "model_version": cap.model_version,
+                  "timings_ms": {k: round(v, 2) for k, v in cap.timings_ms.items()}}
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(f"{path}: {cap.text}\n")
+    sys.stdout.flush()

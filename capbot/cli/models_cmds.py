@@ -1,5 +1,35 @@
-"""CLI commands (registered on import by capbot.cli)."""
+"""`capbot models init`: build a new model directory (list/promote/rollback live in db_cmds)."""
 
 from __future__ import annotations
 
-from capbot.cli.root import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from capbot.cli.root import models_app
+
+
+@models_app.command("init")
+def init(
+    out: Path = typer.Option(..., "--out", help="New model directory to write (must not exist or be empty)."),
+    preset: str = typer.Option("tiny", "--preset", help="Architecture for parts without a checkpoint: tiny (tests, demos) or base (ViT-B/16 + GPT-2 124M)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="ViT encoder checkpoint (hub id or directory) instead of random weights."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="GPT-2 decoder checkpoint (hub id or directory); cross-attention is added."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer (hub id or directory); default: the decoder's, else a new BPE tokenizer."),
+    captions: Optional[Path] = typer.Option(None, "--captions", help="Caption text for a new tokenizer: one per line, or a COCO captions JSON."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random weights."),
+) -> None:
+    """Build a new, untrained captioning model and save it as a self-describing model directory."""
+    from inference.model_init import init_model, read_captions
+
+    texts = read_captions(captions) if captions else None
+    console = Console(stderr=True)
+    with console.status("building model") as status:
+        meta = init_model(
+            out, preset=preset, encoder=encoder, decoder=decoder, tokenizer=tokenizer, captions=texts, seed=seed,
+            progress=lambda step: status.update(step),
+        )
+    params = meta.extra.get("num_parameters", 0)
+    typer.echo(f"created model {meta.version} in {out} ({params / 1e6:.1f}M parameters)")
