@@ -12,6 +12,7 @@ from storage import captions
 from storage.db import session_scope
 from tests.bots.captioners import ColourCaptioner
 from tests.bots.discord.harness import BotRunner, make_core, person, png
+from tests.fakes.discord_server import INTERACTION_COMPONENT
 
 EPHEMERAL = 1 << 6
 
@@ -128,7 +129,7 @@ def test_optout_silences_auto_captions_and_forget_deletes(bot, fake_discord, dis
     first = fake_discord.post_message(
         author=user, attachments=[fake_discord.add_attachment("e1.png", png((40, 160, 60)), "image/png")]
     )
-    fake_discord.wait_for(replies_to(first["id"]))
+    first_reply = fake_discord.wait_for(replies_to(first["id"]))
 
     optout = fake_discord.slash_command("caption", "optout", user=user)
     answer = fake_discord.wait_for(followup_of(fake_discord, optout))
@@ -150,6 +151,15 @@ def test_optout_silences_auto_captions_and_forget_deletes(bot, fake_discord, dis
     assert "deleted 1 caption(s)" in answer.json["content"]
     with session_scope(engine) as session:
         assert captions.find_caption_by_message(session, platform="discord", message_ref=first["id"]) is None
+
+    # The forgotten caption's button now says so instead of opening a form.
+    button = first_reply.json["components"][0]["components"][0]
+    click = fake_discord.interaction(
+        INTERACTION_COMPONENT, {"custom_id": button["custom_id"], "component_type": 2}, user=person(),
+        message=first_reply.answer,
+    )
+    answer = fake_discord.wait_for(callback_of(click), timeout=3)
+    assert answer.json["type"] == 4 and answer.json["data"]["content"] == messages.CORRECTION_UNKNOWN
 
 
 def test_a_captioner_bug_is_reported_not_swallowed(bot, fake_discord, captioner):
