@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from slack_sdk.errors import SlackApiError
+
 from bots.fetch import FetchRefused, fetch_image_bytes
 from bots.slack.deps import SlackDeps
 from capbot.errors import UserError
@@ -11,6 +13,23 @@ from capbot.errors import UserError
 
 class SlackFileRefused(UserError):
     """A Slack file we cannot caption; the message says why."""
+
+
+_API_ERRORS = {
+    "not_in_channel": "I can't read this conversation: invite me first with `/invite @capbot`.",
+    "channel_not_found": "I can't read this conversation: invite me first with `/invite @capbot`.",
+    "file_not_found": "That file is gone (deleted, or not shared with me).",
+    "file_deleted": "That file is gone (deleted, or not shared with me).",
+    "missing_scope": "I'm missing a Slack permission for that; an admin should reinstall me from the manifest.",
+}
+
+
+def refusal_for(exc: SlackApiError) -> SlackFileRefused:
+    """A user-facing refusal for a Web API error met while fetching an image; unknown errors stay errors."""
+    code = str(exc.response.get("error", ""))
+    if code not in _API_ERRORS:
+        raise exc
+    return SlackFileRefused(_API_ERRORS[code], reason=code)
 
 
 def is_image(file: dict[str, Any]) -> bool:
@@ -39,7 +58,10 @@ def loader(file: dict[str, Any], deps: SlackDeps, files_info: Callable[[str], di
     def load() -> bytes:
         full = file
         if not full.get("url_private_download") or full.get("file_access") == "check_file_info":
-            full = files_info(file["id"])  # shared from elsewhere: the event carries a stub only
+            try:
+                full = files_info(file["id"])  # shared from elsewhere: the event carries a stub only
+            except SlackApiError as exc:
+                raise refusal_for(exc) from exc
         if not is_image(full):
             raise SlackFileRefused("That file is not an image.", reason="not_image")
         check_size(full, deps.max_image_bytes)

@@ -37,6 +37,7 @@ class FakeSlackState:
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> messages, newest first
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    not_member_of: set[str] = field(default_factory=set)  # channels whose history answers not_in_channel
     calls: list[Call] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -89,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         return {"ok": True, "view": {"id": "V1", **(view or {})}}
 
     def _api_conversations_history(self, args: dict) -> dict:
+        if args.get("channel") in self.server.state.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
         messages = self.server.state.history.get(args.get("channel", ""), [])
         return {"ok": True, "messages": messages[: int(args.get("limit", 100))], "has_more": False}
 

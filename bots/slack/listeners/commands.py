@@ -7,12 +7,13 @@ from typing import Any, Callable
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bots import messages
 from bots.core import Origin
 from bots.slack.deliver import respond_with, when_done
 from bots.slack.deps import SlackDeps
-from bots.slack.files import SlackFileRefused, image_files, loader
+from bots.slack.files import SlackFileRefused, image_files, loader, refusal_for
 from bots.slack.permissions import can_manage_channel
 
 HELP = (
@@ -57,7 +58,10 @@ def latest_image_loader(client: WebClient, channel: str, deps: SlackDeps) -> Cal
         return client.files_info(file=file_id)["file"]
 
     def load() -> bytes:
-        history = client.conversations_history(channel=channel, limit=HISTORY_LIMIT)
+        try:
+            history = client.conversations_history(channel=channel, limit=HISTORY_LIMIT)
+        except SlackApiError as exc:
+            raise refusal_for(exc) from exc
         for message in history.get("messages", []):  # newest first
             files = image_files(message)
             if files:

@@ -124,3 +124,11 @@ def test_forget(make_slack):
     answer = h.slack.wait_for("respond", 2)[1]
     assert answer.args["response_type"] == "ephemeral" and "deleted 1 caption(s)" in answer.args["text"]
     assert h.core.caption_text(caption_id) is None
+
+
+def test_bare_caption_where_the_bot_is_not_a_member(make_slack):
+    h = make_slack()
+    h.slack.state.not_member_of.add("C7")
+    h.command("", channel="C7")
+    [answer] = h.slack.wait_for("respond")
+    assert answer.args["response_type"] == "ephemeral" and "/invite @capbot" in answer.args["text"]

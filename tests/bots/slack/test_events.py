@@ -104,3 +104,10 @@ def test_channel_turned_off_gets_no_auto_caption(make_slack):
     h.event(file_share([h.slack.add_file("F1", RED)]))
     time.sleep(0.5)
     assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("download") == []
+
+
+def test_file_deleted_before_download_is_explained(make_slack):
+    h = make_slack()
+    h.event(file_share([{"id": "F404", "mimetype": "image/png", "file_access": "check_file_info"}]))
+    [notice] = h.slack.wait_for("chat.postEphemeral")
+    assert "That file is gone" in notice.args["text"]
