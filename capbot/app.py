@@ -87,7 +87,7 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None) ->
     captioner = captioner or build_captioner(settings, model)
     core = BotCore(
         captioner,
-        SqlBotStore(engine, blobs),
+        SqlBotStore(engine, blobs, auto_caption_default=settings.auto_caption_default),
         fetch_url=partial(
             fetch_image_bytes,
             max_bytes=settings.max_image_bytes,

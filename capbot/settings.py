@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     discord_api_url: str = Field("https://discord.com/api/v10", description="Discord REST base URL.")
     discord_gateway_url: str = Field("wss://gateway.discord.gg/", description="Discord gateway websocket URL.")
     discord_message_content: bool = Field(True, description="Ask for the privileged Message Content intent (needed for auto-captioning).")
+    auto_caption_default: bool = Field(True, description="Whether channels nobody has switched with /caption on|off are auto-captioned.")
     rate_limit_per_minute: int = Field(10, ge=1, description="Caption requests one user may make per minute.")
     queue_size: int = Field(64, ge=1, description="Caption jobs waiting at most; beyond this users are told the bot is busy.")
     workers: int = Field(1, ge=1, le=32, description="Threads taking caption jobs off the queue.")
