@@ -8,8 +8,10 @@ from typing import Any, Callable
 
 from slack_sdk import WebClient
 
+from bots import messages
 from bots.core import Reply, ReplyKind
 from bots.slack.blocks import caption_message
+from capbot.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +46,15 @@ def respond_with(respond: Callable[..., Any], reply: Reply) -> None:
         respond(response_type="in_channel", **caption_message(reply))
     else:
         respond(response_type="ephemeral", text=reply.text)
+
+
+def respond_safely(respond: Callable[..., Any], work: Callable[[], Reply]) -> None:
+    """Run a quick core call and answer with its reply; a failure is still answered (and logged)."""
+    try:
+        reply = work()
+    except UserError as exc:
+        reply = Reply(ReplyKind.REFUSED, exc.message, reason=exc.reason)
+    except Exception:
+        log.exception("slash command failed")
+        reply = Reply(ReplyKind.ERROR, messages.ERROR, reason="internal")
+    respond_with(respond, reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -10,6 +11,8 @@ from slack_sdk import WebClient
 from bots import messages
 from bots.slack.blocks import SUGGEST_ACTION, correction_modal
 from bots.slack.deps import SlackDeps
+
+log = logging.getLogger(__name__)
 
 
 def ack_button(ack: Ack) -> None:
@@ -20,7 +23,12 @@ def ack_button(ack: Ack) -> None:
 def register(app: App, deps: SlackDeps) -> None:
     def open_correction_modal(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         caption_id = int(body["actions"][0]["value"])
-        caption = deps.core.caption_text(caption_id)
+        try:
+            caption = deps.core.caption_text(caption_id)
+        except Exception:
+            log.exception("looking up a caption failed")
+            respond(response_type="ephemeral", replace_original=False, text=messages.ERROR)
+            return
         if caption is None:
             respond(response_type="ephemeral", replace_original=False, text=messages.CORRECTION_UNKNOWN)
             return

@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bots import messages
 from bots.core import Origin
-from bots.slack.deliver import respond_with, when_done
+from bots.slack.deliver import respond_safely, respond_with, when_done
 from bots.slack.deps import SlackDeps
 from bots.slack.files import SlackFileRefused, image_files, loader, refusal_for
 from bots.slack.permissions import can_manage_channel
@@ -81,10 +81,10 @@ def register(app: App, deps: SlackDeps) -> None:
             when_done(core.caption_requested(origin, image=image, url=url or None), lambda r: respond_with(respond, r))
         elif action in ("on", "off"):
             allowed = can_manage_channel(client, origin.user, origin.channel)
-            respond_with(respond, core.set_channel(origin, action == "on", allowed=allowed))
+            respond_safely(respond, lambda: core.set_channel(origin, action == "on", allowed=allowed))
         elif action in ("optout", "optin"):
-            respond_with(respond, core.set_opt_out(origin, action == "optout"))
+            respond_safely(respond, lambda: core.set_opt_out(origin, action == "optout"))
         elif action == "forget":
-            respond_with(respond, core.forget_me(origin))
+            respond_safely(respond, lambda: core.forget_me(origin))
 
     app.command("/caption")(ack=ack_caption_command, lazy=[run_caption_command])

@@ -132,3 +132,16 @@ def test_bare_caption_where_the_bot_is_not_a_member(make_slack):
     h.command("", channel="C7")
     [answer] = h.slack.wait_for("respond")
     assert answer.args["response_type"] == "ephemeral" and "/invite @capbot" in answer.args["text"]
+
+
+def test_a_failing_database_is_still_answered(make_slack, bot_store, monkeypatch, caplog):
+    h = make_slack()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away (simulated)")
+
+    monkeypatch.setattr(bot_store, "forget_user", broken)
+    h.command("forget")
+    [answer] = h.slack.wait_for("respond")
+    assert answer.args["response_type"] == "ephemeral" and "went wrong" in answer.args["text"]
+    assert any(r.message == "slash command failed" and r.exc_info for r in caplog.records)
