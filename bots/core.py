@@ -139,10 +139,14 @@ class BotCore:
 
     def image_posted(self, origin: Origin, image: ImageSource) -> Future:
         """An image appeared in a channel: caption it unless auto-captioning is off here or the user opted out."""
-        if not self.store.auto_caption_enabled(origin):
-            return _done(Reply(ReplyKind.SKIPPED, "", reason="channel_off"))
-        if self.store.is_opted_out(origin.platform, origin.user):
-            return _done(Reply(ReplyKind.SKIPPED, "", reason="opted_out"))
+        try:
+            if not self.store.auto_caption_enabled(origin):
+                return _done(Reply(ReplyKind.SKIPPED, "", reason="channel_off"))
+            if self.store.is_opted_out(origin.platform, origin.user):
+                return _done(Reply(ReplyKind.SKIPPED, "", reason="opted_out"))
+        except Exception:
+            log.exception("checking channel and opt-out failed", extra={"platform": origin.platform})
+            return _done(Reply(ReplyKind.ERROR, messages.ERROR, reason="internal"))
         return self._enqueue(origin, image)
 
     def caption_requested(self, origin: Origin, image: ImageSource | None = None, url: str | None = None) -> Future:

@@ -212,3 +212,12 @@ def test_forget_me_deletes_the_users_data_only(make_core, bot_store):
     assert left == ["U_BOB"]
     assert not bot_store.blobs.exists(hashlib.sha256(RED).hexdigest())
     assert bot_store.blobs.exists(hashlib.sha256(BLUE).hexdigest())
+
+
+def test_store_failure_before_queueing_is_answered(make_core, bot_store, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away (simulated)")
+
+    monkeypatch.setattr(bot_store, "auto_caption_enabled", broken)
+    reply = result(make_core().image_posted(ALICE, RED))
+    assert reply.kind is ReplyKind.ERROR and reply.reason == "internal"
