@@ -70,10 +70,15 @@ def database_url(request, tmp_path):
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.orig}")
     separator = "&" if "?" in POSTGRES_URL else "?"
     try:
-        # search_path makes every table, index and alembic_version land in the test's own schema.
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+        # search_path puts every table, index and alembic_version in the test's own schema; the
+        # application_name lets teardown end connections a failed test left open in a transaction.
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": schema},
+            )
             connection.execute(text("SET lock_timeout = '20s'"))
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
