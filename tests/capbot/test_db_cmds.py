@@ -54,6 +54,9 @@ def test_upgrade_then_models_promote_list_rollback(env, capsys):
     captured = capsys.readouterr()
     assert "active model version: v2 (was v1)" in captured.out
     assert "warning: /m/v2 does not exist" in captured.err
+    assert main(["models", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "active" in table and "retired" in table and "cider=0.5" in table
     assert main(["models", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {v["id"]: v["status"] for v in listed} == {"v1": "retired", "v2": "active"}
