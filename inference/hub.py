@@ -39,6 +39,13 @@ def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **k
         if not path.is_dir():
             raise ModelLoadError(f"{what} directory not found: {text}", reason="not_found")
         text = str(path)
+    else:
+        # Cache first: a model downloaded once loads with no network call (fast start-up, works offline);
+        # only a model missing from the cache goes to the hub.
+        try:
+            return loader(text, local_files_only=True, **kwargs)
+        except (OSError, ValueError):
+            pass
     try:
         return loader(text, **kwargs)
     except OSError as exc:

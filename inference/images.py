@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 
+# Formats a chat user may send. Others (EPS runs Ghostscript, PSD, ...) are refused before PIL parses them.
+# JPEG includes phones' multi-picture (MPO) files, which PIL's JPEG opener returns itself.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM")
+
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
@@ -67,11 +71,13 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         # PIL only warns about a decompression bomb below twice its own limit; never decode one.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))  # reads the header only
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # reads the header only
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_many_pixels(None, max_pixels) from None
         except UnidentifiedImageError:
-            raise ImageError("the file is not an image (or not in a format capbot can read)", reason="not_image") from None
+            raise ImageError(
+                "the file is not an image in a supported format (JPEG, PNG, GIF, WebP, BMP, TIFF)", reason="not_image"
+            ) from None
         except Exception as exc:  # broken headers raise assorted errors (SyntaxError, struct.error, ...)
             raise ImageError(f"the file is not a readable image ({_brief(exc)})", reason="not_image") from exc
         _check_pixels(image.size, max_pixels)

@@ -40,7 +40,7 @@ def test_caption_reports_bad_images_and_still_captions_good_ones(tmp_path, tiny_
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{good}: ") and len(captured.out.splitlines()) == 1
     errors = captured.err.splitlines()
-    assert f"error: {tmp_path / 'notes.txt'}: the file is not an image (or not in a format capbot can read)" in errors
+    assert f"error: {tmp_path / 'notes.txt'}: the file is not an image in a supported format (JPEG, PNG, GIF, WebP, BMP, TIFF)" in errors
     assert f"error: {tmp_path / 'empty.jpg'}: the file is empty" in errors
     assert f"error: {tmp_path / 'missing.png'}: no such file" in errors
 

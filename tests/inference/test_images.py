@@ -157,3 +157,13 @@ def test_pil_image_input_is_checked_and_converted():
     with pytest.raises(ImageError) as err:
         load_image(Image.new("RGB", (100, 100)), max_pixels=99)
     assert err.value.reason == "too_many_pixels"
+
+
+def test_formats_outside_the_allowlist_are_refused_unparsed():
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"  # PIL would hand this to Ghostscript
+    assert Image.open(io.BytesIO(eps)).format == "EPS"
+    with pytest.raises(ImageError, match="supported format") as err:
+        load_image(eps)
+    assert err.value.reason == "not_image"
+    webp = encode(Image.new("RGB", (8, 8), RED), "WEBP", lossless=True)
+    assert rgb_at(load_image(webp), 4, 4) == RED
