@@ -1,0 +1,1 @@
+"""Alembic migration environment for storage.models (see env.py)."""
