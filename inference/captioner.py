@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
+
 from inference.engine import CaptionEngine, check_options
 from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image
 from inference.types import Caption, GenerationOptions, ImageInput
@@ -42,7 +44,7 @@ class LocalCaptioner:
         check_options(self.default_options)
         self._load = engine_loader
         self._lock = threading.Lock()
-        self._engine = self._load(model, device=device, dtype=dtype, batch_size=batch_size)
+        self._engine: CaptionEngine | None = self._load(model, device=device, dtype=dtype, batch_size=batch_size)
 
     @property
     def model_version(self) -> str:
@@ -83,6 +85,16 @@ class LocalCaptioner:
         log.info("captioner model swapped", extra={"previous_version": previous, "version": engine.version})
         return engine.version
 
+    def close(self) -> None:
+        """Release the model (and its GPU memory); the captioner cannot caption afterwards."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None and engine.device.type == "cuda":
+            del engine
+            torch.cuda.empty_cache()
+
     def _current(self) -> CaptionEngine:
         with self._lock:
+            if self._engine is None:
+                raise RuntimeError("this captioner was closed")
             return self._engine

@@ -118,6 +118,12 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL's "convert palette transparency to RGBA" advice is what we do
+        return _convert(image)
+
+
+def _convert(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image

@@ -112,3 +112,10 @@ def test_failed_reload_keeps_the_old_model(captioner, tmp_path):
     with pytest.raises(Exception):
         captioner.reload(tmp_path / "missing")
     assert captioner.model_version == before
+
+
+def test_close_releases_the_model(tiny_model_dir):
+    captioner = LocalCaptioner(tiny_model_dir, device="cpu")
+    captioner.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        captioner.caption([Image.new("RGB", (8, 8))])
