@@ -37,7 +37,7 @@ class Metrics:
     bleu_2: float
     bleu_3: float
     bleu_4: float
-    meteor: float
+    meteor: float | None  # None when not requested
     rouge_l: float
     cider: float
     spice: float | None
@@ -86,8 +86,9 @@ def spice_unavailable_reason() -> str | None:
 class CaptionScorer:
     """Holds the METEOR JVM between scoring calls; use as a context manager or call `close()`."""
 
-    def __init__(self, *, with_spice: bool = False) -> None:
+    def __init__(self, *, with_spice: bool = False, with_meteor: bool = True) -> None:
         self.with_spice = with_spice
+        self.with_meteor = with_meteor  # False skips METEOR's ~9 s JVM start (retraining's gate needs only CIDEr)
         self._meteor = None
 
     def __enter__(self) -> "CaptionScorer":
@@ -113,13 +114,14 @@ class CaptionScorer:
         from pycocoevalcap.rouge.rouge import Rouge
 
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-        meteor = self._meteor_score(gts, res)
+        meteor = self._meteor_score(gts, res) if self.with_meteor else None
         rouge, _ = Rouge().compute_score(gts, res)
         cider, cider_each = Cider().compute_score(gts, res)
         spice, skipped = self._spice(gts, res)
         return Metrics(
-            *(float(b) for b in bleu), meteor=float(meteor), rouge_l=float(rouge), cider=float(cider),
-            spice=spice, n_images=len(res), skipped=skipped,
+            *(float(b) for b in bleu), meteor=None if meteor is None else float(meteor), rouge_l=float(rouge),
+            cider=float(cider), spice=spice, n_images=len(res),
+            skipped=skipped if self.with_meteor else {**skipped, "meteor": "not requested"},
             cider_per_image={i: float(s) for i, s in zip(gts, cider_each)},
         )
 

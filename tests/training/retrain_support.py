@@ -32,7 +32,7 @@ def open_store(url: str, root: Path):
 def add_feedback(engine, blobs, examples: Sequence[tuple[Path, str, str]], *, user: str = "u1",
                  now: datetime | None = None) -> list[str]:
     """Store each (image file, model caption, correction) as a bot would; returns the image hashes."""
-    now = now or utcnow()
+    now = now or utcnow() - timedelta(seconds=1)  # strictly before a run started right after
     hashes = []
     with db.session_scope(engine) as session:
         for i, (path, model_caption, corrected) in enumerate(examples):
@@ -41,9 +41,9 @@ def add_feedback(engine, blobs, examples: Sequence[tuple[Path, str, str]], *, us
                 size = img.size
             image = store_image(session, blobs, data, format="png", width=size[0], height=size[1], platform="slack")
             caption = record_caption(session, image_sha256=image.sha256, text=model_caption, model_version="v0",
-                                     platform="slack", user_id=user, now=now - timedelta(seconds=60))
+                                     platform="slack", user_id=user, now=now - timedelta(seconds=1))
             record_correction(session, caption_id=caption.id, user_id=user, text=corrected,
-                              now=now - timedelta(seconds=30) + timedelta(milliseconds=i))
+                              now=now + timedelta(milliseconds=i))
             hashes.append(image.sha256)
     return hashes
 
@@ -79,7 +79,7 @@ def config_for(engine, blobs, root: Path, base_model: Path, base_data: Path | No
     """A RetrainConfig writing under `root`, with small defaults for tests."""
     values = dict(engine=engine, blobs=blobs, models_dir=root / "models", runs_dir=root / "runs",
                   base_model=str(base_model), base_data=base_data, min_feedback=8, held_out_fraction=0.25,
-                  min_held_out=4, eval_batch_size=16)
+                  min_held_out=4, eval_batch_size=16, with_meteor=False)
     values.update(overrides)
     return RetrainConfig(**values)
 

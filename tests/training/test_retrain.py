@@ -42,6 +42,18 @@ def feedback_images(synthetic_dataset):
             for i, item in enumerate(test.items)]
 
 
+class _Stop(Exception):
+    """Ends a run at the training step, once the test has seen what training was asked to do."""
+
+
+def _stopping_trainer(calls: list):
+    def train(job):
+        calls.append(job)
+        raise _Stop("stopped by the test")
+
+    return train
+
+
 def _captioners(base_model, synthetic_dataset, feedback_images, *, candidate_base_ok=True, fail=False):
     """Active: right on base images, model captions on feedback. Candidate: learned the corrections."""
     val = load_split(synthetic_dataset.out_dir, "val")
@@ -109,13 +121,14 @@ def test_gate_promotes_a_better_candidate_and_records_it(tmp_path, tiny_model_di
     assert run.status == "succeeded" and run.result_version == active.id and run.reason is None
     assert run.metrics["candidate"]["feedback"]["cider"] > run.metrics["active"]["feedback"]["cider"]
 
+    assert "meteor" not in run.metrics["candidate"]["base"]  # not requested: no JVM start
+
     # Next time: too little new feedback (the same corrections are not new), then fine-tune from the new active.
     assert retrain(config, trainer=copying_trainer()).status == "skipped"
     add_feedback(engine, blobs, feedback_images, user="u2")
-    calls.clear()
-    retrain(config, trainer=copying_trainer(calls),
-            captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
-    assert calls[0].init_model == active.location and calls[0].parent_version == active.id
+    with pytest.raises(_Stop):
+        retrain(config, trainer=_stopping_trainer(calls))
+    assert calls[-1].init_model == active.location and calls[-1].parent_version == active.id
 
 
 def test_gate_refusal_is_recorded_in_the_run_and_the_registry(tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
@@ -166,8 +179,8 @@ def test_a_second_run_refuses_while_the_first_holds_the_lock(store, tmp_path, ti
     assert run.status == "failed" and "stop here" in run.reason  # the refused run recorded nothing
 
 
-def test_crash_after_the_candidate_is_registered_leaves_nothing_promoted(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
-    engine, blobs = store
+def test_crash_after_the_candidate_is_registered_leaves_nothing_promoted(tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
     add_feedback(engine, blobs, feedback_images)
     config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
     with pytest.raises(RuntimeError, match="evaluation blew up"):
@@ -217,10 +230,14 @@ def test_a_run_killed_mid_training_is_marked_failed_by_the_next_run(store, datab
         (dead,) = runs.list_runs(session)
         assert dead.status == "running" and registry.list_versions(session) == []
 
+    # The next run marks the dead one failed and goes on to train (stopped there by the test).
+    calls = []
     config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
-    result = retrain(config, trainer=copying_trainer(),
-                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
-    assert result.recovered_runs == [dead.id] and result.status == "promoted"
+    with pytest.raises(_Stop):
+        retrain(config, trainer=_stopping_trainer(calls))
+    assert len(calls) == 1
     with db.session_scope(engine) as session:
         dead_now = runs.get_run(session, dead.id)
+        latest = runs.list_runs(session)[0]
     assert dead_now.status == "failed" and dead_now.reason == INTERRUPTED
+    assert latest.id != dead.id and latest.status == "failed" and "stopped by the test" in latest.reason
