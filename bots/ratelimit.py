@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Hashable
@@ -22,8 +23,6 @@ class RateLimiter:
     """A sliding-window limiter keyed by user; thread-safe; the clock is injectable for tests."""
 
     def __init__(self, per_window: int, window_s: float = 60.0, clock: Clock | None = None) -> None:
-        import time
-
         if per_window < 1:
             raise ValueError("per_window must be >= 1")
         self.per_window = per_window
