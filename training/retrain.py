@@ -126,7 +126,7 @@ def retrain(
     """One retraining run (see the module docstring); raises `RetrainLocked` if another run is going."""
     lock = run_lock_for(config.engine, Path(config.runs_dir) / "retrain.lock")
     with lock:
-        recovered = _recover_interrupted_runs(config.engine)
+        recovered = [] if config.dry_run else _recover_interrupted_runs(config.engine)
         result = _run_locked(config, trainer or default_trainer, captioner_factory or default_captioner_factory)
         result.recovered_runs = recovered
         return result
