@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Callable
 
@@ -17,7 +18,7 @@ from capbot.errors import UserError
 from capbot.follow import RegistryFollower
 from capbot.settings import Settings
 from inference.types import Captioner, GenerationOptions
-from storage import db, registry
+from storage import db, events, registry
 from storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,21 @@ def build_captioner(settings: Settings, model: str) -> Captioner:
     )
 
 
+EVENT_MEMORY = timedelta(days=7)  # Slack and Discord stop retrying a delivery within hours
+
+
+def forget_old_events(engine: Engine, now: datetime | None = None) -> int:
+    """Drop processed-event ids older than `EVENT_MEMORY` so the table stays small; returns the count."""
+    cutoff = (now or datetime.now(timezone.utc)) - EVENT_MEMORY
+    with db.session_scope(engine) as session:
+        return events.prune_processed_events(session, older_than=cutoff)
+
+
 def build_services(settings: Settings, *, captioner: Captioner | None = None) -> Services:
     """Migrate the database, open the blob store, load the captioner and start the bot core's workers."""
     db.upgrade(settings.database_url)
     engine = db.create_engine_for(settings.database_url)
+    forget_old_events(engine)
     blobs = LocalBlobStore(settings.blob_dir)
     model = serving_model(engine, settings)
     captioner = captioner or build_captioner(settings, model)

@@ -48,3 +48,19 @@ def test_broken_active_version_keeps_old_model_serving(services, tiny_model_dir,
     follower = _follower(services, tiny_model_dir)
     assert follower.check_once() is False
     assert services.captioner.model_version == before
+
+
+def test_old_event_ids_are_forgotten_at_start(services):
+    from datetime import datetime, timedelta, timezone
+
+    from capbot.app import forget_old_events
+    from storage import events
+
+    long_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    with db.session_scope(services.engine) as session:
+        events.mark_event_processed(session, "slack", "Ev-old", now=long_ago)
+        events.mark_event_processed(session, "slack", "Ev-new")
+    assert forget_old_events(services.engine) == 1
+    with db.session_scope(services.engine) as session:
+        assert events.mark_event_processed(session, "slack", "Ev-old") is True  # forgotten, so new again
+        assert events.mark_event_processed(session, "slack", "Ev-new") is False
