@@ -1,0 +1,97 @@
+"""TensorBoard logging for a training run: scalars, evaluation metrics and captioned sample images.
+
+Only the main process writes; other ranks get a `NullBoard`, so the training loop never branches on rank.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+TILE = 160  # pixels per sample image in the grid
+TEXT_LINES = 4  # caption lines under each tile: predicted (2) and reference (2)
+
+
+class Board(Protocol):
+    """What the training loop logs to."""
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None: ...
+    def samples(self, step: int, images: Sequence[Image.Image], predicted: Sequence[str], reference: Sequence[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullBoard:
+    """Logs nothing (non-main ranks, or TensorBoard turned off)."""
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        """Ignore the values."""
+
+    def samples(self, step: int, images, predicted, reference) -> None:
+        """Ignore the samples."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class TensorBoard:
+    """A `SummaryWriter` under `logdir`: `train/loss`, `train/lr`, `train/samples_per_second`, `eval/cider` ..."""
+
+    def __init__(self, logdir: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when logging is on
+
+        self.logdir = Path(logdir)
+        self._writer = SummaryWriter(log_dir=str(self.logdir))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        """One point per tag, e.g. `{"train/loss": 1.2, "train/lr": 3e-4}`."""
+        for tag, value in values.items():
+            self._writer.add_scalar(tag, float(value), global_step=step)
+        self._writer.flush()
+
+    def samples(self, step: int, images: Sequence[Image.Image], predicted: Sequence[str], reference: Sequence[str]) -> None:
+        """A grid of images, each with its predicted caption and one reference caption (also as text)."""
+        grid = caption_grid(images, predicted, reference)
+        self._writer.add_image("eval/samples", np.asarray(grid), global_step=step, dataformats="HWC")
+        table = "\n".join(f"| {i} | {p} | {r} |" for i, (p, r) in enumerate(zip(predicted, reference)))
+        self._writer.add_text("eval/captions", "| # | predicted | reference |\n|---|---|---|\n" + table, global_step=step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self._writer.close()
+
+
+def caption_grid(images: Sequence[Image.Image], predicted: Sequence[str], reference: Sequence[str], *, columns: int = 4) -> Image.Image:
+    """Tile images in rows of `columns`, writing 'P: predicted' and 'R: reference' under each."""
+    font = ImageFont.load_default()
+    line_height = 12
+    cell_h = TILE + TEXT_LINES * line_height + 4
+    rows = max(1, -(-len(images) // columns))
+    grid = Image.new("RGB", (columns * TILE, rows * cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for i, (image, pred, ref) in enumerate(zip(images, predicted, reference)):
+        x, y = (i % columns) * TILE, (i // columns) * cell_h
+        grid.paste(image.convert("RGB").resize((TILE, TILE)), (x, y))
+        lines = _wrap("P: " + pred, 2) + _wrap("R: " + ref, 2)
+        for j, line in enumerate(lines):
+            draw.text((x + 2, y + TILE + 2 + j * line_height), line, fill=(0, 0, 0), font=font)
+    return grid
+
+
+def _wrap(text: str, max_lines: int, width: int = 26) -> list[str]:
+    # The default bitmap font is ~6 px per character: 26 characters fit a 160 px tile.
+    lines, current = [], ""
+    for word in text.split():
+        if current and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 3] + "..."
+    return lines
