@@ -22,6 +22,7 @@ for the crash and lock cases and the real ones for the learning tests.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -308,8 +309,23 @@ def _dry_run_message(counts: dict[str, int], active_id: str | None, config: Retr
 
 
 def default_trainer(job: FineTune) -> Path:
-    """Fine-tune with `training.train.train`; returns the candidate model directory."""
-    raise NotImplementedError("wired to training.train once it lands")
+    """Fine-tune with `training.train.train` on the mix; the candidate is moved to `out_dir/<version>`."""
+    from training.train import TrainArgs, train
+
+    n_images = len(load_split(job.data_dir, "train", check_images=False))
+    steps = max(1, math.ceil(n_images * job.epochs / job.batch_size))
+    result = train(TrainArgs(
+        model=job.init_model, out=job.work_dir, data=str(job.data_dir), train_split="train",
+        val_split=None,  # retrain scores candidate and active itself, on held-out sets training never sees
+        steps=steps, batch_size=job.batch_size, lr=job.learning_rate, warmup_steps=min(100, steps // 10),
+        seed=job.seed, made_by="retrain", tensorboard=True,
+    ))
+    if result.model_dir is None or result.version is None:
+        raise RetrainError(f"training in {job.work_dir} produced no model directory", reason="no_model")
+    target = job.out_dir / result.version
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(result.model_dir), str(target))  # a rename on one filesystem: appears whole
+    return target
 
 
 def default_captioner_factory(location: str) -> Captioner:
