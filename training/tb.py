@@ -95,3 +95,31 @@ def _wrap(text: str, max_lines: int, width: int = 26) -> list[str]:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][: width - 3] + "..."
     return lines
+
+
+def serve_tensorboard(logdir: str | Path, *, host: str = "127.0.0.1", port: int = 6006):
+    """Start TensorBoard's web server on `logdir` in a background thread; return (url, wait_forever).
+
+    Raises `UserError` when `logdir` does not exist (nothing has been trained there yet).
+    """
+    from capbot.errors import UserError
+
+    path = Path(logdir).expanduser()
+    if not path.is_dir():
+        raise UserError(f"no training logs at {path}; train first (`capbot train --out {path}/RUN ...`) or pass --logdir",
+                        reason="missing_logdir")
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(path), "--host", host, "--port", str(port)])
+    try:
+        url = board.launch()
+    except program.TensorBoardServerException as exc:  # e.g. the port is taken
+        raise UserError(f"cannot start TensorBoard on {host}:{port}: {exc.msg}", reason="tensorboard_failed") from exc
+
+    def wait_forever() -> None:
+        import threading
+
+        threading.Event().wait()
+
+    return url, wait_forever

@@ -114,6 +114,7 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)  # the best evaluation's scores
     history: list[dict[str, Any]] = field(default_factory=list)  # every evaluation: {"step", "cider", ...}
     final_loss: float = math.nan  # mean training loss over the last logging window
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, window mean) as logged by this call
     samples_per_second: float = 0.0
     seconds: float = 0.0
     resumed_from: int | None = None  # the step of the checkpoint resumed from

@@ -71,6 +71,7 @@ class Run:
         self.tokenizer, self.processor, self.collator, self.val = tokenizer, processor, collator, val
         self.parent, self.best, self.resumed_from = parent, dict(best), resumed_from
         self.history: list[dict[str, Any]] = list(best.get("history", []))
+        self.losses: list[tuple[int, float]] = []  # (step, mean loss of the window ending there), this call only
         self.board = TensorBoard(Path(args.out) / TB_SUBDIR) if info.is_main and args.tensorboard else NullBoard()
         self._scorer = None
 
@@ -94,6 +95,7 @@ class Run:
         loss, rate = meter.window()
         loss = dist_utils.mean_across(self.info, loss)
         meter.last_loss = loss
+        self.losses.append((step, loss))
         if self.info.is_main:
             self.board.scalars(step, {"train/loss": loss, "train/lr": lr, "train/samples_per_second": rate})
             log.info("train step", extra={"step": step, "loss": round(loss, 4), "lr": lr, "samples_per_s": round(rate, 1)})
@@ -212,7 +214,7 @@ class Run:
             model_dir=Path(self.args.out) / MODEL_SUBDIR if has_model else None,
             version=self.best.get("version"), steps=position.step, best_step=self.best.get("step"),
             metrics=dict(self.best.get("metrics", {})), history=list(self.history), final_loss=meter.last_loss,
-            samples_per_second=meter.samples_per_second, seconds=seconds, resumed_from=self.resumed_from,
+            losses=list(self.losses), samples_per_second=meter.samples_per_second, seconds=seconds, resumed_from=self.resumed_from,
             registered=registered,
         )
 

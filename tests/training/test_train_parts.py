@@ -1,0 +1,115 @@
+"""The pieces of training: batches, learning-rate schedule, sample grid, data input, user errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from capbot.errors import UserError
+from training.collate import IGNORE_INDEX, CaptionCollator, caption_labels
+from training.schedule import lr_factor
+from training.tb import caption_grid
+from training.train import TrainArgs, read_jsonl_pairs, train
+
+
+@pytest.fixture(scope="module")
+def tokenizer_and_processor(tiny_model_dir):
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir), AutoImageProcessor.from_pretrained(tiny_model_dir)
+
+
+def test_labels_end_with_eos_and_only_padding_is_masked(tokenizer_and_processor):
+    tok, _ = tokenizer_and_processor
+    captions = ["a red circle", "two small blue squares at the top of the image"]
+    labels = caption_labels(tok, captions, max_length=32)
+    for row, caption in zip(labels.tolist(), captions):
+        ids = tok(caption, add_special_tokens=False)["input_ids"]
+        assert row[: len(ids) + 1] == ids + [tok.eos_token_id]
+        assert all(v == IGNORE_INDEX for v in row[len(ids) + 1:])
+    assert labels.shape[1] == len(tok(captions[1], add_special_tokens=False)["input_ids"]) + 1
+
+
+def test_eos_is_kept_when_pad_and_eos_share_an_id(tokenizer_and_processor):
+    tok, _ = tokenizer_and_processor
+    # GPT-2's convention: pad = eos. Masking by id would hide the EOS the model must learn to emit.
+    tok = tok.__class__.from_pretrained(tok.name_or_path, pad_token=tok.eos_token)
+    assert tok.pad_token_id == tok.eos_token_id
+    labels = caption_labels(tok, ["a circle", "a big green triangle near the top"], max_length=32)
+    first = tok("a circle", add_special_tokens=False)["input_ids"]
+    assert labels[0, len(first)].item() == tok.eos_token_id
+    assert (labels[0, len(first) + 1:] == IGNORE_INDEX).all()
+
+
+def test_long_captions_are_cut_but_still_end_with_eos(tokenizer_and_processor):
+    tok, _ = tokenizer_and_processor
+    labels = caption_labels(tok, ["a red circle " * 20], max_length=8)
+    assert labels.shape == (1, 8)
+    assert labels[0, -1].item() == tok.eos_token_id
+
+
+def test_collator_batches_pixels_labels_and_mask(tokenizer_and_processor, synthetic_dataset):
+    from training.data.coco import load_split, training_pairs
+
+    tok, proc = tokenizer_and_processor
+    pairs = training_pairs(load_split(synthetic_dataset.out_dir, "train"), epoch=0)[:3]
+    collate = CaptionCollator(proc, tok, max_length=32)
+    batch = collate(pairs)
+    size = proc.size["height"]
+    assert batch["pixel_values"].shape == (3, 3, size, size)
+    assert (batch["decoder_attention_mask"] == batch["labels"].ne(IGNORE_INDEX)).all()
+    again = collate(pairs)  # served from the pixel cache: identical values
+    assert (again["pixel_values"] == batch["pixel_values"]).all()
+    fresh = CaptionCollator(proc, tok, cache_size=0).pixels([Image.open(pairs[0][0])])
+    assert (fresh[0] == batch["pixel_values"][0]).all()
+
+
+def test_warmup_then_cosine_to_the_floor():
+    factors = [lr_factor(s, warmup_steps=10, total_steps=110, min_ratio=0.1) for s in range(130)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(factors[:9], factors[1:10]))  # rising during warmup
+    assert all(a >= b for a, b in zip(factors[10:110], factors[11:111]))  # then never rising
+    assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
+    assert factors[110:] == [pytest.approx(0.1)] * 20
+    assert lr_factor(0, warmup_steps=0, total_steps=10) == pytest.approx(1.0)
+
+
+def test_caption_grid_tiles_images_with_text():
+    images = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue", "yellow", "white")]
+    grid = caption_grid(images, ["a red circle"] * 5, ["a large red circle on the left"] * 5, columns=4)
+    assert grid.width == 4 * 160 and grid.height > 2 * 160
+    assert grid.getpixel((10, 10)) == (255, 0, 0)  # the first tile is the first image
+    text_area = grid.crop((0, 160, 160, 200))
+    assert min(p[0] for p in text_area.getdata()) < 100  # dark caption text was drawn under it
+
+
+def test_jsonl_pairs_resolve_relative_paths(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    rows = [{"image": "a.png", "caption": "a black square"}, {"image_path": str(tmp_path / "a.png"), "caption": "dark"}]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    assert read_jsonl_pairs(tmp_path / "rows.jsonl") == [(tmp_path / "a.png", "a black square"), (tmp_path / "a.png", "dark")]
+
+
+@pytest.mark.parametrize("content, reason", [("", "empty_data"), ('{"image": "nope.png", "caption": "x"}', "missing_images"),
+                                             ("not json", "bad_data")])
+def test_bad_jsonl_is_a_user_error(tmp_path, content, reason):
+    (tmp_path / "rows.jsonl").write_text(content)
+    with pytest.raises(UserError) as info:
+        read_jsonl_pairs(tmp_path / "rows.jsonl")
+    assert info.value.reason == reason
+
+
+def test_missing_data_or_model_is_a_clear_user_error(tmp_path, tiny_model_dir, synthetic_dataset):
+    with pytest.raises(UserError, match="does not exist"):
+        train(TrainArgs(model=str(tiny_model_dir), data=str(tmp_path / "no-such-data"), out=tmp_path / "run"))
+    with pytest.raises(UserError, match="not found"):
+        train(TrainArgs(model=str(tmp_path / "no-such-model"), data=str(synthetic_dataset.out_dir), out=tmp_path / "run"))
+    with pytest.raises(UserError, match="no training data"):
+        TrainArgs(model=str(tiny_model_dir), out=tmp_path / "run")
+    with pytest.raises(UserError, match="invalid training arguments: steps, lr"):
+        TrainArgs(model=str(tiny_model_dir), data="d", out=tmp_path / "run", steps=0, lr=-1)
+    assert not (tmp_path / "run" / "model").exists()
+    assert math.isfinite(lr_factor(5, warmup_steps=0, total_steps=5))
