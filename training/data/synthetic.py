@@ -53,8 +53,10 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 }
 TEXTURES = ("plain", "noise", "stripes", "checks")
 
-RADIUS = {"small": 0.13, "large": 0.24}  # fraction of the image side
-CENTRES = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73), "centre": (0.5, 0.5)}
+# Shapes are as big as the frame allows: a 64 px image seen in 8 px patches must show each outline clearly.
+RADIUS = {"small": 0.15, "large": 0.28}  # fraction of the image side
+GROUP_RADIUS = 0.135  # two or three small shapes in a row
+MARGIN = 0.05  # between a shape at the left/right/top/bottom and the image border
 OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 DISTRACTOR_PROBABILITY = 0.25
 SUPERSAMPLE = 4  # draw at 4x and downscale: smooth edges without depending on an anti-aliasing renderer
@@ -212,11 +214,14 @@ def _sample_scene(rng: random.Random, image_id: int, file_name: str, config: _Co
 
 def _place(obj: SceneObject, rng: random.Random, size_px: int) -> SceneObject:
     """Give each shape of a group its bounding box: in a row (top/bottom/centre) or column (left/right)."""
-    radius = RADIUS[obj.size] * size_px
-    cx, cy = (c * size_px for c in CENTRES[obj.position])
-    jitter = 0.03 * size_px
-    cx, cy = cx + rng.uniform(-jitter, jitter), cy + rng.uniform(-jitter, jitter)
-    step = 2.3 * radius
+    r = GROUP_RADIUS if obj.count > 1 else RADIUS[obj.size]
+    edge = {"left": MARGIN + r, "right": 1 - MARGIN - r, "top": MARGIN + r, "bottom": 1 - MARGIN - r}.get(obj.position, 0.5)
+    cx = edge if obj.position in ("left", "right") else 0.5
+    cy = edge if obj.position in ("top", "bottom") else 0.5
+    jitter = 0.02
+    cx, cy = (cx + rng.uniform(-jitter, jitter)) * size_px, (cy + rng.uniform(-jitter, jitter)) * size_px
+    radius = r * size_px
+    step = 2.2 * radius
     offsets = [(i - (obj.count - 1) / 2) * step for i in range(obj.count)]
     vertical = obj.position in ("left", "right")
     centres = [(cx, cy + o) if vertical else (cx + o, cy) for o in offsets]
@@ -272,7 +277,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill, rng: random.Ra
         draw.polygon(_regular(cx, cy + r * 0.12, r * 1.12, 3, -math.pi / 2 + rng.uniform(-0.1, 0.1)), fill=fill)
     elif shape == "star":
         outer = _regular(cx, cy, r * 1.1, 5, -math.pi / 2)
-        inner = _regular(cx, cy, r * 0.48, 5, -math.pi / 2 + math.pi / 5)
+        inner = _regular(cx, cy, r * 0.45, 5, -math.pi / 2 + math.pi / 5)
         draw.polygon([p for pair in zip(outer, inner) for p in pair], fill=fill)
     else:  # pragma: no cover - guarded by _validate
         raise ValueError(shape)
