@@ -164,3 +164,13 @@ def test_cli_evaluate_json_and_table(synthetic_dataset, tiny_model_dir, tmp_path
 
     assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(synthetic_dataset.out_dir), "--split", "nope"]) == 2
     assert "error: no split 'nope'" in capsys.readouterr().err
+
+
+def test_tokenizer_matches_pycocoevalcaps_wrapper():
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    from training.evaluate import _ptb_tokenize
+
+    lines = ["A man's bike, parked (outside)!", "Two  dogs -- playing...", "A CAFÉ sign; at night?", "It's 5 o'clock."]
+    theirs = PTBTokenizer().tokenize({i: [{"caption": line}] for i, line in enumerate(lines)})
+    assert _ptb_tokenize(lines) == [theirs[i][0] for i in range(len(lines))]
