@@ -300,7 +300,8 @@ def _load_model(args: TrainArgs, ckpt_path: Path | None):
     if args.gradient_checkpointing:
         model.config.use_cache = False
         model.decoder.config.use_cache = False
-        model.gradient_checkpointing_enable()
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()  # transformers 5 renamed it; 4.x only has the old name
     model.train()
     return model, tokenizer, processor, parent
 

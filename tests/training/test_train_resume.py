@@ -1,0 +1,82 @@
+"""Checkpoints resume exactly; the encoder can be frozen; gradient checkpointing changes nothing but memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.train import TrainArgs, train
+
+
+def _args(model, data, out, **overrides) -> TrainArgs:
+    base = dict(model=str(model), data=str(data), out=out, steps=6, batch_size=4, warmup_steps=2, lr=2e-3,
+                val_split=None, log_every=1, tensorboard=False, progress=False, keep_checkpoints=5)
+    return TrainArgs(**{**base, **overrides})
+
+
+def _weights(model_dir):
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_split_run_resumes_to_identical_weights_and_losses(tiny_model_dir, synthetic_dataset, tmp_path):
+    data = synthetic_dataset.out_dir
+    # 40 training images / batch 4 = 10 batches an epoch: a stop at step 6 is mid-epoch 1 with accumulation 2.
+    straight = train(_args(tiny_model_dir, data, tmp_path / "straight", steps=12, grad_accum=2))
+    first = train(_args(tiny_model_dir, data, tmp_path / "split", steps=12, grad_accum=2, stop_at=6))
+    assert first.steps == 6 and first.model_dir is None  # not finished: no model yet
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "split"))
+    assert (ckpt.position.step, ckpt.position.epoch, ckpt.position.batch_in_epoch) == (6, 1, 2)
+    assert ckpt.position.samples_seen == 6 * 2 * 4
+    second = train(_args(tiny_model_dir, data, tmp_path / "split", steps=12, grad_accum=2, resume=True))
+    assert second.resumed_from == 6 and second.steps == 12
+    # Identical losses step by step, and bit-identical weights at the end.
+    assert dict(first.losses) | dict(second.losses) == dict(straight.losses)
+    a, b = _weights(straight.model_dir), _weights(second.model_dir)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Training changed the weights it started from.
+    start = _weights(tiny_model_dir)
+    assert not torch.equal(a["decoder.lm_head.weight" if "decoder.lm_head.weight" in a else next(iter(a))],
+                           start["decoder.lm_head.weight" if "decoder.lm_head.weight" in start else next(iter(a))])
+
+
+def test_checkpoint_layout_and_pruning(tiny_model_dir, synthetic_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = train(_args(tiny_model_dir, synthetic_dataset.out_dir, out, steps=4, save_every=1, keep_checkpoints=2))
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["LATEST", "step-0000003", "step-0000004"]
+    assert (out / "checkpoints" / "LATEST").read_text().strip() == "step-0000004"
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (out / "checkpoints" / "step-0000004" / "model").iterdir()}
+    # The final model is a self-describing model directory with its lineage and training facts.
+    meta = json.loads((result.model_dir / "capbot.json").read_text())
+    parent = json.loads((tiny_model_dir / "capbot.json").read_text())["version"]
+    assert meta["version"] == result.version and meta["parent_version"] == parent
+    assert meta["made_by"] == "train" and meta["extra"]["step"] == 4 and meta["extra"]["train_args"]["steps"] == 4
+    assert {"tokenizer.json", "preprocessor_config.json", "generation_config.json"} <= {p.name for p in result.model_dir.iterdir()}
+
+
+def test_resume_without_checkpoint_starts_fresh(tiny_model_dir, synthetic_dataset, tmp_path):
+    result = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", steps=2, resume=True))
+    assert result.resumed_from is None and result.steps == 2
+
+
+def test_frozen_encoder_keeps_encoder_weights(tiny_model_dir, synthetic_dataset, tmp_path):
+    result = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", steps=3, freeze_encoder=True))
+    before, after = _weights(tiny_model_dir), _weights(result.model_dir)
+    encoder = [k for k in after if k.startswith("encoder.")]
+    decoder = [k for k in after if k.startswith("decoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+
+
+def test_gradient_checkpointing_gives_the_same_training(tiny_model_dir, synthetic_dataset, tmp_path):
+    plain = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "plain", steps=3))
+    ckpt = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "gc", steps=3, gradient_checkpointing=True))
+    assert [l for _, l in ckpt.losses] == pytest.approx([l for _, l in plain.losses], rel=1e-4)
+    a, b = _weights(plain.model_dir), _weights(ckpt.model_dir)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert json.loads((ckpt.model_dir / "config.json").read_text())["decoder"].get("use_cache", True) is True
