@@ -130,3 +130,24 @@ def test_base_preset_is_vit_b16_and_gpt2_small():
     assert (enc.image_size, enc.patch_size, enc.hidden_size, enc.num_hidden_layers) == (224, 16, 768, 12)
     assert (dec.n_embd, dec.n_layer, dec.n_head, dec.n_positions) == (768, 12, 12, 1024)
     assert dec.add_cross_attention and dec.is_decoder
+
+
+def test_gpt2_style_tokenizer_without_pad_gets_eos_as_pad_and_start(tmp_path):
+    # GPT-2's own tokenizer: one <|endoftext|> token serves as bos/eos/unk, and there is no pad token.
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(builtin_captions(), vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                  unk_token="<|endoftext|>")
+    assert tok.pad_token is None
+    tok.save_pretrained(tmp_path / "gpt2tok")
+
+    init_model(tmp_path / "m", tokenizer=str(tmp_path / "gpt2tok"))
+
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "m")
+    eot = tok.convert_tokens_to_ids("<|endoftext|>")
+    gen = model.generation_config
+    assert gen.decoder_start_token_id == gen.pad_token_id == gen.eos_token_id == model.config.pad_token_id == eot
+    assert AutoTokenizer.from_pretrained(tmp_path / "m").pad_token == "<|endoftext|>"
