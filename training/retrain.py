@@ -163,9 +163,11 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     if config.dry_run:
         return RetrainResult("dry_run", _dry_run_message(counts, active_id, config), active_version=active_id,
                              data_counts=counts)
-    if counts["feedback"] == 0:
-        raise RetrainError("every feedback image is also in the evaluation set; nothing left to train on",
-                           reason="no_training_feedback")
+    if counts["feedback"] == 0 or not held_out:
+        raise RetrainError(
+            f"cannot retrain on {len(rows)} corrected image(s): {counts['feedback']} left to train on after "
+            f"holding out {len(held_out)} for scoring and dropping {counts['feedback_in_eval_dropped']} that are "
+            "in the evaluation set; wait for more feedback", reason="no_training_feedback")
     with session_scope(config.engine) as session:
         run = runs.start_run(session, base_version=active_id, feedback_since=since_train, data_counts=counts, now=now)
     log.info("retrain started", extra={"run_id": run.id, "active": active_id, **counts})

@@ -241,3 +241,14 @@ def test_a_run_killed_mid_training_is_marked_failed_by_the_next_run(store, datab
         latest = runs.list_runs(session)[0]
     assert dead_now.status == "failed" and dead_now.reason == INTERRUPTED
     assert latest.id != dead.id and latest.status == "failed" and "stopped by the test" in latest.reason
+
+
+def test_feedback_too_thin_to_hold_out_any_is_refused_before_a_run_starts(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images[:1])
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, min_feedback=1)
+    with pytest.raises(RetrainError) as info:
+        retrain(config, trainer=copying_trainer())
+    assert info.value.reason == "no_training_feedback" and "holding out 0" in info.value.message
+    with db.session_scope(engine) as session:
+        assert runs.list_runs(session) == []
