@@ -159,15 +159,17 @@ def score_captions(
     references: Mapping[int, Sequence[str]],
     *,
     with_spice: bool = False,
+    with_meteor: bool = True,
     scorer: CaptionScorer | None = None,
 ) -> Metrics:
     """COCO metrics of `predictions` (one caption per id) against `references` (all captions per id).
 
-    Pass a `scorer` to reuse its METEOR JVM across calls; otherwise one is started and stopped here.
+    Pass a `scorer` to reuse its METEOR JVM across calls (its own options then apply); otherwise one is
+    started and stopped here.
     """
     if scorer is not None:
         return scorer.score(predictions, references)
-    with CaptionScorer(with_spice=with_spice) as own:
+    with CaptionScorer(with_spice=with_spice, with_meteor=with_meteor) as own:
         return own.score(predictions, references)
 
 
@@ -178,6 +180,7 @@ def evaluate_model(
     batch_size: int = 8,
     options: GenerationOptions | None = None,
     with_spice: bool = False,
+    with_meteor: bool = True,
     scorer: CaptionScorer | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvaluationReport:
@@ -195,7 +198,7 @@ def evaluate_model(
             progress(len(batch))
     seconds = time.perf_counter() - started
     refs = {item.image_id: list(item.captions) for item in items}
-    metrics = score_captions(predictions, refs, with_spice=with_spice, scorer=scorer)
+    metrics = score_captions(predictions, refs, with_spice=with_spice, with_meteor=with_meteor, scorer=scorer)
     log.info("evaluated", extra={"images": len(items), "cider": metrics.cider, "seconds": round(seconds, 2)})
     return EvaluationReport(metrics, predictions, captioner.model_version, seconds)
 

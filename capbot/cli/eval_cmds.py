@@ -23,6 +23,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per batch (default: settings)."),
     beams: Optional[int] = typer.Option(None, "--beams", min=1, help="Beam width; 1 = greedy (default: settings)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Longest caption in tokens."),
+    meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="Compute METEOR (starts a Java VM, ~9 s)."),
     spice: bool = typer.Option(False, "--spice", help="Also compute SPICE (needs Stanford CoreNLP; skipped with a reason otherwise)."),
     predictions_out: Optional[Path] = typer.Option(None, "--predictions", help="Write captions as COCO results JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
@@ -54,7 +55,7 @@ def evaluate(
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("images", total=len(dataset))
         report = evaluate_model(
-            captioner, dataset, batch_size=batch, options=options, with_spice=spice,
+            captioner, dataset, batch_size=batch, options=options, with_spice=spice, with_meteor=meteor,
             progress=lambda n: progress.advance(task, n),
         )
     result = {

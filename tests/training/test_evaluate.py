@@ -96,11 +96,14 @@ def test_spice_is_skipped_with_a_reason_when_unavailable(scorer):
         assert metrics[0] is not None
 
 
-def test_bad_inputs_are_user_errors(monkeypatch):
+def test_meteor_can_be_skipped_and_bad_inputs_are_user_errors(monkeypatch):
     with pytest.raises(EvaluationError, match="no predictions"):
         score_captions({}, REFS)
     with pytest.raises(EvaluationError, match="no references, e.g. image 9"):
         score_captions({9: "a cat"}, REFS)
+    without_meteor = score_captions({1: "a red circle", 2: "two blue squares"}, REFS, with_meteor=False)
+    assert without_meteor.meteor is None and without_meteor.skipped["meteor"] == "not requested"
+    assert "meteor" not in without_meteor.scores() and without_meteor.cider > 0
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(EvaluationError, match="need Java") as info:
         score_captions({1: "a red circle"}, REFS)
