@@ -51,7 +51,7 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "dark grey": (70, 70, 70),
     "black": (18, 18, 18),
 }
-TEXTURES = ("plain", "noise", "stripes", "checks")
+TEXTURES = ("plain", "noise", "gradient")  # no stripes or checks: their straight edges read as shapes
 
 # Shapes are as big as the frame allows: a 64 px image seen in 8 px patches must show each outline clearly.
 RADIUS = {"small": 0.15, "large": 0.28}  # fraction of the image side
@@ -252,18 +252,14 @@ def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int) -> tuple
 
 
 def _draw_texture(draw: ImageDraw.ImageDraw, scene: Scene, big: int) -> None:
-    """Faint stripes or checks: enough to make the background vary, never enough to look like a shape."""
+    """A soft vertical brightness ramp: the background varies without edges that look like a shape's."""
+    if scene.texture != "gradient":
+        return
     base = BACKGROUNDS[scene.background]
-    shade = tuple(v + (18 if v < 128 else -18) for v in base)
-    cell = big // 8
-    if scene.texture == "stripes":
-        for x in range(0, big, cell * 2):
-            draw.rectangle((x, 0, x + cell - 1, big), fill=shade)
-    elif scene.texture == "checks":
-        for i, x in enumerate(range(0, big, cell)):
-            for j, y in enumerate(range(0, big, cell)):
-                if (i + j) % 2:
-                    draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=shade)
+    sign = 1 if sum(base) < 384 else -1  # lighten dark backgrounds, darken light ones
+    for y in range(big):
+        shift = sign * round(30 * y / big)
+        draw.line((0, y, big, y), fill=tuple(v + shift for v in base))
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill, rng: random.Random) -> None:
