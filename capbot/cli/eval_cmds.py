@@ -52,12 +52,15 @@ def evaluate(
             max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
         )
     columns = (TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("images", total=len(dataset))
-        report = evaluate_model(
-            captioner, dataset, batch_size=batch, options=options, with_spice=spice, with_meteor=meteor,
-            progress=lambda n: progress.advance(task, n),
-        )
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("images", total=len(dataset))
+            report = evaluate_model(
+                captioner, dataset, batch_size=batch, options=options, with_spice=spice, with_meteor=meteor,
+                progress=lambda n: progress.advance(task, n),
+            )
+    finally:
+        captioner.close()
     result = {
         "model": str(model or settings.model),
         "model_version": report.model_version,

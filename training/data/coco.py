@@ -169,7 +169,7 @@ def _coco_items(raw: dict, root: Path, path: Path) -> list[CocoItem]:
                 raise DatasetError(f"{path}: annotation {ann.get('id')} refers to unknown image {image_id}", reason="invalid_format")
             captions.setdefault(image_id, []).append(_clean(ann["caption"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetError(f"{path} is missing a required field: {exc}", reason="invalid_format") from exc
+        raise DatasetError(f"{path} has an invalid image or annotation entry: {exc!r}", reason="invalid_format") from exc
     return [CocoItem(i, root / name, tuple(captions[i])) for i, name in files.items() if i in captions]
 
 
@@ -186,7 +186,7 @@ def _karpathy_items(raw: dict, root: Path, split: str | None, path: Path) -> lis
             if texts:
                 items.append(CocoItem(image_id, root / relative, texts))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetError(f"{path} is not a valid Karpathy split file: missing {exc}", reason="invalid_format") from exc
+        raise DatasetError(f"{path} is not a valid Karpathy split file: {exc!r}", reason="invalid_format") from exc
     return items
 
 
