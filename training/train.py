@@ -49,12 +49,14 @@ class TrainArgs:
 
     model: str  # model directory or hub id to start from
     out: Path  # run directory: checkpoints/, tb/ (TensorBoard), model/ (the best version)
+    model_out: Path | None = None  # where the best model directory goes instead of <out>/model
     data: str | None = None  # COCO-format dataset directory or a .jsonl of {"image", "caption"} rows
     train_split: str = "train"
     val_split: str | None = "val"  # None: no evaluation; the last weights become the model
     train_pairs: Sequence[Pair] | None = None  # overrides `data` for training: fixed (image, caption) rows
     val_data: str | None = None  # dataset directory of the val split when it is not `data` (e.g. with train_pairs)
     steps: int = 1000  # optimizer steps of the whole run; the schedule is planned for this many
+    epochs: float | None = None  # when set, replaces `steps`: this many passes over the training examples
     stop_at: int | None = None  # stop (with a checkpoint) after this step, e.g. to split a run in time-limited jobs
     batch_size: int = 32  # examples per process per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -89,6 +91,7 @@ class TrainArgs:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        self.model_out = Path(self.model_out) if self.model_out is not None else self.out / "model"
         checks = {
             "steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
             "lr": self.lr > 0, "max_length": self.max_length >= 2, "warmup_steps": self.warmup_steps >= 0,
@@ -99,6 +102,8 @@ class TrainArgs:
             raise TrainingError(f"invalid training arguments: {', '.join(bad)}", reason="bad_args")
         if self.data is None and self.train_pairs is None:
             raise TrainingError("no training data: give a dataset directory (--data) or training pairs", reason="no_data")
+        if self.epochs is not None and self.epochs <= 0:
+            raise TrainingError("epochs must be positive", reason="bad_args")
         if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
             raise TrainingError(f"stop_at must be between 1 and steps ({self.steps})", reason="bad_args")
 
@@ -137,6 +142,8 @@ def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainR
     # 2. Data: the training examples and the evaluation set.
     source = _train_source(args)
     val = _val_set(args)
+    if args.epochs is not None:
+        args.steps = _steps_for_epochs(len(source(0)), args, info)
     # 3. Model, tokenizer and image processor: from the newest checkpoint when resuming.
     ckpt_path = latest_checkpoint(args.out) if args.resume else None
     model, tokenizer, processor, parent = _load_model(args, ckpt_path)
@@ -205,6 +212,11 @@ def _train_source(args: TrainArgs) -> _PairSource:
     from training.data.coco import load_split
 
     return _PairSource(dataset=load_split(args.data, args.train_split), seed=args.seed)
+
+
+def _steps_for_epochs(n_examples: int, args: TrainArgs, info: dist_utils.DistInfo) -> int:
+    per_step = args.batch_size * args.grad_accum * info.world_size
+    return max(1, math.ceil(n_examples * args.epochs / per_step))
 
 
 def read_jsonl_pairs(path: str | Path) -> list[Pair]:

@@ -23,7 +23,6 @@ from training.tb import NullBoard, TensorBoard
 
 log = logging.getLogger(__name__)
 
-MODEL_SUBDIR = "model"  # <out>/model: the best version, a self-describing model directory
 TB_SUBDIR = "tb"
 
 
@@ -185,7 +184,7 @@ class Run:
         use_cache = config.decoder.use_cache
         config.decoder.use_cache = self.model.decoder.config.use_cache = True  # serving wants the KV cache
         try:
-            path = save_model_dir(self.model, self.processor, self.tokenizer, Path(args.out) / MODEL_SUBDIR, metadata, overwrite=True)
+            path = save_model_dir(self.model, self.processor, self.tokenizer, args.model_out, metadata, overwrite=True)
         finally:
             config.decoder.use_cache = self.model.decoder.config.use_cache = use_cache
         self._version = metadata.version
@@ -211,7 +210,7 @@ class Run:
         dist_utils.barrier(self.info)
         has_model = "version" in self.best
         return TrainResult(
-            model_dir=Path(self.args.out) / MODEL_SUBDIR if has_model else None,
+            model_dir=Path(self.args.model_out) if has_model else None,
             version=self.best.get("version"), steps=position.step, best_step=self.best.get("step"),
             metrics=dict(self.best.get("metrics", {})), history=list(self.history), final_loss=meter.last_loss,
             losses=list(self.losses), samples_per_second=meter.samples_per_second, seconds=seconds, resumed_from=self.resumed_from,
@@ -226,7 +225,7 @@ class Run:
         try:
             with db.session_scope(engine) as session:
                 registry.register_version(
-                    session, version_id=self.best["version"], location=str((Path(self.args.out) / MODEL_SUBDIR).resolve()),
+                    session, version_id=self.best["version"], location=str(Path(self.args.model_out).resolve()),
                     parent_id=self.parent, metrics=self.best.get("metrics", {}), status="candidate",
                 )
         except VersionExists:  # a resumed run finishing again after it had registered

@@ -80,3 +80,11 @@ def test_gradient_checkpointing_gives_the_same_training(tiny_model_dir, syntheti
     a, b = _weights(plain.model_dir), _weights(ckpt.model_dir)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((ckpt.model_dir / "config.json").read_text())["decoder"].get("use_cache", True) is True
+
+
+def test_epochs_set_the_step_count_and_model_out_the_destination(tiny_model_dir, synthetic_dataset, tmp_path):
+    # 40 training images, 8 per step: one epoch is 5 steps.
+    result = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", epochs=1, batch_size=8,
+                         model_out=tmp_path / "candidate"))
+    assert result.steps == 5 and result.model_dir == tmp_path / "candidate"
+    assert (tmp_path / "candidate" / "capbot.json").is_file() and not (tmp_path / "run" / "model").exists()
