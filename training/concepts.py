@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from training.data.synthetic import COLOURS, SHAPES, Scene
 
@@ -37,7 +38,8 @@ def concept_accuracy(
     """Fraction of predictions naming the main object's colour, shape, and both; overall and per concept.
 
     Returns `{"n", "colour", "shape", "both", "by_shape": {shape: {"n", "colour", "shape", "both"}},
-    "by_colour": {colour: {...}}}`. Every prediction's id must be in `scenes`.
+    "by_colour": {...}, "by_size": {...}, "by_count": {1: {...}, 2: ...}}` (the breakdowns show which
+    scenes a model still gets wrong). Every prediction's id must be in `scenes`.
     """
     aliases = dict(aliases or {})
     unknown = [i for i in predictions if i not in scenes]
@@ -49,23 +51,37 @@ def concept_accuracy(
         colour, shape = parse_concepts(caption, aliases=aliases)
         colour_ok = colour == aliases.get(main.colour, main.colour)
         shape_ok = shape == aliases.get(main.shape, main.shape)
-        rows.append((main.colour, main.shape, colour_ok, shape_ok))
+        rows.append(_Row(main.colour, main.shape, main.size, main.count, colour_ok, shape_ok))
     return {
         **_rates(rows),
-        "by_shape": {s: _rates([r for r in rows if r[1] == s]) for s in sorted({r[1] for r in rows})},
-        "by_colour": {c: _rates([r for r in rows if r[0] == c]) for c in sorted({r[0] for r in rows})},
+        **{f"by_{key}": _breakdown(rows, key) for key in ("shape", "colour", "size", "count")},
     }
 
 
-def _rates(rows: list[tuple[str, str, bool, bool]]) -> dict:
+@dataclass(frozen=True)
+class _Row:
+    colour: str
+    shape: str
+    size: str
+    count: int
+    colour_ok: bool
+    shape_ok: bool
+
+
+def _breakdown(rows: list[_Row], key: str) -> dict:
+    values = sorted({getattr(r, key) for r in rows})
+    return {v: _rates([r for r in rows if getattr(r, key) == v]) for v in values}
+
+
+def _rates(rows: list[_Row]) -> dict:
     n = len(rows)
     if n == 0:
         return {"n": 0, "colour": 0.0, "shape": 0.0, "both": 0.0}
     return {
         "n": n,
-        "colour": sum(r[2] for r in rows) / n,
-        "shape": sum(r[3] for r in rows) / n,
-        "both": sum(r[2] and r[3] for r in rows) / n,
+        "colour": sum(r.colour_ok for r in rows) / n,
+        "shape": sum(r.shape_ok for r in rows) / n,
+        "both": sum(r.colour_ok and r.shape_ok for r in rows) / n,
     }
 
 

@@ -44,6 +44,10 @@ def test_references_score_perfectly_and_wrong_captions_do_not(synthetic_dataset)
     assert constant["shape"] == pytest.approx(circles / 40)
     assert constant["by_shape"]["circle"]["shape"] == 1.0
     assert all(v["shape"] == 0.0 for k, v in constant["by_shape"].items() if k != "circle")
+    assert sum(v["n"] for v in constant["by_size"].values()) == sum(v["n"] for v in constant["by_count"].values()) == 40
+    assert set(constant["by_count"]) <= {1, 2, 3} and set(constant["by_size"]) <= {"small", "large"}
+    small_circles = sum(s.main.shape == "circle" and s.main.size == "small" for s in scenes.values())
+    assert constant["by_size"]["small"]["shape"] == pytest.approx(small_circles / constant["by_size"]["small"]["n"])
 
 
 def test_aliases_require_the_new_word(synthetic_dataset):
