@@ -16,7 +16,6 @@ files, and an image does not change when the size of another split changes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
