@@ -45,12 +45,24 @@ class _Formatter(logging.Formatter):
         return scrub(f"{head} {tail}".rstrip())
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (test runners and tools swap it and close the old one)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     """Send capbot's logs to stderr in one structured format; call once from an entry point."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter(as_json))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "urllib3", "PIL", "asyncio", "discord.gateway", "alembic", "apscheduler"):
+    for noisy in ("httpx", "httpcore", "urllib3", "PIL", "asyncio", "discord.gateway", "alembic", "apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
