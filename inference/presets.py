@@ -29,15 +29,17 @@ class Preset:
     decoder_heads: int
     decoder_positions: int  # longest caption in tokens the decoder can read
     vocab_size: int  # target size when a new tokenizer is trained; a given tokenizer sets its own
+    dropout: float = 0.1  # GPT-2 decoder dropout (residual, embedding, attention)
 
 
 PRESETS: dict[str, Preset] = {
-    # Small enough to train on 2 CPU cores in minutes: 64 patches of 8x8, ~1.5M parameters.
+    # Small enough to train on 2 CPU cores in minutes: 16 patches of 16x16, ~1M parameters. Tuned on
+    # synthetic shapes (training): 16x16 patches and no dropout learned shapes ~2x faster than 8x8 + 0.1.
     "tiny": Preset(
-        name="tiny", image_size=64, patch_size=8,
+        name="tiny", image_size=64, patch_size=16,
         encoder_hidden=128, encoder_layers=2, encoder_heads=4, encoder_intermediate=256,
         decoder_embd=128, decoder_layers=2, decoder_heads=4, decoder_positions=64,
-        vocab_size=600,
+        vocab_size=600, dropout=0.0,
     ),
     # ViT-B/16 at 224 + GPT-2 124M: the architecture of nlpconnect/vit-gpt2-image-captioning.
     "base": Preset(
@@ -86,6 +88,9 @@ def decoder_config(preset: Preset, *, vocab_size: int, bos_token_id: int, eos_to
         n_head=preset.decoder_heads,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
+        resid_pdrop=preset.dropout,
+        embd_pdrop=preset.dropout,
+        attn_pdrop=preset.dropout,
         # Both flags are needed: without them the decoder ignores the image (no cross-attention layers)
         # and a later from_pretrained of the decoder alone cannot be combined with an encoder.
         is_decoder=True,

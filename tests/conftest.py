@@ -82,3 +82,70 @@ def database_url(request, tmp_path):
             connection.execute(text("SET lock_timeout = '20s'"))
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+# --- a trained model (training) ---
+from dataclasses import dataclass as _dataclass  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+from typing import Any as _Any  # noqa: E402
+
+# The learning recipe the acceptance test checks; tests/training/test_train_learning.py documents timings.
+TRAINED_TINY_RECIPE = {
+    "data": {"n_train": 3000, "n_val": 64, "n_test": 120, "seed": 0, "image_size": 64,
+             "shapes": ("circle", "square", "triangle")},
+    "train": {"steps": 2500, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50, "seed": 0},
+}
+
+
+@_dataclass(frozen=True)
+class TrainedTinyModel:
+    """The `tiny` preset trained from scratch on synthetic shapes (see `trained_tiny_model`)."""
+
+    model_dir: _Path  # the trained model directory (capbot.json: made_by "train", parent = untrained_dir's version)
+    untrained_dir: _Path  # the same architecture and tokenizer before training
+    data_dir: _Path  # the synthetic dataset it learned from: train / val / test splits + scenes_<split>.json
+    result: _Any  # training.train.TrainResult
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tiny-model training on one CPU thread (restored afterwards).
+
+    Tiny models gain little from a second thread, and on a busy machine two threads waiting for each other
+    make training 3-4x slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
+    """Train the tiny preset on a synthetic dataset once per session (~1-2 min on 2 idle cores).
+
+    Read-only for tests: copy `model_dir` before changing it. It names the main object's colour and shape
+    on >= 90% of held-out test images (tests/training/test_train_learning.py checks this).
+    """
+    from inference.model_init import init_model, read_captions
+    from training.data.synthetic import generate_synthetic
+    from training.train import TrainArgs, train
+
+    import torch
+
+    root = tmp_path_factory.mktemp("trained_tiny")
+    data = generate_synthetic(root / "data", **TRAINED_TINY_RECIPE["data"])
+    untrained = root / "untrained"
+    init_model(untrained, preset="tiny", captions=read_captions(data.annotations("train")), seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains faster on one thread, and far faster on a busy machine
+    try:
+        result = train(TrainArgs(
+            model=str(untrained), data=str(data.out_dir), out=root / "run", eval_limit=None, eval_meteor=False,
+            tensorboard=False, progress=False, log_every=50, **TRAINED_TINY_RECIPE["train"],
+        ))
+    finally:
+        torch.set_num_threads(threads)
+    return TrainedTinyModel(model_dir=result.model_dir, untrained_dir=untrained, data_dir=data.out_dir, result=result)

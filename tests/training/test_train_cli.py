@@ -10,6 +10,8 @@ import pytest
 from capbot.cli import main
 from training.tb import serve_tensorboard
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def cli_run(tiny_model_dir, synthetic_dataset, tmp_path_factory):

@@ -14,6 +14,8 @@ from training.schedule import lr_factor
 from training.tb import caption_grid
 from training.train import TrainArgs, read_jsonl_pairs, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def tokenizer_and_processor(tiny_model_dir):
