@@ -139,6 +139,8 @@ def train(args: TrainArgs) -> TrainResult:
 
 def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainResult:
     torch.manual_seed(args.seed + info.rank)  # dropout differs per rank; DDP copies rank 0's weights
+    if args.database_url and info.is_main:
+        _check_registry(args.database_url)  # fail before hours of training, not after
     # 2. Data: the training examples and the evaluation set.
     source = _train_source(args)
     val = _val_set(args)
@@ -285,6 +287,16 @@ def _batches(source: _PairSource, position: Position, args: TrainArgs, info: dis
             position.batch_in_epoch += 1
             yield batch
         position.epoch, position.batch_in_epoch = position.epoch + 1, 0
+
+
+def _check_registry(url: str) -> None:
+    from storage import db
+
+    engine = db.create_engine_for(url)
+    try:
+        db.require_current_schema(engine)  # DatabaseUnavailable (a UserError) names `capbot db upgrade`
+    finally:
+        engine.dispose()
 
 
 # --- model ---------------------------------------------------------------------------------------------

@@ -87,3 +87,10 @@ def test_cli_reports_missing_data_without_a_traceback(tmp_path, tiny_model_dir, 
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_unmigrated_database_is_refused_before_training(tmp_path, tiny_model_dir, synthetic_dataset, monkeypatch, capsys):
+    monkeypatch.setenv("CAPBOT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(synthetic_dataset.out_dir), "--out", str(tmp_path / "o")])
+    assert code == 2 and "capbot db upgrade" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
