@@ -66,6 +66,7 @@ class FineTune:
     learning_rate: float
     batch_size: int
     seed: int
+    freeze_encoder: bool = False
 
 
 Trainer = Callable[[FineTune], Path]  # returns the candidate's model directory (with capbot.json)
@@ -86,11 +87,13 @@ class RetrainConfig:
     base_eval_limit: int | None = 500  # held-out base images scored (None = all)
     min_feedback: int = 20  # fewest new corrected images worth a run
     feedback_fraction: float = 0.5  # share of feedback images in the training mix
+    feedback_repeats: int = 1  # list each feedback image this often (with more base images to match)
     held_out_fraction: float = 0.2  # share of feedback images kept for scoring
     min_held_out: int = 4  # CIDEr's IDF needs a few images to mean anything
     cider_tolerance: float = 0.05  # base CIDEr may drop by this fraction of the active version's
     min_feedback_gain: float = 0.0  # held-out feedback CIDEr must improve by more than this
     epochs: int = 3
+    freeze_encoder: bool = False  # train only the decoder: the new words, not new vision
     learning_rate: float = 5e-5
     batch_size: int = 16
     eval_batch_size: int = 16
@@ -157,7 +160,7 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     train_rows, held_out = split_feedback(rows, config.held_out_fraction, min_held_out=config.min_held_out)
     eval_hashes = image_hashes(item.path for item in base_eval.items)
     mix = build_mix(train_rows, base_train, feedback_fraction=config.feedback_fraction,
-                    eval_hashes=eval_hashes, seed=config.seed)
+                    eval_hashes=eval_hashes, feedback_repeats=config.feedback_repeats, seed=config.seed)
     counts = {**mix.counts, "feedback_new": len(new), "feedback_held_out": len(held_out),
               "base_eval": len(base_eval)}
     if config.dry_run:
@@ -187,7 +190,8 @@ def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, count
     init_model = active.location if active else config.base_model
     job = FineTune(init_model=init_model, parent_version=active.id if active else None, data_dir=data_dir,
                    out_dir=Path(config.models_dir), work_dir=run_dir / "train", epochs=config.epochs,
-                   learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed)
+                   learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed,
+                   freeze_encoder=config.freeze_encoder)
     candidate_dir = Path(trainer(job))
     candidate_id = _version_of(candidate_dir)
 
@@ -320,7 +324,7 @@ def default_trainer(job: FineTune) -> Path:
         model=job.init_model, out=job.work_dir, data=str(job.data_dir), train_split="train",
         val_split=None,  # retrain scores candidate and active itself, on held-out sets training never sees
         steps=steps, batch_size=job.batch_size, lr=job.learning_rate, warmup_steps=min(100, steps // 10),
-        seed=job.seed, made_by="retrain", tensorboard=True,
+        seed=job.seed, made_by="retrain", tensorboard=True, freeze_encoder=job.freeze_encoder,
     ))
     if result.model_dir is None or result.version is None:
         raise RetrainError(f"training in {job.work_dir} produced no model directory", reason="no_model")

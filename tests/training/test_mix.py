@@ -69,3 +69,16 @@ def test_mix_without_base_is_feedback_only(tmp_path, synthetic_dataset):
     mix = build_mix(rows, None, feedback_fraction=0.5)
     assert mix.counts["feedback"] == 4 and mix.counts["base"] == 0
     assert {i.source for i in mix.items} == {"feedback"}
+
+
+def test_feedback_repeats_keep_the_fraction_with_more_base_images(tmp_path, synthetic_dataset):
+    base = load_split(synthetic_dataset.out_dir, "train")
+    test = load_split(synthetic_dataset.out_dir, "test")
+    rows = [_blob_copy(item.path, tmp_path / "blobs") for item in test.items[:5]]
+    mix = build_mix(rows, base, feedback_fraction=0.5, feedback_repeats=3)
+    sources = [i.source for i in mix.items]
+    assert sources.count("feedback") == 15 and sources.count("base") == 15
+    assert len({i.image_path for i in mix.items if i.source == "base"}) == 15
+    assert mix.counts["feedback"] == 5 and mix.counts["base"] == 15
+    with pytest.raises(ValueError):
+        build_mix(rows, base, feedback_fraction=0.5, feedback_repeats=0)

@@ -73,18 +73,25 @@ def build_mix(
     *,
     feedback_fraction: float,
     eval_hashes: set[str] = frozenset(),
+    feedback_repeats: int = 1,
     seed: int = 0,
 ) -> Mix:
-    """Feedback (minus images in `eval_hashes`) plus a seeded random base subset at `feedback_fraction`."""
+    """Feedback (minus images in `eval_hashes`) plus a seeded random base subset at `feedback_fraction`.
+
+    `feedback_repeats` > 1 lists each feedback image that many times and draws correspondingly more base
+    images: the same share of feedback per step, but more distinct base images, so less forgetting.
+    """
+    if feedback_repeats < 1:
+        raise ValueError(f"feedback_repeats must be at least 1, got {feedback_repeats}")
     kept = [row for row in feedback if row.image_sha256 not in eval_hashes]
-    items = [MixItem(row.image_path, (row.caption,), "feedback") for row in kept]
+    items = [MixItem(row.image_path, (row.caption,), "feedback") for row in kept for _ in range(feedback_repeats)]
     base_items = list(base.items) if base is not None else []
-    n_base = base_count_for(len(kept), feedback_fraction, len(base_items)) if kept else 0
+    n_base = base_count_for(len(items), feedback_fraction, len(base_items)) if kept else 0
     for item in random.Random(seed).sample(base_items, n_base):
         items.append(MixItem(item.path, item.captions, "base"))
     random.Random(seed + 1).shuffle(items)
     counts = {"feedback": len(kept), "base": n_base, "feedback_in_eval_dropped": len(feedback) - len(kept)}
-    if n_base and len(kept) / (len(kept) + n_base) > feedback_fraction + 0.01:
+    if n_base and len(items) / (len(items) + n_base) > feedback_fraction + 0.01:
         log.warning("base set too small for the requested feedback fraction", extra=counts)
     log.info("built retraining mix", extra=counts)
     return Mix(items, counts)
