@@ -67,6 +67,8 @@ def database_url(request, tmp_path):
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     except OperationalError as exc:
         admin.dispose()
+        if os.environ.get("CI"):  # CI must exercise Postgres: .ci/run starts the server, so failing here is a real problem
+            pytest.fail(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.orig}")
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.orig}")
     separator = "&" if "?" in POSTGRES_URL else "?"
     try:
