@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -154,9 +155,14 @@ def test_per_user_rate_limit_with_injected_clock(make_core):
 
 def test_burst_is_served_in_order_or_told_busy(make_core, bot_store):
     gate = threading.Event()
-    core = make_core(ColourCaptioner(gate=gate), workers=1, queue_size=5, rate_limit_per_minute=100)
+    captioner = ColourCaptioner(gate=gate)
+    core = make_core(captioner, workers=1, queue_size=5, rate_limit_per_minute=100)
     origins = [Origin("slack", "T1", "C1", f"U{i}", message_ref=str(i)) for i in range(50)]
-    futures = [core.image_posted(origin, RED) for origin in origins]
+    futures = [core.image_posted(origins[0], RED)]
+    deadline = time.monotonic() + 10
+    while captioner.calls == 0 and time.monotonic() < deadline:  # the worker has taken the first job
+        time.sleep(0.01)
+    futures += [core.image_posted(origin, RED) for origin in origins[1:]]
     busy_now = [f for f in futures if f.done()]
     assert len(busy_now) == 44  # one running (held by the gate), five waiting, the rest told at once
     gate.set()

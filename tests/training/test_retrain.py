@@ -6,6 +6,8 @@ orchestration and its records; test_retrain_learning.py runs the real training a
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import hashlib
 import os
 import subprocess
@@ -125,7 +127,8 @@ def test_gate_promotes_a_better_candidate_and_records_it(tmp_path, tiny_model_di
 
     # Next time: too little new feedback (the same corrections are not new), then fine-tune from the new active.
     assert retrain(config, trainer=copying_trainer()).status == "skipped"
-    add_feedback(engine, blobs, feedback_images, user="u2")
+    # Dated just after the promoted run started, so they count as new however fast that run was.
+    add_feedback(engine, blobs, feedback_images, user="u2", now=run.started_at + timedelta(milliseconds=1))
     with pytest.raises(_Stop):
         retrain(config, trainer=_stopping_trainer(calls))
     assert calls[-1].init_model == active.location and calls[-1].parent_version == active.id
