@@ -7,10 +7,11 @@ injects gateway events through the fake and reads the REST calls the bot made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import threading
 from functools import partial
-from typing import Any
+from typing import Any, Iterator
 
 from PIL import Image
 
@@ -89,3 +90,25 @@ class BotRunner:
             asyncio.run(main())  # like a real process: leftover tasks are cancelled before the loop closes
         except BaseException as exc:  # surfaced to the test by start()/the assertions
             self.error = exc
+
+
+@contextlib.contextmanager
+def running_bot(fake: FakeDiscord, store: Any, captioner: Any, **core_options: Any) -> Iterator["BotRunner"]:
+    """A core over `store` and `captioner`, and the real bot connected to `fake`; both closed afterwards."""
+    core = make_core(captioner, store, **core_options)
+    runner = BotRunner(fake, core).start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        core.close()
+
+
+def callback_of(interaction: dict[str, Any]):
+    """Matches the bot's interaction callback (defer, modal, message) for `interaction`."""
+    return lambda r: r.method == "POST" and r.path == f"/interactions/{interaction['id']}/{interaction['token']}/callback"
+
+
+def followup_of(fake: FakeDiscord, interaction: dict[str, Any]):
+    """Matches the bot's webhook follow-up to `interaction`."""
+    return lambda r: r.method == "POST" and r.path == f"/webhooks/{fake.app_id}/{interaction['token']}"

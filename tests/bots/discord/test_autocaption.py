@@ -11,18 +11,14 @@ from storage.blobs import sha256_of
 from storage.models import Caption as CaptionRow
 from storage.db import session_scope
 from tests.bots.captioners import ColourCaptioner
-from tests.bots.discord.harness import MAX_IMAGE_BYTES, BotRunner, make_core, person, png
+from tests.bots.discord.harness import MAX_IMAGE_BYTES, person, png, running_bot
 from tests.fakes.discord_server import user_payload, snowflake
 
 
 @pytest.fixture(scope="module")
 def bot(fake_discord, discord_db):
-    _, _, store = discord_db
-    core = make_core(ColourCaptioner(version="colour-v1"), store)
-    runner = BotRunner(fake_discord, core).start()
-    yield runner
-    runner.stop()
-    core.close()
+    with running_bot(fake_discord, discord_db[2], ColourCaptioner(version="colour-v1")) as runner:
+        yield runner
 
 
 def replies_to(message_id: str):

@@ -11,7 +11,7 @@ from bots.discord.commands import NOT_A_CAPTION
 from storage import captions
 from storage.db import session_scope
 from tests.bots.captioners import ColourCaptioner
-from tests.bots.discord.harness import BotRunner, make_core, person, png
+from tests.bots.discord.harness import callback_of, followup_of, person, png, running_bot
 from tests.fakes.discord_server import INTERACTION_COMPONENT
 
 EPHEMERAL = 1 << 6
@@ -35,20 +35,8 @@ def captioner():
 
 @pytest.fixture(scope="module")
 def bot(fake_discord, discord_db, captioner):
-    _, _, store = discord_db
-    core = make_core(captioner, store)
-    runner = BotRunner(fake_discord, core).start()
-    yield runner
-    runner.stop()
-    core.close()
-
-
-def callback_of(interaction):
-    return lambda r: r.method == "POST" and r.path == f"/interactions/{interaction['id']}/{interaction['token']}/callback"
-
-
-def followup_of(fake, interaction):
-    return lambda r: r.method == "POST" and r.path == f"/webhooks/{fake.app_id}/{interaction['token']}"
+    with running_bot(fake_discord, discord_db[2], captioner) as runner:
+        yield runner
 
 
 def replies_to(message_id):
