@@ -22,7 +22,8 @@ from training.retrain import retrain
 
 from tests.training.retrain_support import add_feedback, config_for, open_store
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+# Whichever learning module runs first trains the shared `trained_tiny_model` (~5 min on 2 idle cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.usefixtures("one_torch_thread")]
 
 N_FEEDBACK = 40  # "a few dozen" corrected images
 NONSENSE = [f"{a}{b}" for a in ("zor", "plim", "vask", "quen", "drub", "fep") for b in ("ax", "ilo", "unt", "ek")]
