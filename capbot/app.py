@@ -15,9 +15,10 @@ from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
 from capbot.errors import UserError
+from capbot.captioning import generation_options, local_captioner
 from capbot.follow import RegistryFollower
 from capbot.settings import Settings
-from inference.types import Captioner, GenerationOptions
+from inference.types import Captioner
 from storage import db, events, registry
 from storage.blobs import LocalBlobStore
 
@@ -43,15 +44,6 @@ class Services:
         self.engine.dispose()
 
 
-def generation_options(settings: Settings) -> GenerationOptions:
-    """The decoding defaults from settings."""
-    return GenerationOptions(
-        num_beams=settings.num_beams,
-        max_new_tokens=settings.max_new_tokens,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-    )
-
-
 def serving_model(engine: Engine, settings: Settings) -> str:
     """The registry's active version when there is one, otherwise the configured base model."""
     with db.session_scope(engine) as session:
@@ -66,17 +58,7 @@ def build_captioner(settings: Settings, model: str) -> Captioner:
             "CAPBOT_CAPTIONER=modal is not available in this version; use the local captioner.",
             reason="modal_unavailable",
         )
-    from inference.captioner import LocalCaptioner
-
-    return LocalCaptioner(
-        model,
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.batch_size,
-        max_image_bytes=settings.max_image_bytes,
-        max_image_pixels=settings.max_image_pixels,
-        default_options=generation_options(settings),
-    )
+    return local_captioner(settings, model)
 
 
 EVENT_MEMORY = timedelta(days=7)  # Slack and Discord stop retrying a delivery within hours

@@ -26,23 +26,14 @@ def caption(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: CAPBOT_DEVICE)."),
 ) -> None:
     """Caption image files. Unreadable images print `error: PATH: REASON`; the rest are still captioned."""
+    from capbot.captioning import generation_options, local_captioner
     from capbot.settings import get_settings
-    from inference.captioner import LocalCaptioner
-    from inference.types import GenerationOptions
 
     settings = get_settings()
-    options = GenerationOptions(
-        num_beams=beams or settings.num_beams,
-        max_new_tokens=max_new_tokens or settings.max_new_tokens,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-    )
+    options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
     console = Console(stderr=True)
     with console.status(f"loading model {model or settings.model}"):
-        captioner = LocalCaptioner(
-            model or settings.model, device=device or settings.device, dtype=settings.dtype,
-            batch_size=settings.batch_size, max_image_bytes=settings.max_image_bytes,
-            max_image_pixels=settings.max_image_pixels, default_options=options,
-        )
+        captioner = local_captioner(settings, model, device=device, options=options)
     failed = _caption_files(captioner, images, options, console, as_json, settings.batch_size)
     if failed:
         raise SystemExit(1)

@@ -29,9 +29,8 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Score a model on a split with BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap)."""
+    from capbot.captioning import generation_options, local_captioner
     from capbot.settings import get_settings
-    from inference.captioner import LocalCaptioner
-    from inference.types import GenerationOptions
     from training.data.coco import load_split
     from training.evaluate import evaluate_model
 
@@ -39,18 +38,11 @@ def evaluate(
     dataset = load_split(data, split)
     if limit is not None:
         dataset = dataset.subset(limit)
-    options = GenerationOptions(
-        num_beams=beams or settings.num_beams,
-        max_new_tokens=max_new_tokens or settings.max_new_tokens,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-    )
+    options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
     batch = batch_size or settings.batch_size
     console = Console(stderr=True)
     with console.status("loading model"):
-        captioner = LocalCaptioner(
-            model or settings.model, device=settings.device, dtype=settings.dtype, batch_size=batch,
-            max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
-        )
+        captioner = local_captioner(settings, model, batch_size=batch, options=options)
     columns = (TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:

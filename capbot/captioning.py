@@ -1,0 +1,30 @@
+"""Settings to captioning objects: the one place CLI commands and the server turn `Settings` into a captioner."""
+
+from __future__ import annotations
+
+from inference.types import GenerationOptions
+
+
+def generation_options(settings, *, num_beams: int | None = None, max_new_tokens: int | None = None) -> GenerationOptions:
+    """The decoding defaults from settings, with optional per-command overrides."""
+    return GenerationOptions(
+        num_beams=num_beams or settings.num_beams,
+        max_new_tokens=max_new_tokens or settings.max_new_tokens,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+    )
+
+
+def local_captioner(settings, model: str | None = None, *, device: str | None = None,
+                    batch_size: int | None = None, options: GenerationOptions | None = None):
+    """An in-process `LocalCaptioner` configured from settings (model, device, dtype, batch, image limits)."""
+    from inference.captioner import LocalCaptioner
+
+    return LocalCaptioner(
+        model or settings.model,
+        device=device or settings.device,
+        dtype=settings.dtype,
+        batch_size=batch_size or settings.batch_size,
+        max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        default_options=options or generation_options(settings),
+    )
