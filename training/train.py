@@ -124,6 +124,8 @@ class TrainResult:
     seconds: float = 0.0
     resumed_from: int | None = None  # the step of the checkpoint resumed from
     registered: bool = False
+    device: str = "cpu"  # where the main process trained, e.g. "cuda:0"
+    precision: str = "fp32"  # "bf16" when the forward pass ran under bf16 autocast
 
 
 def train(args: TrainArgs) -> TrainResult:
@@ -163,6 +165,9 @@ def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainR
     last_step = args.stop_at or args.steps
     stream = _batches(source, position, args, info, collator)
     meter = Meter()
+    if info.is_main:
+        log.info("training", extra={"device": str(info.device), "precision": precision_for(args, info.device),
+                                    "world_size": info.world_size, "steps": args.steps, "from_step": position.step})
     with run.progress(position.step, last_step) as bar:
         while position.step < last_step:
             loss = _optimizer_step(wrapped, optimizer, scheduler, stream, position, args, info)
@@ -350,13 +355,19 @@ def _optimizer(model: torch.nn.Module, args: TrainArgs, info: dist_utils.DistInf
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), fused=fused)
 
 
-def _autocast(args: TrainArgs, device: torch.device):
-    """bf16 autocast on GPUs that support it (or when asked for); fp32 otherwise.
+def precision_for(args: TrainArgs, device: torch.device) -> str:
+    """"bf16" on GPUs that support it (or when asked for), "fp32" otherwise.
 
     On CPU the tiny preset trains ~3x slower under bf16 autocast (casting overhead dominates small
     matrices), so `auto` keeps CPU runs in fp32.
     """
     if args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return "bf16"
+    return "fp32"
+
+
+def _autocast(args: TrainArgs, device: torch.device):
+    if precision_for(args, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 

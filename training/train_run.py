@@ -194,7 +194,7 @@ class Run:
 
     def finish(self, position: Position, meter: Meter, seconds: float):
         """Close logs; when the run is complete, make sure a model exists and register it."""
-        from training.train import TrainResult
+        from training.train import TrainResult, precision_for
 
         complete = position.step >= self.args.steps
         registered = False
@@ -214,7 +214,7 @@ class Run:
             version=self.best.get("version"), steps=position.step, best_step=self.best.get("step"),
             metrics=dict(self.best.get("metrics", {})), history=list(self.history), final_loss=meter.last_loss,
             losses=list(self.losses), samples_per_second=meter.samples_per_second, seconds=seconds, resumed_from=self.resumed_from,
-            registered=registered,
+            registered=registered, device=str(self.info.device), precision=precision_for(self.args, self.info.device),
         )
 
     def _register(self) -> bool:
