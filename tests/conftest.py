@@ -27,6 +27,17 @@ def synthetic_dataset(tmp_path_factory):
     return generate_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=40, n_val=12, n_test=12, seed=0, image_size=64)
 
 
+@pytest.fixture
+def exact_cuda_math():
+    """No TF32 in CUDA convolutions and matmuls, so GPU fp32 can be compared with CPU fp32 (restored after)."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A freshly initialised `tiny` preset model directory (random weights, trained BPE tokenizer, seed 0).

@@ -29,15 +29,6 @@ def photos():
     return [load_image((SKIMAGE_DATA / name).read_bytes()) for name in PHOTOS]
 
 
-@pytest.fixture
-def exact_cuda_math():
-    """No TF32 in convolutions and matmuls, so GPU fp32 can be compared with CPU fp32 token for token."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def _first_step_logits(engine: CaptionEngine, photos) -> torch.Tensor:
     pixels = engine.pixel_values(photos)
     start = torch.full((len(photos), 1), engine.model.config.decoder_start_token_id, device=engine.device)

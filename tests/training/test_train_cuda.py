@@ -26,14 +26,6 @@ def _args(model, data, out, **overrides) -> TrainArgs:
     return TrainArgs(**{**base, **overrides})
 
 
-@pytest.fixture
-def exact_cuda_math():
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def test_gpu_training_runs_in_bf16_keeps_fp32_weights_and_learns(tiny_model_dir, synthetic_dataset, tmp_path):
     result = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run"))
     assert result.device == "cuda:0" and result.precision == "bf16"
