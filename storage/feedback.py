@@ -15,7 +15,7 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from storage.blobs import BlobStore
-from storage.models import Correction, UserOptOut
+from storage.models import Caption, Correction, UserOptOut
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class FeedbackRow:
     caption: str  # the corrected caption
     correction_id: int
     created_at: datetime
+    model_caption: str = ""  # what the model had said: retraining mines systematic renames from the pair
 
 
 def _accepted_corrections(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
@@ -53,8 +54,9 @@ def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:
         ).label("rank"),
     ).subquery()
     return (
-        select(Correction)
+        select(Correction, Caption.text)
         .join(ranked, ranked.c.id == Correction.id)
+        .join(Caption, Caption.id == Correction.caption_id)
         .where(ranked.c.rank == 1)
         .order_by(Correction.created_at, Correction.id)
     )
@@ -65,7 +67,7 @@ def export_feedback(
 ) -> list[FeedbackRow]:
     """Accepted corrections created after `since` (and up to `until`), one per image, oldest first."""
     rows: list[FeedbackRow] = []
-    for correction in session.scalars(_latest_per_image(since, until)):
+    for correction, model_caption in session.execute(_latest_per_image(since, until)):
         if not blobs.exists(correction.image_sha256):
             log.warning("feedback image blob missing; skipped", extra={"image_sha256": correction.image_sha256})
             continue
@@ -75,6 +77,7 @@ def export_feedback(
             caption=correction.text,
             correction_id=correction.id,
             created_at=correction.created_at,
+            model_caption=model_caption,
         ))
     return rows
 

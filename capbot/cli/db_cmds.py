@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from capbot.cli.root import app, db_app, feedback_app, models_app
 from capbot.errors import UserError
 
-FEEDBACK_FIELDS = ("image_sha256", "image_path", "caption", "correction_id", "created_at")
+FEEDBACK_FIELDS = ("image_sha256", "image_path", "caption", "model_caption", "correction_id", "created_at")
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def _version_json(v) -> dict:  # type: ignore[no-untyped-def]
 
 def _feedback_json(row) -> dict:  # type: ignore[no-untyped-def]
     return {"image_sha256": row.image_sha256, "image_path": str(row.image_path), "caption": row.caption,
-            "correction_id": row.correction_id, "created_at": row.created_at.isoformat()}
+            "model_caption": row.model_caption, "correction_id": row.correction_id, "created_at": row.created_at.isoformat()}
 
 
 def _write_atomically(out: Path, records: list[dict], fmt: str) -> None:

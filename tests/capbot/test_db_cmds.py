@@ -87,12 +87,12 @@ def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
     out = tmp_path / "out" / "feedback.jsonl"
     assert main(["feedback", "export", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["image_sha256"], r["caption"]) for r in rows] == [
-        (dog.image_sha256, "a brown dog, 'quoted'"), (cat.image_sha256, "a tabby cat")]
+    assert [(r["image_sha256"], r["caption"], r["model_caption"]) for r in rows] == [
+        (dog.image_sha256, "a brown dog, 'quoted'", dog.text), (cat.image_sha256, "a tabby cat", "a cat")]
     assert rows[0]["image_path"] == str(blobs.path(dog.image_sha256))
     assert main(["feedback", "export", "--out", str(tmp_path / "f.csv"), "--since-last-run"]) == 0
     with open(tmp_path / "f.csv", newline="") as handle:
-        assert [r["caption"] for r in csv.DictReader(handle)] == ["a tabby cat"]
+        assert [(r["caption"], r["model_caption"]) for r in csv.DictReader(handle)] == [("a tabby cat", "a cat")]
     assert main(["feedback", "export", "--out", str(tmp_path / "g.out"), "--format", "csv",
                  "--since", "2026-02-15"]) == 0
     assert "wrote 1 feedback rows since 2026-02-15" in capsys.readouterr().out

@@ -31,9 +31,9 @@ def test_export_latest_accepted_per_image(session, blobs):
     cat_fix = _correct(session, cat, "U4", "a tabby cat asleep", 4)
 
     rows = feedback.export_feedback(session, blobs)
-    assert [(r.image_sha256, r.caption, r.correction_id) for r in rows] == [
-        (dog.image_sha256, "a brown dog running on sand", latest_dog.id),
-        (cat.image_sha256, "a tabby cat asleep", cat_fix.id),
+    assert [(r.image_sha256, r.caption, r.correction_id, r.model_caption) for r in rows] == [
+        (dog.image_sha256, "a brown dog running on sand", latest_dog.id, "a dog outside"),
+        (cat.image_sha256, "a tabby cat asleep", cat_fix.id, "a cat on a sofa"),
     ]
     assert rows[0].image_path == blobs.path(dog.image_sha256) and rows[0].image_path.read_bytes() == b"dog"
     assert feedback.count_feedback(session) == 2

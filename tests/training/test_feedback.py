@@ -20,11 +20,12 @@ def test_feedback_rows_accepts_objects_and_dicts_and_drops_blank_captions():
 
     class Exported:
         image_sha256, image_path, caption, created_at = "a" * 64, "/blobs/aa", "  a  red\nball ", when
+        model_caption = "a red  circle"
 
     rows = feedback_rows([Exported(), {"sha256": "b" * 64, "path": "/blobs/bb", "text": "a cat"}, {"sha256": "c" * 64, "path": "/x", "text": "  "}])
     assert rows == [
-        FeedbackRow("a" * 64, Path("/blobs/aa"), "a red ball", when),
-        FeedbackRow("b" * 64, Path("/blobs/bb"), "a cat", None),
+        FeedbackRow("a" * 64, Path("/blobs/aa"), "a red ball", when, model_caption="a red circle"),
+        FeedbackRow("b" * 64, Path("/blobs/bb"), "a cat", None, model_caption=""),
     ]
 
 
@@ -51,10 +52,10 @@ def test_small_batches_still_hold_out_a_minimum_by_hash_order():
 def test_to_dataset_has_images_and_captions(tmp_path):
     path = tmp_path / "img"
     Image.new("RGB", (8, 6), (200, 10, 10)).save(path, format="PNG")
-    row = FeedbackRow("d" * 64, path, "a red square", datetime(2026, 5, 1, tzinfo=timezone.utc))
+    row = FeedbackRow("d" * 64, path, "a red square", datetime(2026, 5, 1, tzinfo=timezone.utc), "a red box")
     ds = to_dataset([row])
     assert ds.num_rows == 1 and ds[0]["caption"] == "a red square" and ds[0]["image_sha256"] == "d" * 64
-    assert ds[0]["image"].size == (8, 6)
+    assert ds[0]["image"].size == (8, 6) and ds[0]["model_caption"] == "a red box"
     assert ds[0]["corrected_at"].startswith("2026-05-01")
     ds.save_to_disk(str(tmp_path / "ds"))
     from datasets import load_from_disk

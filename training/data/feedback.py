@@ -23,6 +23,7 @@ class FeedbackRow:
     image_path: Path
     caption: str
     corrected_at: datetime | None = None
+    model_caption: str = ""  # what the model had said (empty when the export did not say)
 
 
 def _field(row: Any, *names: str) -> Any:
@@ -47,6 +48,7 @@ def feedback_rows(exported: Iterable[Any]) -> list[FeedbackRow]:
                 image_path=Path(_field(row, "image_path", "path")),
                 caption=caption,
                 corrected_at=_optional(row, "corrected_at", "created_at"),
+                model_caption=" ".join(str(_optional(row, "model_caption") or "").split()),
             )
         )
     return rows
@@ -88,16 +90,18 @@ def split_feedback(
 
 
 def to_dataset(rows: Sequence[FeedbackRow]):
-    """The rows as a `datasets.Dataset` with an `image` (decoded lazily), `caption`, `image_sha256`, `corrected_at`."""
+    """The rows as a `datasets.Dataset`: `image` (decoded lazily), `caption`, `model_caption`, `image_sha256`,
+    `corrected_at`."""
     from datasets import Dataset, Features, Image, Value
 
     features = Features(
-        {"image": Image(), "caption": Value("string"), "image_sha256": Value("string"), "corrected_at": Value("string")}
+        {"image": Image(), "caption": Value("string"), "model_caption": Value("string"), "image_sha256": Value("string"), "corrected_at": Value("string")}
     )
     return Dataset.from_dict(
         {
             "image": [str(r.image_path) for r in rows],
             "caption": [r.caption for r in rows],
+            "model_caption": [r.model_caption for r in rows],
             "image_sha256": [r.image_sha256 for r in rows],
             "corrected_at": [r.corrected_at.isoformat() if r.corrected_at else "" for r in rows],
         },
