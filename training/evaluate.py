@@ -106,23 +106,28 @@ class CaptionScorer:
             process.wait()
             self._meteor = None
 
-    def score(self, predictions: Mapping[int, str], references: Mapping[int, Sequence[str]]) -> Metrics:
-        """Score one caption per image against all of that image's references."""
-        res, gts = _tokenize(predictions, references)
+    def score(self, predictions: Mapping[int, str], references: Mapping[int, Sequence[str]], *,
+              idf_references: Mapping[int, Sequence[str]] | None = None) -> Metrics:
+        """Score one caption per image against all of that image's references.
+
+        `idf_references`: other images' references that count towards CIDEr's document frequencies but are
+        not scored. Without them a small, uniform set (every held-out correction says "ball") weighs its
+        shared words as zero, so CIDEr could not see the one change that set is about.
+        """
+        res, gts, context = _tokenize(predictions, references, idf_references or {})
         from pycocoevalcap.bleu.bleu import Bleu
-        from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge
 
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         meteor = self._meteor_score(gts, res) if self.with_meteor else None
         rouge, _ = Rouge().compute_score(gts, res)
-        cider, cider_each = Cider().compute_score(gts, res)
+        cider_each = _cider_per_image(gts, res, context)
         spice, skipped = self._spice(gts, res)
         return Metrics(
             *(float(b) for b in bleu), meteor=None if meteor is None else float(meteor), rouge_l=float(rouge),
-            cider=float(cider), spice=spice, n_images=len(res),
+            cider=sum(cider_each.values()) / len(cider_each), spice=spice, n_images=len(res),
             skipped=skipped if self.with_meteor else {**skipped, "meteor": "not requested"},
-            cider_per_image={i: float(s) for i, s in zip(gts, cider_each)},
+            cider_per_image=cider_each,
         )
 
     def _meteor_score(self, gts: dict, res: dict) -> float:
@@ -161,6 +166,7 @@ def score_captions(
     with_spice: bool = False,
     with_meteor: bool = True,
     scorer: CaptionScorer | None = None,
+    idf_references: Mapping[int, Sequence[str]] | None = None,
 ) -> Metrics:
     """COCO metrics of `predictions` (one caption per id) against `references` (all captions per id).
 
@@ -168,9 +174,9 @@ def score_captions(
     started and stopped here.
     """
     if scorer is not None:
-        return scorer.score(predictions, references)
+        return scorer.score(predictions, references, idf_references=idf_references)
     with CaptionScorer(with_spice=with_spice, with_meteor=with_meteor) as own:
-        return own.score(predictions, references)
+        return own.score(predictions, references, idf_references=idf_references)
 
 
 def evaluate_model(
@@ -183,8 +189,10 @@ def evaluate_model(
     with_meteor: bool = True,
     scorer: CaptionScorer | None = None,
     progress: Callable[[int], None] | None = None,
+    idf_references: Mapping[int, Sequence[str]] | None = None,
 ) -> EvaluationReport:
-    """Caption every image of `dataset` in batches, then score against all its references."""
+    """Caption every image of `dataset` in batches, then score against all its references (see
+    `CaptionScorer.score` for `idf_references`)."""
     if batch_size < 1:
         raise EvaluationError("batch size must be at least 1", reason="bad_batch_size")
     started = time.perf_counter()
@@ -198,7 +206,8 @@ def evaluate_model(
             progress(len(batch))
     seconds = time.perf_counter() - started
     refs = {item.image_id: list(item.captions) for item in items}
-    metrics = score_captions(predictions, refs, with_spice=with_spice, with_meteor=with_meteor, scorer=scorer)
+    metrics = score_captions(predictions, refs, with_spice=with_spice, with_meteor=with_meteor, scorer=scorer,
+                             idf_references=idf_references)
     log.info("evaluated", extra={"images": len(items), "cider": metrics.cider, "seconds": round(seconds, 2)})
     return EvaluationReport(metrics, predictions, captioner.model_version, seconds)
 
@@ -227,19 +236,34 @@ def _read(path: Path) -> bytes:
         raise EvaluationError(f"cannot read image {path}: {exc.strerror}", reason="missing_image") from exc
 
 
-def _tokenize(predictions: Mapping[int, str], references: Mapping[int, Sequence[str]]) -> tuple[dict, dict]:
-    """PTB-tokenize both sides (lower-cased, punctuation dropped) as COCOEvalCap does, in one JVM run."""
+def _tokenize(predictions: Mapping[int, str], references: Mapping[int, Sequence[str]],
+              context: Mapping[int, Sequence[str]]) -> tuple[dict, dict, dict]:
+    """PTB-tokenize predictions, references and context references (lower-cased, punctuation dropped) as
+    COCOEvalCap does, in one JVM run."""
     if not predictions:
         raise EvaluationError("nothing to score: no predictions", reason="empty")
     missing = [i for i in predictions if not references.get(i)]
     if missing:
         raise EvaluationError(f"{len(missing)} predictions have no references, e.g. image {missing[0]}", reason="mismatch")
-    ids = list(predictions)
+    ids, context_ids = list(predictions), [i for i in context if context[i]]
     lines = [predictions[i] for i in ids] + [r for i in ids for r in references[i]]
+    lines += [r for i in context_ids for r in context[i]]
     tokens = iter(_ptb_tokenize(lines))
     res = {i: [next(tokens)] for i in ids}
     gts = {i: [next(tokens) for _ in references[i]] for i in ids}
-    return res, gts
+    return res, gts, {i: [next(tokens) for _ in context[i]] for i in context_ids}
+
+
+def _cider_per_image(gts: dict, res: dict, context: dict) -> dict[int, float]:
+    """CIDEr of each prediction, with document frequencies over `gts` and `context` references."""
+    from pycocoevalcap.cider.cider import Cider
+
+    # Context images need a prediction to be accepted; CIDEr's document frequencies and corpus size come
+    # from references alone, so that placeholder changes no scored image's result.
+    all_gts = {("scored", i): refs for i, refs in gts.items()} | {("context", i): refs for i, refs in context.items()}
+    all_res = {("scored", i): hyp for i, hyp in res.items()} | {("context", i): refs[:1] for i, refs in context.items()}
+    _, scores = Cider().compute_score(all_gts, all_res)
+    return {key[1]: float(score) for key, score in zip(all_gts, scores) if key[0] == "scored"}
 
 
 def _ptb_tokenize(lines: list[str]) -> list[str]:

@@ -28,6 +28,8 @@ REFS = {
     3: ["a green star in the middle", "one green star"],
 }
 
+REFS_FIRST = {i: refs[0] for i, refs in REFS.items()}
+
 
 @pytest.fixture(scope="module")
 def scorer():
@@ -85,6 +87,21 @@ def test_tokenization_ignores_case_and_punctuation_and_empty_predictions_score_z
     partial = scorer.score({1: "", 2: "two blue squares", 3: "   "}, REFS)
     assert partial.cider_per_image[1] == partial.cider_per_image[3] == 0.0
     assert partial.cider_per_image[2] > 0.0
+
+
+def test_idf_references_let_cider_weigh_a_word_every_scored_reference_shares(scorer):
+    # Held-out corrections of a rename: every reference says "ball", so on its own CIDEr weighs "ball" as 0.
+    refs = {1: ["a red ball on the left"], 2: ["a blue ball at the top"], 3: ["a green ball in the middle"]}
+    context = {10 + i: [f"a {colour} {shape} on the left"]
+               for i, (colour, shape) in enumerate((c, s) for c in ("red", "blue", "green") for s in ("circle", "square"))}
+    said_ball = {i: "ball" for i in refs}
+    assert scorer.score(said_ball, refs).cider == pytest.approx(0.0, abs=1e-9)
+    with_context = scorer.score(said_ball, refs, idf_references=context)
+    assert with_context.cider > 0.5 and set(with_context.cider_per_image) == set(refs)  # context is not scored
+    assert scorer.score({i: "circle" for i in refs}, refs, idf_references=context).cider == pytest.approx(0.0, abs=1e-9)
+    # Only CIDEr uses document frequencies; no context means the plain score.
+    assert with_context.bleu_1 == pytest.approx(scorer.score(said_ball, refs).bleu_1)
+    assert scorer.score(REFS_FIRST, REFS, idf_references={}).cider == scorer.score(REFS_FIRST, REFS).cider
 
 
 def test_spice_is_skipped_with_a_reason_when_unavailable(scorer):
