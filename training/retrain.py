@@ -3,7 +3,9 @@
 The steps (issue 5, "Retraining"):
  0. Take the run lock (`training.lock`); a run left 'running' by a dead process is marked failed.
  1. Export feedback; stop early when too few corrections arrived since the last finished run.
- 2. Split feedback into train / held-out, mix the train part with a base subset; record the run.
+ 2. Split feedback into train / held-out; find systematic renames in the training feedback ("users call
+    circles balls", `training.data.renames`) and rewrite the base references with them; mix the train
+    part with a base subset; record the run.
  3. Fine-tune from the ACTIVE registry version (or the configured base model when none is active).
  4. Register the candidate, then score candidate and active on the same held-out base and feedback sets.
  5. Gate (`training.gate`), then ONE transaction: candidate metrics + gate verdict, promotion if it
@@ -41,6 +43,7 @@ from storage.db import session_scope
 from training.data.coco import CocoCaptions, CocoItem, load_split
 from training.data.feedback import FeedbackRow, feedback_rows, split_feedback
 from training.data.mix import build_mix, image_hashes, write_coco_split
+from training.data.renames import Rename, RenameRules, find_renames, image_frequencies, rename_text
 from training.gate import GateDecision, GateScores, decide_promotion
 from training.lock import run_lock_for
 
@@ -94,6 +97,7 @@ class RetrainConfig:
     min_feedback_gain: float = 0.0  # held-out feedback CIDEr must improve by more than this
     epochs: int = 3
     freeze_encoder: bool = False  # train only the decoder: the new words, not new vision
+    rename_rules: RenameRules | None = field(default_factory=RenameRules)  # None: never rewrite base references
     learning_rate: float = 5e-5
     batch_size: int = 16
     eval_batch_size: int = 16
@@ -115,6 +119,7 @@ class RetrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     gate: GateDecision | None = None
     recovered_runs: list[int] = field(default_factory=list)  # stale runs this run marked failed
+    renames: list[dict] = field(default_factory=list)  # systematic renames applied to the base references
 
     def to_dict(self) -> dict:
         """JSON-ready form (the CLI's --json)."""
@@ -155,17 +160,20 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         log.info("retrain skipped", extra={"new_feedback": len(new), "min_feedback": config.min_feedback})
         return RetrainResult("skipped", message, active_version=active_id, data_counts={"feedback_new": len(new)})
 
-    # 2. Hold out part of the feedback and mix the rest with the base subset.
+    # 2. Hold out part of the feedback, adopt the users' renames in the base data, mix the rest with it.
     base_train, base_eval = _load_base(config)
     train_rows, held_out = split_feedback(rows, config.held_out_fraction, min_held_out=config.min_held_out)
+    renames = _renames(config, train_rows, base_train)
+    base_train, base_eval = _renamed(base_train, renames), _renamed(base_eval, renames)
     eval_hashes = image_hashes(item.path for item in base_eval.items)
     mix = build_mix(train_rows, base_train, feedback_fraction=config.feedback_fraction,
                     eval_hashes=eval_hashes, feedback_repeats=config.feedback_repeats, seed=config.seed)
     counts = {**mix.counts, "feedback_new": len(new), "feedback_held_out": len(held_out),
-              "base_eval": len(base_eval)}
+              "base_eval": len(base_eval), "renames": len(renames)}
+    rename_dicts = [r.to_dict() for r in renames]
     if config.dry_run:
-        return RetrainResult("dry_run", _dry_run_message(counts, active_id, config), active_version=active_id,
-                             data_counts=counts)
+        return RetrainResult("dry_run", _dry_run_message(counts, active_id, config, renames), active_version=active_id,
+                             data_counts=counts, renames=rename_dicts)
     if counts["feedback"] == 0 or not held_out:
         raise RetrainError(
             f"cannot retrain on {len(rows)} corrected image(s): {counts['feedback']} left to train on after "
@@ -175,13 +183,16 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         run = runs.start_run(session, base_version=active_id, feedback_since=since_train, data_counts=counts, now=now)
     log.info("retrain started", extra={"run_id": run.id, "active": active_id, **counts})
     try:
-        return _train_evaluate_gate(config, run.id, active, mix, held_out, base_eval, counts, trainer, make_captioner)
+        result = _train_evaluate_gate(config, run.id, active, mix, held_out, base_eval, counts, trainer,
+                                      make_captioner, rename_dicts)
+        result.renames = rename_dicts
+        return result
     except BaseException as exc:
         _record_failure(config.engine, run.id, exc)
         raise
 
 
-def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, counts, trainer, make_captioner):
+def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, counts, trainer, make_captioner, renames):
     # 3. Fine-tune from the active version.
     run_dir = Path(config.runs_dir) / f"run-{run_id}"
     data_dir = run_dir / "data"
@@ -214,7 +225,7 @@ def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, count
         if decision.promote:
             registry.promote(session, candidate_id)
         runs.finish_run(session, run_id, status=status, result_version=candidate_id,
-                        metrics={**metrics, "gate": decision.to_dict()},
+                        metrics={**metrics, "gate": decision.to_dict(), "renames": renames},
                         reason=None if decision.promote else decision.reason)
     log.info("retrain finished", extra={"run_id": run_id, "status": status, "candidate": candidate_id,
                                         "reason": decision.reason})
@@ -274,19 +285,45 @@ def _feedback_eval_set(held_out: list[FeedbackRow]) -> CocoCaptions:
 
 def _score_both(config, make_captioner, candidate_dir: Path, active_location: str,
                 base_eval: CocoCaptions, feedback_eval: CocoCaptions) -> dict[str, dict]:
-    from training.evaluate import CaptionScorer, evaluate_model
+    from training.evaluate import CaptionScorer
 
     metrics: dict[str, dict] = {}
+    base_references = {item.image_id: item.captions for item in base_eval.items}
     with CaptionScorer(with_meteor=config.with_meteor) as scorer:  # one METEOR JVM for all four evaluations
         for role, location in (("candidate", str(candidate_dir)), ("active", active_location)):
             captioner = make_captioner(location)
             metrics[role] = {
-                name: evaluate_model(captioner, data, batch_size=config.eval_batch_size, scorer=scorer)
-                .metrics.scores()
-                for name, data in (("base", base_eval), ("feedback", feedback_eval))
+                "base": _scores(captioner, base_eval, config, scorer),
+                # Held-out corrections often share the very word they are about; CIDEr weighs a word
+                # shared by every reference as zero unless the base references count towards its IDF.
+                "feedback": _scores(captioner, feedback_eval, config, scorer, idf_references=base_references),
             }
             _close(captioner)
     return metrics
+
+
+def _scores(captioner: Captioner, data: CocoCaptions, config: RetrainConfig, scorer, **kwargs) -> dict[str, float]:
+    from training.evaluate import evaluate_model
+
+    return evaluate_model(captioner, data, batch_size=config.eval_batch_size, scorer=scorer, **kwargs).metrics.scores()
+
+
+def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: CocoCaptions) -> list[Rename]:
+    if config.rename_rules is None:
+        return []
+    pairs = [(row.model_caption, row.caption) for row in train_rows]
+    renames = find_renames(pairs, image_frequencies(item.captions for item in base_train.items), config.rename_rules)
+    if renames:
+        log.info("feedback renames applied to the base references",
+                 extra={"renames": [f"{r.old}->{r.new} ({r.support}/{r.uses})" for r in renames]})
+    return renames
+
+
+def _renamed(data: CocoCaptions, renames: list[Rename]) -> CocoCaptions:
+    if not renames:
+        return data
+    items = tuple(CocoItem(i.image_id, i.path, tuple(rename_text(c, renames) for c in i.captions)) for i in data.items)
+    return CocoCaptions(items, data.annotations, data.images_dir)
 
 
 def _close(captioner: Captioner) -> None:
@@ -305,12 +342,14 @@ def _when(moment: datetime | None) -> str:
     return "the beginning" if moment is None else f"the last run ({moment:%Y-%m-%d %H:%M} UTC)"
 
 
-def _dry_run_message(counts: dict[str, int], active_id: str | None, config: RetrainConfig) -> str:
+def _dry_run_message(counts: dict[str, int], active_id: str | None, config: RetrainConfig,
+                     renames: list[Rename]) -> str:
+    adopted = ", ".join(f'"{r.old}" -> "{r.new}" ({r.support} of {r.uses} corrections)' for r in renames)
     return (
         f"dry run: would fine-tune {active_id or config.base_model} on {counts['feedback']} feedback + "
         f"{counts['base']} base images ({counts['feedback_in_eval_dropped']} feedback images dropped as they are "
         f"in the evaluation set), then score on {counts['feedback_held_out']} held-out feedback and "
-        f"{counts['base_eval']} base images"
+        f"{counts['base_eval']} base images" + (f"; base references renamed: {adopted}" if renames else "")
     )
 
 

@@ -15,7 +15,7 @@ import typer
 from capbot.cli.root import app
 
 
-def retrain_config_from_settings(settings: Any, engine: Any, **overrides: Any):
+def retrain_config_from_settings(settings: Any, engine: Any, *, no_renames: bool = False, **overrides: Any):
     """A `RetrainConfig` from Settings, with CLI overrides (None means "use the setting")."""
     from storage.blobs import LocalBlobStore
     from training.retrain import RetrainConfig
@@ -32,6 +32,8 @@ def retrain_config_from_settings(settings: Any, engine: Any, **overrides: Any):
         cider_tolerance=settings.retrain_cider_tolerance,
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if no_renames:
+        values["rename_rules"] = None
     return RetrainConfig(**values)
 
 
@@ -58,6 +60,7 @@ def retrain_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Fine-tuning epochs over the mix."),
     learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Training batch size."),
+    no_renames: bool = typer.Option(False, "--no-renames", help="Do not rewrite base references with renames users made systematically (e.g. every \"circle\" corrected to \"ball\")."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained and change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
@@ -75,6 +78,7 @@ def retrain_command(
         settings, min_feedback=min_feedback, base_data=base_data, base_eval_split=base_eval_split,
         feedback_fraction=feedback_fraction, cider_tolerance=cider_tolerance, epochs=epochs,
         learning_rate=learning_rate, batch_size=batch_size, dry_run=dry_run or None,
+        no_renames=no_renames,
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), default=str))
@@ -92,6 +96,9 @@ def _print_result(result: Any) -> None:
         console.print(f"marked interrupted run(s) {', '.join(map(str, result.recovered_runs))} as failed")
     if result.data_counts:
         console.print("data: " + ", ".join(f"{k}={v}" for k, v in result.data_counts.items()))
+    for rename in result.renames:
+        console.print(f"renamed in base references: {rename['old']!r} -> {rename['new']!r} "
+                      f"({rename['support']} of {rename['uses']} corrections)")
     if result.metrics:
         table = Table("model", "set", "CIDEr", "BLEU-4", "METEOR", "ROUGE-L")
         for role, sets in result.metrics.items():

@@ -46,3 +46,17 @@ def test_retrain_cli_needs_a_migrated_database(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CAPBOT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     assert main(["retrain"]) == 2
     assert "capbot db upgrade" in capsys.readouterr().err
+
+
+def test_retrain_cli_reports_renames_and_can_switch_them_off(monkeypatch, tmp_path, capsys, tiny_model_dir, synthetic_dataset):
+    engine, blobs = _env(monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    test = load_split(synthetic_dataset.out_dir, "test")
+    add_feedback(engine, blobs, [(i.path, f"a circle number {n}", f"a ball, number {n + 1}") for n, i in enumerate(test.items)])
+    engine.dispose()
+
+    assert main(["retrain", "--min-feedback", "5", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "renamed in base references: 'circle' -> 'ball'" in out
+    assert main(["retrain", "--min-feedback", "5", "--dry-run", "--no-renames", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["renames"] == [] and result["data_counts"]["renames"] == 0

@@ -255,3 +255,44 @@ def test_feedback_too_thin_to_hold_out_any_is_refused_before_a_run_starts(store,
     assert info.value.reason == "no_training_feedback" and "holding out 0" in info.value.message
     with db.session_scope(engine) as session:
         assert runs.list_runs(session) == []
+
+
+def _renaming_feedback(synthetic_dataset):
+    """Twelve corrections that each swap the model's "circle" for "ball", worded differently each time."""
+    test = load_split(synthetic_dataset.out_dir, "test")
+    places = ("on the left", "at the top", "in the middle")
+    return [(item.path, f"a red circle {places[i % 3]}", f"a red ball {places[(i + 1) % 3]}")
+            for i, item in enumerate(test.items)]
+
+
+def test_a_systematic_rename_in_feedback_is_applied_to_the_base_references(tmp_path, tiny_model_dir, synthetic_dataset):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    feedback = _renaming_feedback(synthetic_dataset)
+    add_feedback(engine, blobs, feedback)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    dry = retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True))
+    n_train = dry.data_counts["feedback"]
+    assert dry.renames == [{"old": "circle", "new": "ball", "support": n_train, "uses": n_train}]
+    assert f'base references renamed: "circle" -> "ball" ({n_train} of {n_train} corrections)' in dry.message
+
+    calls = []
+    result = retrain(config, trainer=copying_trainer(calls),
+                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback))
+    mix = load_split(calls[0].data_dir, "train")
+    base_texts = [c for item in mix.items for c in item.captions if not c.startswith("a red ball ")]
+    assert base_texts and not any("circle " in c or c.endswith("circle") for c in base_texts)
+    assert any(" ball" in c for c in base_texts)  # base images of circles now teach the users' word
+    with db.session_scope(engine) as session:
+        run = runs.get_run(session, result.run_id)
+    assert run.metrics["renames"] == dry.renames and result.data_counts["renames"] == 1
+
+
+def test_renames_can_be_switched_off(tmp_path, tiny_model_dir, synthetic_dataset):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    add_feedback(engine, blobs, _renaming_feedback(synthetic_dataset))
+    calls = []
+    with pytest.raises(_Stop):
+        retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, rename_rules=None),
+                trainer=_stopping_trainer(calls))
+    mix = load_split(calls[0].data_dir, "train")
+    assert any("circle" in c for item in mix.items for c in item.captions)
