@@ -1,14 +1,19 @@
 """One way to load a pretrained piece (model, tokenizer, image processor) from a hub id or a local directory.
 
 `from_pretrained` raises bare `OSError`s with long messages for a missing directory, an unknown hub id or
-an unreachable hub; `load_pretrained` turns them into one `ModelLoadError` a person can act on.
+an unreachable hub; `load_pretrained` turns them into one `ModelLoadError` a person can act on. A hub id
+missing from the cache first gets a quick connection check, because huggingface_hub retries an
+unreachable hub for about 30 s before failing (a server without internet would wait that long to say so).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
 
 from capbot.errors import UserError
 
@@ -46,6 +51,8 @@ def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **k
             return loader(text, local_files_only=True, **kwargs)
         except (OSError, ValueError):
             pass
+        if _should_probe() and not hub_reachable(hub_endpoint()):
+            raise _unreachable(what, text)
     try:
         return loader(text, **kwargs)
     except OSError as exc:
@@ -65,12 +72,45 @@ def _explain(exc: OSError, source: str, what: str) -> ModelLoadError:
             reason="invalid",
         )
     if "couldn't connect" in message or "offline" in message.lower() or "connection" in message.lower():
-        return ModelLoadError(
-            f"cannot download {what} {source!r}: the Hugging Face Hub is unreachable and it is not in the local "
-            "cache; use a local model directory (e.g. from `capbot models init`)",
-            reason="hub_unreachable",
-        )
+        return _unreachable(what, source)
     return ModelLoadError(
         f"{what} {source!r} not found: it is neither a local directory nor a model on the Hugging Face Hub",
         reason="not_found",
     )
+
+
+def _unreachable(what: str, source: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot download {what} {source!r}: the Hugging Face Hub is unreachable and it is not in the local "
+        "cache; use a local model directory (e.g. from `capbot models init`)",
+        reason="hub_unreachable",
+    )
+
+
+def hub_endpoint() -> str:
+    """The hub's base URL: `HF_ENDPOINT` (a mirror) when set, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+
+
+def hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the endpoint's host opens within `timeout` seconds."""
+    url = urlsplit(endpoint)
+    if not url.hostname:
+        return False
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:  # DNS failure, refused, unreachable network, timeout
+        return False
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _should_probe() -> bool:
+    # Offline mode already fails at once; behind a proxy a direct connection proves nothing.
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return not offline and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
