@@ -94,6 +94,12 @@ class CaptionCommands(commands.GroupCog, group_name="caption", group_description
         origin = origin_of_interaction(interaction, message)
         future = await asyncio.to_thread(self.core.caption_requested, origin, source, None if source else url)
         reply = await asyncio.wrap_future(future)
+        if is_private(reply):
+            # The first follow-up would fill the public "thinking..." placeholder and show the refusal to
+            # the whole channel; without the placeholder, a follow-up can be ephemeral.
+            await interaction.delete_original_response()
+            await interaction.followup.send(reply.text, ephemeral=True)
+            return
         await interaction.followup.send(**reply_kwargs(reply))
 
     # --- corrections ---

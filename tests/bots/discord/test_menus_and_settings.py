@@ -93,6 +93,10 @@ def test_caption_url_to_a_private_address_is_refused(bot, fake_discord):
     answer = fake_discord.wait_for(followup_of(fake_discord, interaction))
     assert "loopback" in answer.json["content"]
     assert "components" not in answer.json or not answer.json["components"]
+    # Only the asker sees the refusal: the public placeholder went first, then an ephemeral follow-up.
+    placeholder = f"/webhooks/{fake_discord.app_id}/{interaction['token']}/messages/@original"
+    deleted = fake_discord.wait_for(lambda r: r.method == "DELETE" and r.path == placeholder)
+    assert answer.json["flags"] & EPHEMERAL and deleted.at <= answer.at
 
 
 def test_caption_with_neither_attachment_nor_url_is_refused_at_once(bot, fake_discord):
