@@ -124,8 +124,10 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
     server = _Server(uvicorn.Config(web, host=settings.host, port=settings.port, log_config=None,
                                            lifespan="off"))
     stop = asyncio.Event()
-    background = await _start_background(services, components, slack_app, retrain_job, stop)
+    background: list[Stopper] = []
     try:
+        # Inside the try: a bot that cannot start (say, Slack refuses the token) still stops what did start.
+        await _start_background(services, components, slack_app, retrain_job, stop, background)
         serving = asyncio.create_task(server.serve(), name="capbot-web")
         await _announce(server, serving, on_started)
         await serving
@@ -150,16 +152,16 @@ Stopper = Callable[[], Awaitable[object]]
 
 
 async def _start_background(services: Services, components: list[Component], slack_app: Any,
-                            retrain_job: Callable[[], object] | None, stop: asyncio.Event) -> list[Stopper]:
-    """Start Socket Mode, Discord and the schedule as configured; returns how to stop each."""
+                            retrain_job: Callable[[], object] | None, stop: asyncio.Event,
+                            stoppers: list[Stopper]) -> None:
+    """Start Socket Mode, Discord and the schedule as configured, adding to `stoppers` how to stop each."""
     settings = services.settings
-    stoppers: list[Stopper] = []
     if _enabled(components, "slack (socket mode)"):
         from bots.slack.socket_mode import SocketModeRunner
 
         runner = SocketModeRunner(slack_app, settings.slack_app_token.get_secret_value())
-        await asyncio.to_thread(runner.start)
         stoppers.append(lambda: asyncio.to_thread(runner.stop))
+        await asyncio.to_thread(runner.start)
     if _enabled(components, "discord"):
         task = asyncio.create_task(_discord(services, stop), name="capbot-discord")
         stoppers.append(lambda: asyncio.wait({task}, timeout=10))  # `stop` is set first, so it closes itself
@@ -168,7 +170,6 @@ async def _start_background(services: Services, components: list[Component], sla
 
         scheduler = start_scheduler(settings.retrain_cron, retrain_job)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, scheduler))
-    return stoppers
 
 
 async def _discord(services: Services, stop: asyncio.Event) -> None:

@@ -1,7 +1,8 @@
 """A local fake of the Slack Web API (and file downloads, and response_url hooks) on 127.0.0.1.
 
 Speaks what capbot's Slack app calls: auth.test, chat.postMessage, chat.postEphemeral, views.open,
-conversations.history, conversations.info, users.info, files.info; `GET /files/<id>/<name>` serves a file's
+conversations.history, conversations.info, users.info, files.info, and apps.connections.open (with the
+app-level token; it hands out `socket_url`, see tests/fakes/slack_socket.py); `GET /files/<id>/<name>` serves a file's
 bytes only with `Authorization: Bearer <bot token>` and otherwise answers, like Slack, with an HTML sign-in
 page and status 200; `POST /respond/<id>` records slash-command responses. Every Web API call checks the
 bearer token. Calls are recorded so tests can wait for them.
@@ -38,6 +39,8 @@ class FakeSlackState:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_member_of: set[str] = field(default_factory=set)  # channels whose history answers not_in_channel
+    app_token: str | None = None  # what apps.connections.open demands (Socket Mode)
+    socket_url: str | None = None  # the websocket apps.connections.open hands out
     calls: list[Call] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -62,7 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._record("respond", args)
             return self._send(200, b"ok", "text/plain")
         method = parts.path.removeprefix("/api/")
-        if self.headers.get("Authorization") != f"Bearer {self.server.state.token}":
+        state = self.server.state
+        expected = state.app_token if method == "apps.connections.open" else state.token
+        if expected is None or self.headers.get("Authorization") != f"Bearer {expected}":
             self._record(method, args)
             return self._json(200, {"ok": False, "error": "not_authed"})
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
@@ -102,6 +107,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_users_info(self, args: dict) -> dict:
         user = self.server.state.users.get(args.get("user", ""))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _api_apps_connections_open(self, args: dict) -> dict:
+        url = self.server.state.socket_url
+        return {"ok": True, "url": url} if url else {"ok": False, "error": "not_allowed_token_type"}
 
     def _api_files_info(self, args: dict) -> dict:
         entry = self.server.state.files.get(args.get("file", ""))

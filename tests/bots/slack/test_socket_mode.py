@@ -1,30 +1,93 @@
-"""Socket Mode needs Slack's websocket, so offline we check construction and token validation only."""
+"""Socket Mode end to end against local stand-ins: the real bolt app and slack_sdk's Socket Mode client
+open the websocket that a fake apps.connections.open hands out, acknowledge Slack's envelopes, and answer
+through the fake Web API exactly as in HTTP mode."""
 
 from __future__ import annotations
+
+import time
+from functools import partial
 
 import pytest
 
 from bots.core import BotCore
+from bots.fetch import fetch_image_bytes
 from bots.slack.app import create_app
 from bots.slack.socket_mode import SocketModeRunner
 from capbot.errors import UserError
 from tests.bots.captioners import ColourCaptioner
+from tests.bots.slack.conftest import LOCAL, TOKEN, file_share
+from tests.fakes.http_images import png_bytes
+from tests.fakes.slack_api import TEAM, FakeSlack
+from tests.fakes.slack_socket import FakeSocketMode
+
+APP_TOKEN = "xapp-1-A1-1-abc"
 
 
 @pytest.fixture
-def bolt_app(bot_store):
-    core = BotCore(ColourCaptioner(), bot_store, fetch_url=lambda url: b"")
-    yield create_app(core, bot_token="xoxb-1", signing_secret="s", api_url="http://127.0.0.1:9/api/")
-    core.close()
+def socket_slack(bot_store):
+    """(fake Slack Web API, fake Socket Mode websocket, bolt app with no signing secret)."""
+    with FakeSlack(TOKEN) as slack, FakeSocketMode() as socket:
+        slack.state.app_token, slack.state.socket_url = APP_TOKEN, socket.url
+        core = BotCore(ColourCaptioner(), bot_store, fetch_url=partial(fetch_image_bytes, max_bytes=1_000_000,
+                                                                         timeout_s=5, policy=LOCAL))
+        app = create_app(core, bot_token=TOKEN, signing_secret=None, api_url=slack.api_url, address_policy=LOCAL)
+        yield slack, socket, app
+        core.close()
 
 
-def test_runner_uses_the_apps_client(bolt_app):
-    runner = SocketModeRunner(bolt_app, "xapp-1-A1-1-abc")
-    assert runner.handler.app is bolt_app
-    assert runner.handler.client.web_client.base_url == "http://127.0.0.1:9/api/"  # proxies / stand-ins apply
+def _event_callback(event: dict, event_id: str) -> dict:
+    return {"token": "legacy", "team_id": TEAM, "api_app_id": "A1", "type": "event_callback",
+            "event_id": event_id, "event_time": int(time.time()), "event": event}
 
 
-def test_bot_token_in_place_of_app_token_is_refused(bolt_app):
+def test_socket_mode_acks_envelopes_and_answers_an_image_post_in_its_thread(socket_slack):
+    slack, socket, app = socket_slack
+    runner = SocketModeRunner(app, APP_TOKEN)
+    runner.start()
+    try:
+        socket.wait_connected()
+        [opened] = slack.calls("apps.connections.open")
+        assert opened.headers["authorization"] == f"Bearer {APP_TOKEN}"
+        photo = slack.add_file("F1", png_bytes(color=(200, 40, 40)))
+        envelope = socket.send_event(_event_callback(file_share([photo]), "EvSocket1"))
+        assert socket.wait_for_ack(envelope) == {"envelope_id": envelope}
+        [post] = slack.wait_for("chat.postMessage")
+        assert post.args["channel"] == "C1" and post.args["thread_ts"] == "1700000000.000100"
+        assert "a red picture" in post.args["text"]
+        assert post.args["blocks"][-1]["elements"][0]["action_id"] == "suggest_caption"
+        # Slack redelivers an envelope it thinks was lost: acknowledged again, answered once.
+        again = socket.send_event(_event_callback(file_share([photo]), "EvSocket1"))
+        socket.wait_for_ack(again)
+        time.sleep(0.5)
+        assert len(slack.calls("chat.postMessage")) == 1
+    finally:
+        runner.stop()
+
+
+def test_a_refused_or_unreachable_slack_is_a_clear_error(socket_slack, bot_store):
+    slack, _, app = socket_slack
+    slack.state.app_token = "xapp-the-real-one"
+    runner = SocketModeRunner(app, APP_TOKEN)
     with pytest.raises(UserError) as info:
-        SocketModeRunner(bolt_app, "xoxb-not-an-app-token")
+        runner.start()
+    runner.stop()
+    assert info.value.reason == "slack_refused" and "not_authed" in info.value.message
+    assert "CAPBOT_SLACK_APP_TOKEN" in info.value.message and APP_TOKEN not in info.value.message
+
+    core = BotCore(ColourCaptioner(), bot_store, fetch_url=lambda url: b"")
+    try:
+        unreachable = create_app(core, bot_token=TOKEN, signing_secret=None, api_url="http://127.0.0.1:9/api/")
+        runner = SocketModeRunner(unreachable, APP_TOKEN)
+        with pytest.raises(UserError) as info:
+            runner.start()
+        runner.stop()
+    finally:
+        core.close()
+    assert info.value.reason == "slack_unreachable"
+
+
+def test_bot_token_in_place_of_app_token_is_refused(socket_slack):
+    _, _, app = socket_slack
+    with pytest.raises(UserError) as info:
+        SocketModeRunner(app, "xoxb-not-an-app-token")
     assert info.value.reason == "bad_app_token" and "xapp-" in info.value.message
