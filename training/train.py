@@ -320,10 +320,11 @@ def _load_model(args: TrainArgs, ckpt_path: Path | None):
     processor = load_pretrained(AutoImageProcessor.from_pretrained, args.model, "image processor")
     set_token_ids(model, tokenizer)
     parent = load_metadata(args.model).version if has_metadata(args.model) else None
-    # The decoder reads the encoder's hidden states, never its pooled output: drop the pooler so its
-    # parameters get no (missing) gradients that DDP would wait for.
+    # The decoder reads the encoder's hidden states, never its pooled output: freeze the pooler so its
+    # parameters expect no gradients (DDP would wait for them). Kept, not dropped, so the saved model has
+    # every weight its config describes and loads without a "newly initialized" report.
     if getattr(model.encoder, "pooler", None) is not None:
-        model.encoder.pooler = None
+        model.encoder.pooler.requires_grad_(False)
     if args.freeze_encoder:
         model.encoder.requires_grad_(False)
     if args.gradient_checkpointing:

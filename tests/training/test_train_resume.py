@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import VisionEncoderDecoderModel
 
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.train import TrainArgs, train
@@ -76,6 +77,12 @@ def test_checkpoint_layout_and_pruning(plain_run, tiny_model_dir):
     assert meta["version"] == result.version and meta["parent_version"] == parent
     assert meta["made_by"] == "train" and meta["extra"]["step"] == 4 and meta["extra"]["train_args"]["steps"] == 4
     assert {"tokenizer.json", "preprocessor_config.json", "generation_config.json"} <= {p.name for p in result.model_dir.iterdir()}
+    # Every weight the config describes is saved (nothing "newly initialized" on load); the unused pooler is unchanged.
+    _, info = VisionEncoderDecoderModel.from_pretrained(result.model_dir, output_loading_info=True)
+    assert info["missing_keys"] in ([], set()) and info["unexpected_keys"] in ([], set())
+    before, after = _weights(tiny_model_dir), _weights(result.model_dir)
+    pooler = [k for k in before if ".pooler." in k]
+    assert pooler and all(torch.equal(before[k], after[k]) for k in pooler)
 
 
 def test_frozen_encoder_keeps_encoder_weights(tiny_model_dir, synthetic_dataset, tmp_path):
