@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 from capbot.errors import UserError
 
@@ -107,10 +108,10 @@ def hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
         return False
 
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def _should_probe() -> bool:
-    # Offline mode already fails at once; behind a proxy a direct connection proves nothing.
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    return not offline and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
+    # Offline mode (as huggingface_hub itself reads it) already fails at once; behind a proxy a direct
+    # connection proves nothing.
+    from huggingface_hub import constants
+
+    proxies = getproxies()
+    return not constants.is_offline_mode() and not any(proxies.get(k) for k in ("https", "http", "all"))

@@ -39,8 +39,13 @@ class RecordingLoader:
 
 @pytest.fixture
 def online(monkeypatch):
-    """As on a server with internet access: not offline, no proxy."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    """As on a server with internet access: not offline, no proxy.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, at import (the test session sets it), so its flag is
+    switched off directly."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
