@@ -43,7 +43,7 @@ from storage.db import session_scope
 from training.data.coco import CocoCaptions, CocoItem, load_split
 from training.data.feedback import FeedbackRow, feedback_rows, split_feedback
 from training.data.mix import build_mix, image_hashes, write_coco_split
-from training.data.renames import Rename, RenameRules, find_renames, image_frequencies, rename_text
+from training.data.renames import Rename, RenameRules, find_renames, image_frequencies, renamer
 from training.gate import GateDecision, GateScores, decide_promotion
 from training.lock import run_lock_for
 
@@ -183,10 +183,8 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         run = runs.start_run(session, base_version=active_id, feedback_since=since_train, data_counts=counts, now=now)
     log.info("retrain started", extra={"run_id": run.id, "active": active_id, **counts})
     try:
-        result = _train_evaluate_gate(config, run.id, active, mix, held_out, base_eval, counts, trainer,
-                                      make_captioner, rename_dicts)
-        result.renames = rename_dicts
-        return result
+        return _train_evaluate_gate(config, run.id, active, mix, held_out, base_eval, counts, trainer,
+                                    make_captioner, rename_dicts)
     except BaseException as exc:
         _record_failure(config.engine, run.id, exc)
         raise
@@ -231,7 +229,7 @@ def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, count
                                         "reason": decision.reason})
     return RetrainResult("promoted" if decision.promote else "not_promoted", decision.reason, run_id=run_id,
                          candidate_version=candidate_id, active_version=active.id if active else None,
-                         data_counts=counts, metrics=metrics, gate=decision)
+                         data_counts=counts, metrics=metrics, gate=decision, renames=renames)
 
 
 def _recover_interrupted_runs(engine: Engine) -> list[int]:
@@ -322,7 +320,8 @@ def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: C
 def _renamed(data: CocoCaptions, renames: list[Rename]) -> CocoCaptions:
     if not renames:
         return data
-    items = tuple(CocoItem(i.image_id, i.path, tuple(rename_text(c, renames) for c in i.captions)) for i in data.items)
+    rename = renamer(renames)
+    items = tuple(CocoItem(i.image_id, i.path, tuple(rename(c) for c in i.captions)) for i in data.items)
     return CocoCaptions(items, data.annotations, data.images_dir)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.data.renames import Rename, RenameRules, find_renames, image_frequencies, rename_text, words
+from training.data.renames import Rename, RenameRules, find_renames, image_frequencies, renamer, words
 
 BASE = image_frequencies(
     [[f"a {colour} {shape} on the left", f"{colour} {shape}s"] for colour in ("red", "blue", "green")
@@ -52,11 +52,11 @@ def test_pairs_without_a_model_caption_count_for_nothing():
     assert [r.uses for r in find_renames(pairs, BASE)] == [6]
 
 
-def test_rename_text_replaces_whole_words_and_keeps_capitals_and_punctuation():
+def test_renamer_replaces_whole_words_and_keeps_capitals_and_punctuation():
     renames = [Rename("circle", "ball", 9, 9), Rename("circles", "balls", 6, 6)]
-    assert rename_text("Circles, circles and a circle.", renames) == "Balls, balls and a ball."
-    assert rename_text("a semicircle near circled text", renames) == "a semicircle near circled text"
-    assert rename_text("a circle", []) == "a circle"
+    assert renamer(renames)("Circles, circles and a circle.") == "Balls, balls and a ball."
+    assert renamer(renames)("a semicircle near circled text") == "a semicircle near circled text"
+    assert renamer([])("a circle") == "a circle"
 
 
 def test_words_are_lower_case_letters_only():

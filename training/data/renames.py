@@ -4,7 +4,7 @@ Users correct captions one image at a time. When they consistently replace a wor
 word the base data never uses, the correction is about vocabulary, not about one image. Left alone, the
 base subset mixed into retraining keeps teaching the old word on every such image, the two fight, and
 the candidate learns neither; its base score is also measured against references in the old vocabulary.
-`find_renames` detects such renames and `rename_text` rewrites base references with them, so training
+`find_renames` detects such renames and `renamer` rewrites base references with them, so training
 and the gate's base score both speak the users' vocabulary.
 
 A rename old -> new is accepted only when all of these hold (`RenameRules` holds the thresholds):
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
@@ -87,10 +87,11 @@ def find_renames(
     return sorted(found, key=lambda r: (-r.support, r.old))
 
 
-def rename_text(text: str, renames: Sequence[Rename]) -> str:
-    """`text` with every whole-word `old` replaced by its `new` (a capital first letter is kept)."""
+def renamer(renames: Sequence[Rename]) -> Callable[[str], str]:
+    """A function replacing every whole-word `old` by its `new` (a capital first letter is kept), with the
+    pattern built once: a base dataset has hundreds of thousands of captions to rewrite."""
     if not renames:
-        return text
+        return lambda text: text
     table = {r.old: r.new for r in renames}
     pattern = re.compile(r"\b(" + "|".join(re.escape(old) for old in sorted(table, key=len, reverse=True)) + r")\b",
                          re.IGNORECASE)
@@ -99,7 +100,7 @@ def rename_text(text: str, renames: Sequence[Rename]) -> str:
         new = table[match.group(0).lower()]
         return new[:1].upper() + new[1:] if match.group(0)[:1].isupper() else new
 
-    return pattern.sub(swap, text)
+    return lambda text: pattern.sub(swap, text)
 
 
 def _replacements(pairs: Iterable[tuple[str, str]]) -> tuple[Counter, Counter]:
