@@ -56,3 +56,12 @@ def test_user_errors_print_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "M" / "x").write_text("")
     assert main(["models", "init", "--out", str(tmp_path / "M")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_bad_or_unknown_options_are_usage_errors_not_tracebacks(capsys):
+    assert main(["caption", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option: --bogus" in err and "Traceback" not in err
+    assert main(["retrain", "--feedback-fraction", "2"]) == 2  # out of the option's range
+    assert "Invalid value for '--feedback-fraction'" in capsys.readouterr().err
+    assert main(["--help"]) == 0
