@@ -221,6 +221,8 @@ def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, count
     with session_scope(config.engine) as session:
         registry.update_metrics(session, candidate_id, {**metrics["candidate"], "gate": decision.to_dict()})
         if decision.promote:
+            if active is None:
+                _register_base_for_rollback(session, init_model)
             registry.promote(session, candidate_id)
         runs.finish_run(session, run_id, status=status, result_version=candidate_id,
                         metrics={**metrics, "gate": decision.to_dict(), "renames": renames},
@@ -329,6 +331,17 @@ def _close(captioner: Captioner) -> None:
     close = getattr(captioner, "close", None)
     if callable(close):
         close()
+
+
+def _register_base_for_rollback(session, base_model: str) -> None:
+    """Make the base model (serving while the registry had no active version) the active one, so the first
+    promotion retires it and `capbot models rollback` can return to it."""
+    from inference.modeldir import has_metadata
+
+    version_id = _version_of(Path(base_model)) if has_metadata(base_model) else base_model  # a hub id
+    if registry.get_version(session, version_id) is None:
+        registry.register_version(session, version_id=version_id, location=base_model)
+    registry.promote(session, version_id)
 
 
 def _version_of(model_dir: Path) -> str:

@@ -22,7 +22,7 @@ from training.data.coco import load_split
 from training.lock import RetrainLocked, run_lock_for
 from training.retrain import INTERRUPTED, RetrainError, retrain
 
-from tests.training.retrain_support import TableCaptioner, add_feedback, config_for, copying_trainer, open_store
+from tests.training.retrain_support import TableCaptioner, add_feedback, config_for, copying_trainer, open_store, version_of
 
 
 def _sha(path) -> str:
@@ -296,3 +296,18 @@ def test_renames_can_be_switched_off(tmp_path, tiny_model_dir, synthetic_dataset
                 trainer=_stopping_trainer(calls))
     mix = load_split(calls[0].data_dir, "train")
     assert any("circle" in c for item in mix.items for c in item.captions)
+
+
+def test_the_first_promotion_keeps_the_base_model_to_roll_back_to(tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    add_feedback(engine, blobs, feedback_images)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    result = retrain(config, trainer=copying_trainer(),
+                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
+    assert result.status == "promoted" and result.active_version is None  # the base model served before
+    with db.session_scope(engine) as session:
+        restored = registry.rollback(session)
+    assert restored.location == str(tiny_model_dir) and restored.id == version_of(str(tiny_model_dir))
+    with db.session_scope(engine) as session:
+        assert registry.get_active(session).id == restored.id
+        assert registry.get_version(session, result.candidate_version).status != "active"
