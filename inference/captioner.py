@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from PIL import Image
 
-from inference.engine import CaptionEngine, check_options
-from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image
+from inference.engine import CaptionEngine
+from inference.generation import check_options
+from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from inference.pixels import decode_image
 from inference.types import Caption, GenerationOptions, ImageInput
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ class LocalCaptioner:
         rgb, decode_ms = [], []
         for image in images:
             t0 = time.perf_counter()
-            rgb.append(load_image(image, max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels))
+            rgb.append(self._decode(image))
             decode_ms.append((time.perf_counter() - t0) * 1000)
         outputs = engine.generate(rgb, options)
         total_ms = (time.perf_counter() - started) * 1000 / max(len(rgb), 1)
@@ -72,6 +75,13 @@ class LocalCaptioner:
             Caption(out.text, engine.version, {"decode": ms, **out.timings_ms, "total": total_ms})
             for out, ms in zip(outputs, decode_ms)
         ]
+
+    def pixel_values(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """The tensor the serving model sees for `images` (the intake, then the model's preprocessing)."""
+        return self._current().pixel_values([self._decode(image) for image in images])
+
+    def _decode(self, image: ImageInput) -> Image.Image:
+        return decode_image(image, max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
 
     def reload(self, model: str | Path) -> str:
         """Load `model` and make it the serving model once loaded; returns its version.

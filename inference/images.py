@@ -32,7 +32,7 @@ _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 class ImageError(UserError):
     """An image that cannot be captioned. `reason` is one of:
 
-    empty, not_image, truncated, too_large (bytes), too_many_pixels.
+    empty, not_image, truncated, too_large (bytes), too_many_pixels, unreadable (a file that cannot be read).
     """
 
 

@@ -1,5 +1,5 @@
-"""Turn (image, caption) examples into model batches: pixel values from the image processor, labels
-from the tokenizer.
+"""Turn (image, caption) examples into model batches: pixel values through the serving image path
+(`inference.pixels`), labels from the tokenizer.
 
 Labels are the caption's tokens followed by EOS, right-padded with -100 so the loss ignores padding.
 GPT-2 style tokenizers often use one id for both pad and EOS, so the mask is built from each caption's
@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from inference.pixels import prepare_pixels
+
 IGNORE_INDEX = -100  # the cross-entropy ignore_index used by transformers' loss
 
 
@@ -31,12 +33,6 @@ def caption_labels(tokenizer: Any, captions: Sequence[str], max_length: int) -> 
     for i, row in enumerate(rows):
         labels[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return labels
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image file as RGB (training data is trusted local files, unlike bot uploads)."""
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 @dataclass
@@ -59,8 +55,9 @@ class CaptionCollator:
                                           for im in images]
         missing = [i for i, t in enumerate(out) if t is None]
         if missing:
-            pil = [images[i] if isinstance(images[i], Image.Image) else load_rgb(images[i]) for i in missing]
-            values = self.image_processor(images=pil, return_tensors="pt")["pixel_values"]
+            # The serving intake, not a plain Image.open: feedback images are raw uploads (EXIF-rotated,
+            # transparent, CMYK...), and the model must learn from the pictures it will be shown.
+            values = prepare_pixels(self.image_processor, [images[i] for i in missing])
             for i, tensor in zip(missing, values):
                 out[i] = tensor
                 if self.cache_size and not isinstance(images[i], Image.Image):

@@ -35,10 +35,10 @@ class DistInfo:
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` -> this process's GPU when CUDA is available, else the CPU."""
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
+    """`auto` -> this process's GPU when CUDA is available, else the CPU (`inference.device` decides)."""
+    from inference.device import resolve_device
+
+    return resolve_device(requested, local_rank=local_rank)
 
 
 def setup(requested_device: str = "auto") -> DistInfo:

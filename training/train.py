@@ -357,20 +357,23 @@ def _optimizer(model: torch.nn.Module, args: TrainArgs, info: dist_utils.DistInf
 
 
 def precision_for(args: TrainArgs, device: torch.device) -> str:
-    """"bf16" on GPUs that support it (or when asked for), "fp32" otherwise.
+    """"bf16" on GPUs that support it (or when asked for), "fp32" otherwise (`inference.device` decides).
 
     On CPU the tiny preset trains ~3x slower under bf16 autocast (casting overhead dominates small
     matrices), so `auto` keeps CPU runs in fp32.
     """
-    if args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return "bf16"
-    return "fp32"
+    return _placement(args, device).precision
+
+
+def _placement(args: TrainArgs, device: torch.device):
+    from inference.device import resolve_placement
+
+    return resolve_placement(str(device), args.precision, purpose="train")
 
 
 def _autocast(args: TrainArgs, device: torch.device):
-    if precision_for(args, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    dtype = _placement(args, device).autocast
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _optimizer_step(wrapped, optimizer, scheduler, stream, position: Position, args: TrainArgs,

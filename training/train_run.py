@@ -120,17 +120,18 @@ class Run:
     @torch.no_grad()
     def predict(self, images: list[Path]) -> list[str]:
         """Greedy/beam captions for image files with the in-training weights."""
+        from inference.generation import generate_captions
+        from inference.types import GenerationOptions
+
         args, model = self.args, self.model
+        options = GenerationOptions(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                                    no_repeat_ngram_size=args.no_repeat_ngram_size)
         was_training = model.training
         model.eval()
         texts: list[str] = []
         for start in range(0, len(images), args.eval_batch_size):
             pixels = self.collator.pixels(images[start:start + args.eval_batch_size]).to(self.info.device)
-            ids = model.generate(
-                pixel_values=pixels, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-                no_repeat_ngram_size=args.no_repeat_ngram_size or None, use_cache=True,
-            )
-            texts += [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+            texts += [c.text for c in generate_captions(model, self.tokenizer, pixels, options)]
         model.train(was_training)
         return texts
 
@@ -144,10 +145,10 @@ class Run:
     def _log_samples(self, step: int, predictions: list[str], refs: dict[int, list[str]]) -> None:
         if not self.args.samples or isinstance(self.board, NullBoard):
             return
-        from training.collate import load_rgb
+        from inference.pixels import decode_image
 
         items = self.val.items[: self.args.samples]
-        self.board.samples(step, [load_rgb(i.path) for i in items], predictions[: len(items)], [refs[i.image_id][0] for i in items])
+        self.board.samples(step, [decode_image(i.path) for i in items], predictions[: len(items)], [refs[i.image_id][0] for i in items])
 
     # -- saving --
 

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, VisionEncoderDecoderModel
 
-from inference.engine import CaptionEngine, EngineConfigError, resolve_device, resolve_dtype
+from inference.device import EngineConfigError, resolve_device, resolve_precision
+from inference.engine import CaptionEngine
 from inference.hub import ModelLoadError
 from inference.images import load_image
 from inference.types import GenerationOptions
@@ -74,9 +75,9 @@ def test_bad_options_and_devices_are_user_errors(engine):
         with pytest.raises(EngineConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
         assert resolve_device("auto").type == "cpu"
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    with pytest.raises(EngineConfigError, match="dtype"):
-        resolve_dtype("int3", torch.device("cpu"))
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(EngineConfigError, match="unknown precision"):
+        resolve_precision("int3", torch.device("cpu"))
 
 
 def test_bfloat16_weights_load_and_caption(tiny_model_dir, photos):

@@ -1,0 +1,89 @@
+"""Where a model runs and in what precision: the one resolver for serving and training.
+
+Serving and training read the same settings (`CAPBOT_DEVICE`, `CAPBOT_DTYPE`, `capbot train --precision`)
+and follow the same rule: `auto` means the GPU when one is visible, and bf16 on a GPU that supports it,
+fp32 everywhere else. They differ only in how bf16 is used, for reasons of numerics, not taste:
+- serving casts the weights (half the memory and bandwidth; greedy tokens barely move);
+- training keeps fp32 master weights and runs the forward pass under bf16 autocast (the optimizer's small
+  updates would vanish in bf16 weights).
+On CPU fp32 stays the default: bf16 pays only on CPUs with AMX, and fp32 matches reference outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from capbot.errors import UserError
+
+Purpose = Literal["serve", "train"]
+
+# Every spelling capbot accepts for a precision, by canonical short name.
+_PRECISIONS = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16,
+}
+_SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+class EngineConfigError(UserError):
+    """A device, dtype or generation option that cannot be honoured here."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A resolved device and precision."""
+
+    device: torch.device
+    weights: torch.dtype  # dtype the weights are held in
+    autocast: torch.dtype | None = None  # dtype of the forward pass under autocast; None: no autocast
+
+    @property
+    def precision(self) -> str:
+        """The precision the matrix work runs in, as a short name ("fp32", "bf16", "fp16")."""
+        return _SHORT[self.autocast or self.weights]
+
+
+def resolve_device(requested: str = "auto", *, local_rank: int | None = None) -> torch.device:
+    """`auto` means this process's GPU when CUDA is visible, else the CPU; asking for cuda without a GPU
+    is a user error. `local_rank` picks the GPU of a torchrun process."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineConfigError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu", reason="no_gpu")
+    if requested == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
+    try:
+        return torch.device(requested)
+    except RuntimeError as exc:
+        raise EngineConfigError(f"unknown device {requested!r}; use auto, cpu or cuda", reason="bad_device") from exc
+
+
+def resolve_precision(requested: str, device: torch.device) -> torch.dtype:
+    """The dtype for `requested` (auto, fp32/float32, bf16/bfloat16, fp16/float16) on `device`."""
+    if requested == "auto":
+        return torch.bfloat16 if _gpu_has_bf16(device) else torch.float32
+    try:
+        return _PRECISIONS[requested]
+    except KeyError:
+        raise EngineConfigError(
+            f"unknown precision {requested!r}; use auto, fp32 (float32), bf16 (bfloat16) or fp16 (float16)",
+            reason="bad_dtype",
+        ) from None
+
+
+def resolve_placement(device: str = "auto", precision: str = "auto", *, purpose: Purpose = "serve",
+                      local_rank: int | None = None) -> Placement:
+    """Device and precision for serving (cast weights) or training (fp32 weights + autocast); see the module."""
+    torch_device = resolve_device(device, local_rank=local_rank)
+    dtype = resolve_precision(precision, torch_device)
+    if purpose == "serve":
+        return Placement(torch_device, weights=dtype)
+    return Placement(torch_device, weights=torch.float32, autocast=None if dtype == torch.float32 else dtype)
+
+
+def _gpu_has_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
