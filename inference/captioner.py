@@ -72,7 +72,8 @@ class LocalCaptioner:
         outputs = engine.generate(rgb, options)
         total_ms = (time.perf_counter() - started) * 1000 / max(len(rgb), 1)
         return [
-            Caption(out.text, engine.version, {"decode": ms, **out.timings_ms, "total": total_ms})
+            Caption(out.text, engine.version, {"decode": ms, **out.timings_ms, "total": total_ms},
+                    confidence=out.confidence, alternatives=out.alternatives)
             for out, ms in zip(outputs, decode_ms)
         ]
 

@@ -32,6 +32,8 @@ class EngineOutput:
     text: str
     token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
     timings_ms: dict[str, float] = field(default_factory=dict)  # {"preprocess": .., "generate": ..}
+    confidence: float = 0.0  # see inference.confidence
+    alternatives: tuple[str, ...] = ()
 
 
 class CaptionEngine:
@@ -87,4 +89,4 @@ class CaptionEngine:
         t2 = time.perf_counter()
         n = len(images)
         timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
-        return [EngineOutput(g.text, g.token_ids, dict(timings)) for g in generated]
+        return [EngineOutput(g.text, g.token_ids, dict(timings), g.confidence, g.alternatives) for g in generated]

@@ -6,31 +6,84 @@ both call `generate_captions`, so a caption scored during training is produced e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
+from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
 from inference.types import GenerationOptions
 
 
 @dataclass(frozen=True)
 class GeneratedCaption:
-    """One generated caption: clean text and the raw token ids."""
+    """One generated caption: clean text, raw token ids, their log-probabilities, confidence, alternatives."""
 
     text: str
     token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
+    token_logprobs: list[float] = field(default_factory=list)  # of each generated token up to and with EOS
+    confidence: float = 0.0  # `inference.confidence.caption_confidence(token_logprobs)`
+    alternatives: tuple[str, ...] = ()
 
 
 def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
                       options: GenerationOptions) -> list[GeneratedCaption]:
-    """Caption a batch of preprocessed images with `model.generate` (no gradients, deterministic)."""
+    """Caption a batch of preprocessed images with `model.generate` (no gradients, deterministic).
+
+    The encoder runs once: `generate` and the scoring pass that gives each token's log-probability share
+    its output. With `num_alternatives`, the beam search returns its n-best and the others become
+    alternatives (see `pick_alternatives`).
+    """
     check_options(options)
+    n_best = n_best_size(options)
     with torch.inference_mode():
-        ids = model.generate(pixel_values=pixel_values, **generate_kwargs(options))
-    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return [GeneratedCaption(clean_caption(text), row) for text, row in zip(texts, ids.tolist())]
+        hidden = model.encoder(pixel_values=pixel_values).last_hidden_state
+        # A fresh output object: generate expands the one it is given in place, once per beam.
+        ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
+                             **generate_kwargs(options))
+        logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
+    texts = [clean_caption(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    rows = ids.tolist()
+    captions = []
+    for first in range(0, len(rows), n_best):
+        best_logprobs = logprobs[first]
+        captions.append(GeneratedCaption(
+            texts[first], rows[first], best_logprobs, caption_confidence(best_logprobs),
+            pick_alternatives(texts[first], texts[first + 1:first + n_best], options.num_alternatives),
+        ))
+    return captions
+
+
+def n_best_size(options: GenerationOptions) -> int:
+    """How many sequences per image the search returns: the beams when alternatives are wanted, else one."""
+    return options.num_beams if options.num_alternatives > 0 else 1
+
+
+def pick_alternatives(best: str, others: Sequence[str], limit: int) -> tuple[str, ...]:
+    """Up to `limit` of `others` (n-best order) that differ from `best` and each other once cleaned up,
+    and are not empty: beams often differ only in spacing or a trailing token that decodes to nothing."""
+    chosen: list[str] = []
+    for text in others:
+        if len(chosen) == limit:
+            break
+        if text and text != best and text not in chosen:
+            chosen.append(text)
+    return tuple(chosen)
+
+
+def _token_logprobs(model: Any, hidden: torch.Tensor, ids: torch.Tensor, n_best: int, eos_id: int) -> list[list[float]]:
+    """Each row's generated tokens' log-probabilities under the model (teacher-forced, no search penalties),
+    up to and including the first EOS; padding after it is left out."""
+    encoded = BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_best, dim=0))
+    logits = model(encoder_outputs=encoded, decoder_input_ids=ids[:, :-1]).logits
+    chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    rows = []
+    for row_ids, row_logprobs in zip(ids[:, 1:].tolist(), chosen.tolist()):
+        end = row_ids.index(eos_id) + 1 if eos_id in row_ids else len(row_ids)
+        rows.append(row_logprobs[:end])
+    return rows
 
 
 def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
@@ -55,5 +108,11 @@ def check_options(options: GenerationOptions) -> None:
         raise EngineConfigError(f"beams must be at least 1, got {options.num_beams}", reason="bad_options")
     if options.max_new_tokens < 1:
         raise EngineConfigError(f"max new tokens must be at least 1, got {options.max_new_tokens}", reason="bad_options")
+    if options.num_alternatives < 0:
+        raise EngineConfigError(f"alternatives must be 0 or more, got {options.num_alternatives}", reason="bad_options")
+    if options.num_alternatives > options.num_beams - 1:
+        raise EngineConfigError(
+            f"{options.num_alternatives} alternative(s) need a beam search with more beams "
+            f"(at least {options.num_alternatives + 1}); got {options.num_beams}", reason="bad_options")
     if options.no_repeat_ngram_size < 0:
         raise EngineConfigError(f"no-repeat n-gram size must be 0 (off) or more, got {options.no_repeat_ngram_size}", reason="bad_options")

@@ -21,6 +21,7 @@ class GenerationOptions:
     num_beams: int = 1  # 1 = greedy
     max_new_tokens: int = 24
     no_repeat_ngram_size: int = 3  # 0 disables; on by default because the base model repeats phrases
+    num_alternatives: int = 0  # other captions besides the best, from the beam search's n-best (needs num_beams > 1)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Caption:
     text: str
     model_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. {"preprocess": .., "generate": .., "total": ..}
+    confidence: float | None = None  # in [0, 1], from the caption's token probabilities (`inference.confidence`)
+    alternatives: tuple[str, ...] = ()  # up to `num_alternatives` other captions, best first, none equal to `text`
 
 
 @runtime_checkable

@@ -43,6 +43,14 @@ def test_implements_the_contract_with_capbot_version(captioner, tiny_model_dir, 
     assert {"decode", "preprocess", "generate", "total"} <= set(captions[0].timings_ms)
 
 
+def test_captions_carry_confidence_and_alternatives(captioner, photo_bytes):
+    greedy = captioner.caption(photo_bytes[:1])[0]
+    assert 0.0 < greedy.confidence <= 1.0 and greedy.alternatives == ()
+    beams = captioner.caption(photo_bytes[:1], GenerationOptions(num_beams=3, max_new_tokens=6, num_alternatives=2))[0]
+    assert 0.0 < beams.confidence <= 1.0
+    assert len(beams.alternatives) <= 2 and beams.text not in beams.alternatives
+
+
 def test_bad_image_raises_image_error(captioner, photo_bytes):
     with pytest.raises(ImageError) as err:
         captioner.caption([photo_bytes[0], b"not an image"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,38 @@ def test_missing_or_incomplete_directories_are_clear_errors(tmp_path):
     with pytest.raises(ModelLoadError) as err:
         CaptionEngine.load(tmp_path, device="cpu")
     assert err.value.reason == "invalid" and "capbot models init" in err.value.message
+
+
+def test_alternatives_are_the_other_distinct_beams_and_the_best_is_unchanged(engine, photos, tiny_model_dir):
+    options = GenerationOptions(num_beams=4, max_new_tokens=8, no_repeat_ngram_size=3, num_alternatives=3)
+    outputs = engine.generate(photos[:3], options)
+    expected = reference(tiny_model_dir, photos[:3], num_beams=4, max_new_tokens=8, no_repeat_ngram_size=3)
+    assert [o.token_ids for o in outputs] == expected  # asking for alternatives does not change the caption
+    n_best = reference(tiny_model_dir, photos[:3], num_beams=4, max_new_tokens=8, no_repeat_ngram_size=3,
+                       num_return_sequences=4)
+    texts = [" ".join(t.split()) for t in engine.tokenizer.batch_decode(n_best, skip_special_tokens=True)]
+    for i, out in enumerate(outputs):
+        others = [t for t in texts[4 * i + 1:4 * i + 4] if t and t != out.text]
+        assert list(out.alternatives) == list(dict.fromkeys(others))[:3]
+        assert out.text not in out.alternatives and len(set(out.alternatives)) == len(out.alternatives)
+
+
+def test_confidence_is_the_geometric_mean_of_the_token_probabilities(engine, photos, tiny_model_dir):
+    out = engine.generate(photos[:1], GenerationOptions(max_new_tokens=6))[0]
+    model = VisionEncoderDecoderModel.from_pretrained(tiny_model_dir).eval()
+    ids = torch.tensor([out.token_ids])
+    with torch.no_grad():
+        logits = model(pixel_values=engine.pixel_values(photos[:1]), decoder_input_ids=ids[:, :-1]).logits
+    logprobs = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[0, :, 0].tolist()
+    eos = engine.tokenizer.eos_token_id
+    end = out.token_ids[1:].index(eos) + 1 if eos in out.token_ids[1:] else len(logprobs)
+    expected = math.exp(sum(logprobs[:end]) / end)
+    assert 0.0 <= out.confidence <= 1.0
+    assert out.confidence == pytest.approx(expected, rel=1e-5)
+
+
+def test_alternatives_without_enough_beams_are_a_user_error(engine, photos):
+    with pytest.raises(EngineConfigError, match="more beams"):
+        engine.generate(photos[:1], GenerationOptions(num_beams=1, num_alternatives=1))
+    with pytest.raises(EngineConfigError, match="more beams"):
+        engine.generate(photos[:1], GenerationOptions(num_beams=3, num_alternatives=3))
