@@ -214,6 +214,19 @@ class FakeSlack:
                     raise AssertionError(f"expected {count} {method} call(s), got {len(found)}")
                 self.state.changed.wait(left)
 
+    def wait_for_first(self, *methods: str, timeout: float = 10.0) -> Call:
+        """Block until a call of any of `methods` arrived; return the earliest (e.g. a reply or a refusal)."""
+        deadline = time.monotonic() + timeout
+        with self.state.changed:
+            while True:
+                found = [c for c in self.state.calls if c.method in methods]
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected a call of {' or '.join(methods)}, got none")
+                self.state.changed.wait(left)
+
     def __enter__(self) -> "FakeSlack":
         self._thread.start()
         return self

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+from bots.fetch import AddressPolicy
 from storage import captions
 from storage.db import session_scope
 from tests.bots.slack.conftest import file_share
-from tests.fakes.http_images import png_bytes
+from tests.fakes.http_images import ImageServer, png_bytes
 
 RED = png_bytes(color=(200, 40, 40))
 
@@ -27,6 +28,23 @@ def test_image_post_gets_a_threaded_caption_reply(make_slack, bot_store):
     assert stored.text == "a red picture" and stored.user_id == "U_ALICE" and stored.platform == "slack"
     [download] = h.slack.calls("download")
     assert download.headers["authorization"] == "Bearer xoxb-test-token"
+
+
+def test_files_download_from_the_configured_slack_host_under_the_production_policy(make_slack):
+    # The fake Slack is on 127.0.0.1, like a proxy or stand-in set with CAPBOT_SLACK_API_URL.
+    h = make_slack(policy=AddressPolicy())
+    h.event(file_share([h.slack.add_file("F1", RED)]))
+    assert "a red picture" in h.slack.wait_for_first("chat.postMessage", "chat.postEphemeral").args["text"]
+
+
+def test_file_links_to_other_private_hosts_are_refused(make_slack):
+    h = make_slack(policy=AddressPolicy())
+    with ImageServer() as elsewhere:  # 127.0.0.1 too, but not the configured Slack origin
+        photo = {**h.slack.add_file("F1", RED), "url_private_download": elsewhere.url("/image.png")}
+        h.event(file_share([photo]))
+        [notice] = h.slack.wait_for("chat.postEphemeral")
+        assert elsewhere.state.requests == []
+    assert "127.0.0.1, a loopback address" in notice.args["text"] and h.slack.calls("chat.postMessage") == []
 
 
 def test_reply_goes_into_an_existing_thread(make_slack):
