@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 BOT_USER = "UBOT"
@@ -201,12 +201,13 @@ class FakeSlack:
         with self.state.changed:
             return [c for c in self.state.calls if c.method == method]
 
-    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
-        """Block until at least `count` calls of `method` arrived; return them (raises on timeout)."""
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0,
+                 where: Callable[[Call], bool] = lambda call: True) -> list[Call]:
+        """Block until at least `count` calls of `method` (that match `where`) arrived; return them (raises on timeout)."""
         deadline = time.monotonic() + timeout
         with self.state.changed:
             while True:
-                found = [c for c in self.state.calls if c.method == method]
+                found = [c for c in self.state.calls if c.method == method and where(c)]
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from bots.fetch import AddressPolicy
 from storage import captions
 from storage.db import session_scope
@@ -62,9 +60,9 @@ def test_retried_event_is_answered_once(make_slack):
     retries = [h.event(event, event_id="EvRetry", headers={"x-slack-retry-num": str(n), "x-slack-retry-reason": "http_timeout"})
                for n in (1, 2)]
     assert first.status_code == 200 and all(r.status_code == 200 for r in retries)
-    time.sleep(0.5)
-    assert len(h.slack.calls("chat.postMessage")) == 1
-    assert len(h.slack.calls("download")) == 1
+    marker = h.marker()
+    assert [c.args["thread_ts"] for c in h.slack.calls("chat.postMessage")] == ["1700000000.000100", marker.args["thread_ts"]]
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["F1", "FMARK1"]
 
 
 def test_non_image_file_gets_no_reply(make_slack):
@@ -72,9 +70,9 @@ def test_non_image_file_gets_no_reply(make_slack):
     pdf = h.slack.add_file("F2", b"%PDF-1.4 ...", mimetype="application/pdf", name="report.pdf")
     assert h.event(file_share([pdf])).status_code == 200
     h.event({"type": "message", "channel": "C1", "user": "U_ALICE", "ts": "1700000001.0", "text": "hello"}, event_id="Ev2")
-    time.sleep(0.5)
-    assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("chat.postEphemeral") == []
-    assert h.slack.calls("download") == []
+    marker = h.marker()
+    assert h.slack.calls("chat.postMessage") == [marker] and h.slack.calls("chat.postEphemeral") == []
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["FMARK1"]
 
 
 def test_only_the_image_files_of_a_post_are_captioned(make_slack):
@@ -120,8 +118,9 @@ def test_channel_turned_off_gets_no_auto_caption(make_slack):
 
     h.core.set_channel(Origin("slack", "T1", "C1", "U_ADMIN"), False, allowed=True)
     h.event(file_share([h.slack.add_file("F1", RED)]))
-    time.sleep(0.5)
-    assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("download") == []
+    marker = h.marker(channel="C2")  # a channel where auto-captioning is on
+    assert h.slack.calls("chat.postMessage") == [marker] and h.slack.calls("chat.postEphemeral") == []
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["FMARK1"]
 
 
 def test_file_deleted_before_download_is_explained(make_slack):
