@@ -92,6 +92,15 @@ def test_oversized_file_is_refused_from_metadata_without_downloading(make_slack)
     assert h.slack.calls("download") == [] and h.slack.calls("chat.postMessage") == []
 
 
+def test_a_file_that_is_not_really_an_image_is_refused_with_the_reason(make_slack):
+    h = make_slack()
+    renamed = h.slack.add_file("F4", b"%PDF-1.4 renamed to .png", mimetype="image/png", name="photo.png")
+    h.event(file_share([renamed]))
+    [notice] = h.slack.wait_for("chat.postEphemeral")
+    assert notice.args["user"] == "U_ALICE" and "not an image in a supported format" in notice.args["text"]
+    assert h.slack.calls("chat.postMessage") == []
+
+
 def test_html_page_instead_of_the_file_is_refused(make_slack):
     h = make_slack()
     photo = h.slack.add_file("F1", RED)
