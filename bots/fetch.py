@@ -5,6 +5,10 @@ against an `AddressPolicy`, and the connection goes to the address that was chec
 backend), so a DNS answer that changes between check and connect (rebinding) cannot slip through. The body
 streams under a byte cap and an overall deadline, and must be `image/*`. Every refusal is a `FetchRefused`
 with a specific message and a machine-readable `reason`.
+
+A chat platform's own file downloads may be served by the host an operator configured for that platform (a
+proxy or a local stand-in of the Slack Web API): `AddressPolicy.trusting(api_url)` lets that one origin reach
+any address. Links users type never get that trust.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import ipaddress
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping
 
 import httpcore
@@ -65,13 +69,30 @@ class AddressPolicy:
 
     allow_private: bool = False  # tests: reach servers on 127.0.0.1; never in production
     allowed_networks: tuple[str, ...] = ()  # explicit exceptions, e.g. ("10.1.2.0/24",) for an internal CDN
+    trusted_origins: tuple[str, ...] = ()  # "scheme://host:port" an operator configured; any address (see `trusting`)
+
+    def trusting(self, url: str) -> "AddressPolicy":
+        """This policy, plus: `url`'s origin (scheme, host, port) may be at any address.
+
+        For a platform's own files served by its configured API host (CAPBOT_SLACK_API_URL pointing at a proxy
+        or a local stand-in); only that exact origin gains, never its other ports or hosts it redirects to.
+        """
+        return replace(self, trusted_origins=(*self.trusted_origins, _origin_key(_parse(url))))
+
+    def trusts(self, url: httpx.URL) -> bool:
+        """True when `url` is on one of the trusted origins, so its addresses are not checked."""
+        return _origin_key(url) in self.trusted_origins
+
+    def off_limits(self, address: str) -> str | None:
+        """Why this policy keeps `address` out (e.g. "loopback"), or None when a fetch may connect to it."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+        if self.allow_private or any(ip in ipaddress.ip_network(n, strict=False) for n in self.allowed_networks):
+            return None
+        return _classify(ip)
 
     def check(self, host: str, address: str) -> None:
         """Raise `FetchRefused` when `address` (resolved from `host`) is off limits."""
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-        if self.allow_private or any(ip in ipaddress.ip_network(n, strict=False) for n in self.allowed_networks):
-            return
-        label = _classify(ip)
+        label = self.off_limits(address)
         if label is not None:
             raise FetchRefused(
                 f"I won't fetch {host}: it points to {address}, a {label} address, not a public web server.",
@@ -122,13 +143,21 @@ def _vetted_addresses(url: httpx.URL, policy: AddressPolicy, resolver: Resolver)
     addresses = resolver(url.host, port)
     if not addresses:
         raise FetchRefused(f"I couldn't find the server {url.host} (no addresses).", reason="unresolvable")
+    if policy.trusts(url):
+        return addresses  # the operator configured this origin for the platform's files
     for address in addresses:
         policy.check(url.host, address)
     return addresses
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return (url.scheme, url.host, url.port)
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port), the port filled in when the URL leaves it implicit."""
+    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+
+
+def _origin_key(url: httpx.URL) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 def fetch_image(

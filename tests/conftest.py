@@ -15,6 +15,43 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+from tests.isolation import REPO, left_behind, untracked_files  # noqa: E402
+
+
+# --- isolation: tests leave the checkout and the developer's settings alone ---
+@pytest.fixture(scope="session", autouse=True)
+def _repository_left_clean():
+    """Fail the run when it left new files in the repository (tests write under pytest's tmp dirs only)."""
+    before = untracked_files()
+    yield
+    left = left_behind(before, untracked_files())
+    if left:
+        pytest.fail(f"the tests left {len(left)} new file(s) in {REPO}: {', '.join(left[:20])}. "
+                    "Write under tmp_path, and give CLI commands a data directory.", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(_repository_left_clean, tmp_path_factory):
+    """No developer CAPBOT_* variables or `.env` (read from the working directory), and a scratch directory to
+    work in; subprocesses can still import `tests.` (the repository is on PYTHONPATH). Returns the directory."""
+    scratch = tmp_path_factory.mktemp("session")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("CAPBOT_") and not n.startswith("CAPBOT_TEST_")]:
+            patch.delenv(name)
+        patch.setenv("CAPBOT_DATA_DIR", str(scratch / "capbot-data"))
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        patch.chdir(scratch)
+        yield scratch
+
+
+@pytest.fixture(autouse=True)
+def _isolated_test(_isolated_session, tmp_path, monkeypatch):
+    """Each test works in its own tmp_path, with CAPBOT_DATA_DIR under it, unless a module fixture chose them."""
+    if os.environ.get("CAPBOT_DATA_DIR") == str(_isolated_session / "capbot-data"):
+        monkeypatch.setenv("CAPBOT_DATA_DIR", str(tmp_path / "capbot-data"))
+    if os.getcwd() == str(_isolated_session):
+        monkeypatch.chdir(tmp_path)
+
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory):

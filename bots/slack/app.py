@@ -32,6 +32,8 @@ def create_app(
     `token_verification_enabled=False` keeps construction offline; `auth.test` runs on the first request.
     `signing_secret=None` is for Socket Mode only: HTTP requests are then checked against a random secret,
     so every one of them is refused (401) instead of being trusted unsigned.
+    File downloads may reach `api_url`'s own origin whatever its address (a proxy or local stand-in serves
+    the files there); every other host they touch is held to `address_policy`.
     """
     client = WebClient(token=bot_token, base_url=api_url)
     app = App(
@@ -42,7 +44,7 @@ def create_app(
     )
     deps = SlackDeps(
         core=core, bot_token=bot_token, max_image_bytes=max_image_bytes, fetch_timeout_s=fetch_timeout_s,
-        address_policy=address_policy,
+        address_policy=address_policy.trusting(api_url),
     )
     register_all(app, deps)
     return app

@@ -14,6 +14,6 @@ class SlackDeps:
     bot_token: str  # sent only to Slack's file download URLs; never logged
     max_image_bytes: int = 20 * 1024 * 1024
     fetch_timeout_s: float = 10.0
-    # Slack's file URLs point at public Slack hosts, so the default policy holds in production; tests pass
-    # AddressPolicy(allow_private=True) to reach the local fake.
+    # For file downloads. Slack's file URLs point at public Slack hosts; `create_app` adds the configured API
+    # origin (a proxy or local stand-in may serve the files from a private address), and nothing else.
     address_policy: AddressPolicy = AddressPolicy()

@@ -1,18 +1,19 @@
 """Small `Captioner` implementations for bot tests where timing matters (slow, gated, failing).
 
-They implement the real `inference.types.Captioner` protocol and decode the real bytes with PIL, so a
-bad image still fails the way the real engine's intake does; only the neural network is left out.
+They implement the real `inference.types.Captioner` protocol and pass every image through the real
+intake (`inference.images.load_image`, as `LocalCaptioner` does before generating), so a bad image raises
+the product's `ImageError` and the bots' refusal path runs; only the neural network is left out.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from typing import Sequence
 
 from PIL import Image
 
+from inference.images import load_image
 from inference.types import Caption, GenerationOptions, ImageInput
 
 _COLOURS = {"red": (200, 40, 40), "green": (40, 160, 60), "blue": (40, 60, 200), "white": (250, 250, 250)}
@@ -38,7 +39,8 @@ class ColourCaptioner:
         if self.gate is not None:
             self.gate.wait(30)
         time.sleep(self.delay_s)
-        return [Caption(text=f"a {_dominant(img)} picture", model_version=self._version) for img in images]
+        decoded = [load_image(img) for img in images]  # refuses the whole batch, like the engine
+        return [Caption(text=f"a {_dominant(img)} picture", model_version=self._version) for img in decoded]
 
 
 class BrokenCaptioner(ColourCaptioner):
@@ -48,7 +50,6 @@ class BrokenCaptioner(ColourCaptioner):
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
-def _dominant(img: ImageInput) -> str:
-    pil = Image.open(io.BytesIO(img)) if isinstance(img, bytes) else img
-    r, g, b = pil.convert("RGB").resize((1, 1)).getpixel((0, 0))
+def _dominant(rgb: Image.Image) -> str:
+    r, g, b = rgb.resize((1, 1)).getpixel((0, 0))
     return min(_COLOURS, key=lambda name: sum((a - c) ** 2 for a, c in zip((r, g, b), _COLOURS[name])))

@@ -136,6 +136,16 @@ def test_loader_refusal_becomes_the_reply(make_core):
     assert reply.kind is ReplyKind.REFUSED and reply.text.startswith("That file is 30.0 MB")
 
 
+@pytest.mark.parametrize("data, reason", [(b"%PDF-1.4 not a picture", "not_image"), (RED[: len(RED) // 2], "truncated")],
+                         ids=["pdf", "half-png"])
+def test_a_file_the_intake_cannot_decode_is_refused_not_treated_as_a_bug(make_core, bot_store, caplog, data, reason):
+    reply = result(make_core().image_posted(ALICE, data))
+    assert reply.kind is ReplyKind.REFUSED and reply.reason == reason
+    assert reply.text.startswith("I couldn't caption that image: the ")  # the intake's words, shown to the user
+    assert not any(r.exc_info for r in caplog.records)  # a refusal, not a logged bug
+    assert not bot_store.blobs.exists(hashlib.sha256(data).hexdigest())
+
+
 def test_a_bug_is_answered_and_logged(make_core, caplog):
     reply = result(make_core(BrokenCaptioner()).image_posted(ALICE, RED))
     assert reply.kind is ReplyKind.ERROR and "went wrong" in reply.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from bots.fetch import AddressPolicy, FetchRefused, fetch_image
@@ -71,15 +72,17 @@ def test_refuses_a_fourth_redirect(server):
     ],
 )
 def test_default_policy_refuses_non_public_addresses(address, label):
+    assert AddressPolicy().off_limits(address) == label
     with pytest.raises(FetchRefused) as info:
         AddressPolicy().check("example.test", address)
     assert info.value.reason == "private_address"
     assert f"a {label} address" in info.value.message
 
 
-def test_default_policy_allows_public_addresses():
-    AddressPolicy().check("example.com", "93.184.215.14")
-    AddressPolicy().check("example.com", "2606:2800:21f:cb07:6820:80da:af6b:8b2c")
+@pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+def test_default_policy_allows_public_addresses(address):
+    assert AddressPolicy().off_limits(address) is None
+    AddressPolicy().check("example.com", address)  # and check() raises nothing
 
 
 def test_default_policy_refuses_the_local_server_before_connecting(server):
@@ -191,3 +194,29 @@ def test_tries_the_next_vetted_address_when_one_does_not_answer(server):
     got = fetch_image(f"http://dual.test:{server.port}/image.png", max_bytes=MB, policy=LOCAL,
                       resolver=lambda host, port: ["127.0.0.2", "127.0.0.1"])
     assert got.data == server.state.image
+
+
+def test_a_trusted_origin_may_be_at_a_private_address(server):
+    # A platform's configured API host (a proxy or a local stand-in) serves the platform's files.
+    policy = AddressPolicy().trusting(server.url("/api/"))
+    got = fetch(server.url("/image.png"), policy=policy)
+    assert got.data == server.state.image
+
+
+def test_trust_covers_that_origin_only(server):
+    policy = AddressPolicy().trusting(server.url("/api/"))
+    with ImageServer() as other:  # same host, another port
+        assert refused(other.url("/image.png"), policy=policy).reason == "private_address"
+        before = len(other.state.requests)
+        err = refused(server.url(f"/redirect-to?url={other.url('/image.png')}"), policy=policy)
+        assert err.reason == "private_address" and len(other.state.requests) == before
+    err = refused(server.url(f"/redirect-to?url=http://127.0.0.2:{server.port}/image.png"), policy=policy)
+    assert err.reason == "private_address" and "127.0.0.2" in err.message
+
+
+def test_trusted_origins_compare_scheme_host_and_port():
+    policy = AddressPolicy().trusting("https://slack.example/api/")
+    assert policy.trusts(httpx.URL("https://slack.example:443/files/F1/a.png"))
+    assert not policy.trusts(httpx.URL("http://slack.example/files/F1/a.png"))
+    assert not policy.trusts(httpx.URL("https://files.slack.example/files/F1/a.png"))
+    assert not AddressPolicy().trusts(httpx.URL("https://slack.example/api/"))

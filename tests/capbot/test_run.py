@@ -1,18 +1,28 @@
-"""`capbot run` as a user starts it: no bot tokens, a tiny model, then SIGTERM."""
+"""`capbot run` as a user starts it: a tiny model, no bot tokens or a local Slack stand-in, then SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from urllib.parse import urlencode
 
 import httpx
+from slack_sdk.signature import SignatureVerifier
 
 from capbot.serve import plan_components
 from capbot.settings import get_settings
+from tests.bots.slack.conftest import file_share
+from tests.fakes.http_images import png_bytes
+from tests.fakes.slack_api import TEAM, FakeSlack
+
+SLACK_TOKEN = "xoxb-run-token"
+SLACK_SECRET = "run-signing-secret"
 
 
 def _start(tmp_path, tiny_model_dir, **env):
@@ -72,3 +82,52 @@ def test_components_follow_credentials(tmp_path, monkeypatch):
     socket = get_settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1")
     states = {c.name: c.enabled for c in plan_components(socket)}
     assert states == {"slack (http)": False, "slack (socket mode)": True, "discord": False, "retrain schedule": False}
+
+
+def _keep_reading(process, lines) -> threading.Thread:
+    """Collect the rest of the log in the background, so a full stderr pipe never blocks the server."""
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    return reader
+
+
+def _post_signed(base_url: str, body: bytes, content_type: str) -> httpx.Response:
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=timestamp, body=body)
+    headers = {"content-type": content_type, "x-slack-request-timestamp": timestamp, "x-slack-signature": signature}
+    return httpx.post(base_url + "slack/events", content=body, headers=headers, timeout=30)
+
+
+def test_run_captions_slack_images_served_by_the_configured_slack_host(tmp_path, tiny_model_dir):
+    # CAPBOT_SLACK_API_URL points at a stand-in on 127.0.0.1 that also serves the files: capbot must
+    # download from it, while a link a user types to the same host stays refused (a private address).
+    version = json.loads((tiny_model_dir / "capbot.json").read_text())["version"]
+    with FakeSlack(SLACK_TOKEN) as slack:
+        photo = slack.add_file("F1", png_bytes(color=(200, 40, 40)))
+        process = _start(tmp_path, tiny_model_dir, CAPBOT_SLACK_BOT_TOKEN=SLACK_TOKEN,
+                         CAPBOT_SLACK_SIGNING_SECRET=SLACK_SECRET, CAPBOT_SLACK_API_URL=slack.api_url)
+        lines: list[str] = []
+        try:
+            url = _wait_for_url(process, lines)
+            reader = _keep_reading(process, lines)
+            event = {"token": "legacy", "team_id": TEAM, "api_app_id": "A1", "type": "event_callback",
+                     "event_id": "EvRun1", "event_time": int(time.time()), "event": file_share([photo])}
+            assert _post_signed(url, json.dumps(event).encode(), "application/json").status_code == 200
+            answer = slack.wait_for_first("chat.postMessage", "chat.postEphemeral", timeout=60)
+            command = {"token": "legacy", "team_id": TEAM, "channel_id": "C1", "user_id": "U_ALICE",
+                       "command": "/caption", "text": photo["url_private"], "response_url": slack.response_url(),
+                       "trigger_id": "trig-run"}
+            assert _post_signed(url, urlencode(command).encode(), "application/x-www-form-urlencoded").status_code == 200
+            [typed_link] = slack.wait_for("respond", timeout=60)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+            reader.join(10)
+        finally:
+            process.kill()
+    log = "".join(lines)
+    assert answer.method == "chat.postMessage", (answer.args, log)
+    assert answer.args["thread_ts"] == "1700000000.000100" and version in answer.args["text"]
+    [download] = slack.calls("download")  # the posted file only: the typed link never reached the host
+    assert download.args["file"] == "F1" and download.headers["authorization"] == f"Bearer {SLACK_TOKEN}"
+    assert "127.0.0.1" in typed_link.args["text"] and "not a public web server" in typed_link.args["text"]
+    assert process.returncode == 0 and "Traceback" not in log, log

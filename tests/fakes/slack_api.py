@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 BOT_USER = "UBOT"
@@ -201,17 +201,31 @@ class FakeSlack:
         with self.state.changed:
             return [c for c in self.state.calls if c.method == method]
 
-    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
-        """Block until at least `count` calls of `method` arrived; return them (raises on timeout)."""
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0,
+                 where: Callable[[Call], bool] = lambda call: True) -> list[Call]:
+        """Block until at least `count` calls of `method` (that match `where`) arrived; return them (raises on timeout)."""
         deadline = time.monotonic() + timeout
         with self.state.changed:
             while True:
-                found = [c for c in self.state.calls if c.method == method]
+                found = [c for c in self.state.calls if c.method == method and where(c)]
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"expected {count} {method} call(s), got {len(found)}")
+                self.state.changed.wait(left)
+
+    def wait_for_first(self, *methods: str, timeout: float = 10.0) -> Call:
+        """Block until a call of any of `methods` arrived; return the earliest (e.g. a reply or a refusal)."""
+        deadline = time.monotonic() + timeout
+        with self.state.changed:
+            while True:
+                found = [c for c in self.state.calls if c.method in methods]
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected a call of {' or '.join(methods)}, got none")
                 self.state.changed.wait(left)
 
     def __enter__(self) -> "FakeSlack":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 from bots import messages
@@ -39,7 +38,13 @@ def test_burst_of_posts_each_answered_once(fake_discord, discord_db):
         fake_discord.wait_until(lambda: len(answered()) >= POSTS - 6, timeout=30)
         gate.set()
         fake_discord.wait_until(lambda: len(answered()) >= POSTS, timeout=30)
-        time.sleep(0.3)  # a duplicate would show up now
+        # Marker: one more post, queued behind anything still in flight; the one worker takes jobs in order,
+        # so once the marker is answered, a duplicate answer would have come already.
+        marker = fake_discord.post_message(
+            author=person("marker"), attachments=[fake_discord.add_attachment("m.png", image, "image/png")]
+        )["id"]
+        fake_discord.wait_for(lambda r: r.method == "POST" and r.path.endswith("/messages") and r.json
+                              and str(r.json.get("message_reference", {}).get("message_id")) == marker)
         counts = Counter(answered())
         assert set(counts) == ids and set(counts.values()) == {1}
 

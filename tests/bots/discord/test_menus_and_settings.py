@@ -62,6 +62,15 @@ def test_caption_image_menu_captions_the_target_message(bot, fake_discord, disco
     assert record.message_ref == target["id"] and record.user_id == asker["id"]
 
 
+def test_an_attachment_that_is_not_really_an_image_is_refused_with_the_reason(bot, fake_discord):
+    renamed = fake_discord.add_attachment("photo.png", b"%PDF-1.4 renamed to .png", "image/png")
+    target = fake_discord.message_payload(author=person(), attachments=[renamed])
+    interaction = fake_discord.message_command("Caption image", target, user=person())
+    answer = fake_discord.wait_for(followup_of(fake_discord, interaction))
+    assert "not an image in a supported format" in answer.json["content"]  # the intake's reason, not "went wrong"
+    assert answer.json["flags"] & EPHEMERAL and not answer.json.get("components")
+
+
 def test_caption_image_menu_on_a_message_without_image_is_refused(bot, fake_discord):
     target = fake_discord.message_payload(author=person(), content="just words")
     interaction = fake_discord.message_command("Caption image", target, user=person())

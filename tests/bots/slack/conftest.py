@@ -19,11 +19,13 @@ from bots.fetch import AddressPolicy, fetch_image_bytes
 from bots.slack.app import create_app
 from bots.slack.http import slack_router
 from tests.bots.captioners import ColourCaptioner
-from tests.fakes.slack_api import TEAM, FakeSlack
+from tests.fakes.http_images import png_bytes
+from tests.fakes.slack_api import TEAM, Call, FakeSlack
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
 LOCAL = AddressPolicy(allow_private=True)
+MARKER_IMAGE = png_bytes(color=(40, 60, 200))
 
 
 @dataclass
@@ -31,6 +33,22 @@ class SlackHarness:
     slack: FakeSlack
     core: BotCore
     http: TestClient
+    markers: int = 0
+
+    def marker(self, channel: str = "C1") -> Call:
+        """Post one more image in `channel` and wait for its caption; returns that chat.postMessage call.
+
+        The observable end of everything sent before it: events are handled while their request is
+        answered, and the core's one worker (make_slack's default) runs jobs in order and posts each reply
+        before taking the next, so any reply an earlier event causes is posted before the marker's. Its
+        file id is `FMARK<n>` and its ts `1800000000.<n>`.
+        """
+        self.markers += 1
+        ts = f"1800000000.{self.markers:06d}"
+        photo = self.slack.add_file(f"FMARK{self.markers}", MARKER_IMAGE)
+        self.event(file_share([photo], ts=ts, channel=channel), event_id=f"EvMarker{self.markers}")
+        [post] = self.slack.wait_for("chat.postMessage", where=lambda c: c.args.get("thread_ts") == ts)
+        return post
 
     def post(self, body: bytes, content_type: str, *, timestamp: int | None = None, secret: str = SECRET,
              headers: dict[str, str] | None = None):

@@ -45,6 +45,20 @@ def test_private_address_url_is_refused_by_default(make_slack, images):
     assert len(images.state.requests) == before  # refused before connecting
 
 
+def test_typed_link_to_the_slack_host_is_refused_though_its_files_download(make_slack):
+    # The configured Slack host (here on 127.0.0.1) may serve Slack's own files; a link a user types to it may not.
+    h = make_slack(policy=AddressPolicy())  # the production policy
+    photo = h.slack.add_file("F_NEW", GREEN)
+    h.slack.state.history["C1"] = [{"type": "message", "ts": "2", "files": [photo]}]
+    h.command("")
+    [answer] = h.slack.wait_for("respond")
+    assert "a green picture" in answer.args["text"]
+    h.command(photo["url_private"])
+    refusal = h.slack.wait_for("respond", count=2)[1]
+    assert refusal.args["response_type"] == "ephemeral" and "127.0.0.1, a loopback address" in refusal.args["text"]
+    assert len(h.slack.calls("download")) == 1  # the file, once; the typed link was refused before connecting
+
+
 def test_url_that_is_not_an_image(make_slack, images):
     h = make_slack()
     h.command(images.url("/page.html"))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
+from bots.fetch import AddressPolicy
 from storage import captions
 from storage.db import session_scope
 from tests.bots.slack.conftest import file_share
-from tests.fakes.http_images import png_bytes
+from tests.fakes.http_images import ImageServer, png_bytes
 
 RED = png_bytes(color=(200, 40, 40))
 
@@ -29,6 +28,23 @@ def test_image_post_gets_a_threaded_caption_reply(make_slack, bot_store):
     assert download.headers["authorization"] == "Bearer xoxb-test-token"
 
 
+def test_files_download_from_the_configured_slack_host_under_the_production_policy(make_slack):
+    # The fake Slack is on 127.0.0.1, like a proxy or stand-in set with CAPBOT_SLACK_API_URL.
+    h = make_slack(policy=AddressPolicy())
+    h.event(file_share([h.slack.add_file("F1", RED)]))
+    assert "a red picture" in h.slack.wait_for_first("chat.postMessage", "chat.postEphemeral").args["text"]
+
+
+def test_file_links_to_other_private_hosts_are_refused(make_slack):
+    h = make_slack(policy=AddressPolicy())
+    with ImageServer() as elsewhere:  # 127.0.0.1 too, but not the configured Slack origin
+        photo = {**h.slack.add_file("F1", RED), "url_private_download": elsewhere.url("/image.png")}
+        h.event(file_share([photo]))
+        [notice] = h.slack.wait_for("chat.postEphemeral")
+        assert elsewhere.state.requests == []
+    assert "127.0.0.1, a loopback address" in notice.args["text"] and h.slack.calls("chat.postMessage") == []
+
+
 def test_reply_goes_into_an_existing_thread(make_slack):
     h = make_slack()
     h.event(file_share([h.slack.add_file("F1", RED)], ts="1700000100.000200", thread_ts="1700000000.000100"))
@@ -44,9 +60,9 @@ def test_retried_event_is_answered_once(make_slack):
     retries = [h.event(event, event_id="EvRetry", headers={"x-slack-retry-num": str(n), "x-slack-retry-reason": "http_timeout"})
                for n in (1, 2)]
     assert first.status_code == 200 and all(r.status_code == 200 for r in retries)
-    time.sleep(0.5)
-    assert len(h.slack.calls("chat.postMessage")) == 1
-    assert len(h.slack.calls("download")) == 1
+    marker = h.marker()
+    assert [c.args["thread_ts"] for c in h.slack.calls("chat.postMessage")] == ["1700000000.000100", marker.args["thread_ts"]]
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["F1", "FMARK1"]
 
 
 def test_non_image_file_gets_no_reply(make_slack):
@@ -54,9 +70,9 @@ def test_non_image_file_gets_no_reply(make_slack):
     pdf = h.slack.add_file("F2", b"%PDF-1.4 ...", mimetype="application/pdf", name="report.pdf")
     assert h.event(file_share([pdf])).status_code == 200
     h.event({"type": "message", "channel": "C1", "user": "U_ALICE", "ts": "1700000001.0", "text": "hello"}, event_id="Ev2")
-    time.sleep(0.5)
-    assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("chat.postEphemeral") == []
-    assert h.slack.calls("download") == []
+    marker = h.marker()
+    assert h.slack.calls("chat.postMessage") == [marker] and h.slack.calls("chat.postEphemeral") == []
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["FMARK1"]
 
 
 def test_only_the_image_files_of_a_post_are_captioned(make_slack):
@@ -74,6 +90,15 @@ def test_oversized_file_is_refused_from_metadata_without_downloading(make_slack)
     [notice] = h.slack.wait_for("chat.postEphemeral")
     assert notice.args["user"] == "U_ALICE" and "5.0 MB" in notice.args["text"] and "limit" in notice.args["text"]
     assert h.slack.calls("download") == [] and h.slack.calls("chat.postMessage") == []
+
+
+def test_a_file_that_is_not_really_an_image_is_refused_with_the_reason(make_slack):
+    h = make_slack()
+    renamed = h.slack.add_file("F4", b"%PDF-1.4 renamed to .png", mimetype="image/png", name="photo.png")
+    h.event(file_share([renamed]))
+    [notice] = h.slack.wait_for("chat.postEphemeral")
+    assert notice.args["user"] == "U_ALICE" and "not an image in a supported format" in notice.args["text"]
+    assert h.slack.calls("chat.postMessage") == []
 
 
 def test_html_page_instead_of_the_file_is_refused(make_slack):
@@ -102,8 +127,9 @@ def test_channel_turned_off_gets_no_auto_caption(make_slack):
 
     h.core.set_channel(Origin("slack", "T1", "C1", "U_ADMIN"), False, allowed=True)
     h.event(file_share([h.slack.add_file("F1", RED)]))
-    time.sleep(0.5)
-    assert h.slack.calls("chat.postMessage") == [] and h.slack.calls("download") == []
+    marker = h.marker(channel="C2")  # a channel where auto-captioning is on
+    assert h.slack.calls("chat.postMessage") == [marker] and h.slack.calls("chat.postEphemeral") == []
+    assert [c.args["file"] for c in h.slack.calls("download")] == ["FMARK1"]
 
 
 def test_file_deleted_before_download_is_explained(make_slack):
