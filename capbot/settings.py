@@ -7,6 +7,7 @@ file in the working directory. Secrets are `SecretStr` so they never print in lo
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -84,6 +85,16 @@ class Settings(BaseSettings):
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @field_validator("slack_api_url", "discord_api_url", "discord_gateway_url")
+    @classmethod
+    def _absolute_url(cls, url: str, info) -> str:
+        # Checked here, so a typo stops start-up with the setting's name instead of a chat-worded refusal later.
+        schemes = ("ws", "wss") if info.field_name == "discord_gateway_url" else ("http", "https")
+        parts = urlsplit(url)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be an absolute {' or '.join(s + '://' for s in schemes)} URL, got {url!r}")
         return url
 
     @model_validator(mode="after")

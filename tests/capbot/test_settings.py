@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from capbot.settings import get_settings
 
 
@@ -30,3 +32,17 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path(".env").write_text("CAPBOT_MAX_NEW_TOKENS=7\n")
     assert get_settings().max_new_tokens == 7
+
+
+@pytest.mark.parametrize("name, value", [
+    ("CAPBOT_SLACK_API_URL", "slack.example/api/"),
+    ("CAPBOT_DISCORD_API_URL", "ftp://discord.example/api"),
+    ("CAPBOT_DISCORD_GATEWAY_URL", "https://gateway.example/"),
+])
+def test_platform_urls_must_be_absolute_urls_of_the_right_scheme(monkeypatch, capsys, name, value):
+    from capbot.cli import main
+
+    monkeypatch.setenv(name, value)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: invalid settings: {name}:") and "absolute" in err and "\n" not in err
