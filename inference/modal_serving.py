@@ -2,12 +2,13 @@
 
 It serves the registry's active version, captions the lists of image bytes `@modal.batched` hands it
 (one result per input, a refused image included), and follows the registry: at most every `poll_s`
-seconds a batch first asks which version is active; when that moved, the new model's files are made
-visible (a Modal Volume reload, see `capbot.modal_volumes`) and loaded beside the old one, which keeps
-serving if anything fails. Requests are never dropped: the batch that notices a promotion waits for the
+seconds a batch first asks which version is active; when that moved, the new model's files are
+prepared (on Modal: the Volume reloaded and the directory copied to local disk, see
+`capbot.modal_storage.VolumeModelFiles`) and loaded beside the old one, which keeps serving if anything
+fails. Requests are never dropped: the batch that notices a promotion waits for the
 load, and every other batch runs on whichever model is loaded.
 
-No Modal, database or settings here: the active version and the file visibility come in as callables.
+No Modal, database or settings here: the active version and the file preparation come in as callables.
 """
 
 from __future__ import annotations
@@ -36,22 +37,19 @@ class CaptionServer:
         load: Loader,
         active_location: Callable[[], str],
         *,
-        make_visible: Callable[[str], None] = lambda location: None,
+        prepare: Callable[[str], str] = lambda location: location,
         poll_s: float = 30.0,
         max_image_bytes: int = DEFAULT_MAX_BYTES,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._active_location = active_location
-        self._make_visible = make_visible
+        self._prepare = prepare
         self.poll_s = poll_s
         self.max_image_bytes, self.max_image_pixels = max_image_bytes, max_image_pixels
         self._clock = clock
-        # A new container starts on the active version (its files are visible: the Volume mounts the
-        # latest committed state when a container starts).
-        self.location = active_location()
-        make_visible(self.location)
-        self.captioner = load(self.location)
+        self.location = active_location()  # a new container starts on the active version
+        self.captioner = load(prepare(self.location))
         self._checked_at = clock()
         log.info("caption server ready", extra={"version": self.model_version, "location": self.location})
 
@@ -105,8 +103,7 @@ class CaptionServer:
     def _switch(self, location: str) -> bool:
         previous = self.model_version
         try:
-            self._make_visible(location)
-            version = self.captioner.reload(location)
+            version = self.captioner.reload(self._prepare(location))
         except Exception as exc:
             log.error("could not switch to the newly active model; the previous one keeps serving: %s", exc,
                       extra={"location": location, "serving": previous}, exc_info=not isinstance(exc, UserError))
