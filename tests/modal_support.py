@@ -120,3 +120,80 @@ def _registered(function: Any) -> Registered:
     loader = function._load
     autoscaler = loader.__closure__[loader.__code__.co_freevars.index("autoscaler_settings")].cell_contents
     return Registered(info, autoscaler.min_containers, autoscaler.max_containers, autoscaler.scaledown_window)
+
+
+def image_build_steps(image: Any, builder_version: str = "2025.06") -> list[tuple[list[str], dict[str, str]]]:
+    """The Dockerfile commands (and local files they copy) that build `image`, base first.
+
+    Modal renders these only while deploying; this calls the same per-layer functions the image holds.
+    """
+    from modal._utils.async_utils import synchronizer
+
+    raw = synchronizer._translate_in(image)
+    cells = dict(zip(raw._load.__code__.co_freevars, raw._load.__closure__))
+    steps: list[tuple[list[str], dict[str, str]]] = []
+    for base in cells["base_images"].cell_contents.values():
+        steps += image_build_steps(base, builder_version)
+    render = cells["dockerfile_function"].cell_contents
+    if render is not None:
+        spec = render(builder_version)
+        steps.append((list(spec.commands), dict(spec.context_files)))
+    return steps
+
+
+@dataclass
+class Deployment:
+    """A capbot Modal container's view in this process: settings from the environment, local Volumes."""
+
+    data_dir: Any  # CAPBOT_DATA_DIR (what /data is in a container)
+    volumes: dict[str, LocalVolume]
+    database_url: str
+
+    @property
+    def models_dir(self) -> Any:
+        return self.data_dir / "models"
+
+
+def deployment_env(monkeypatch: Any, tmp_path: Any, tiny_model_dir: Any, database_url: str, **settings: str) -> Deployment:
+    """Set the environment a container gets from the image and the Modal Secret, and swap each module-level
+    `modal.Volume` (which needs Modal's service) for a `LocalVolume`. Pass `CAPBOT_*` overrides as keywords."""
+    import os
+
+    import capbot.modal_app  # noqa: F401  (defined with the real Volume objects before the stand-ins replace them)
+    from capbot import modal_common
+    from capbot.modal_config import VOLUME_ROLES
+
+    for name in [k for k in os.environ if k.startswith(("CAPBOT_", "MODAL_"))]:
+        monkeypatch.delenv(name)
+    data_dir = tmp_path / "data"
+    env = {"CAPBOT_DATABASE_URL": database_url, "CAPBOT_DATA_DIR": str(data_dir), "CAPBOT_MODEL": str(tiny_model_dir),
+           "CAPBOT_DEVICE": "cpu", "CAPBOT_MAX_NEW_TOKENS": "5", **settings}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # no .env from the checkout
+    volumes = {role: LocalVolume(role) for role in VOLUME_ROLES}
+    for role, volume in volumes.items():
+        monkeypatch.setitem(modal_common.volumes, role, volume)
+    return Deployment(data_dir, volumes, database_url)
+
+
+def promote_copy(tiny_model_dir: Any, models_dir: Any, database_url: str) -> str:
+    """Put a copy of the tiny model under a new version id in `models_dir`, register and promote it (what a
+    retraining run in another container does); returns the version id."""
+    import shutil
+
+    from inference.modeldir import METADATA_FILE, new_metadata
+    from storage import db, registry
+
+    meta = new_metadata(made_by="retrain")
+    target = models_dir / meta.version
+    shutil.copytree(tiny_model_dir, target)
+    (target / METADATA_FILE).write_text(meta.to_json(), encoding="utf-8")
+    engine = db.create_engine_for(database_url)
+    try:
+        with db.session_scope(engine) as session:
+            registry.register_version(session, version_id=meta.version, location=str(target))
+            registry.promote(session, meta.version)
+    finally:
+        engine.dispose()
+    return meta.version
