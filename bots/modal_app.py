@@ -27,7 +27,7 @@ DISCORD_KEEPER_EVERY = modal.Period(minutes=5)
 
 
 @app.function(image=common.image, secrets=[common.secret], volumes=common.mounts("blobs"), memory=2048,
-              scaledown_window=600, timeout=300)
+              min_containers=plan.web_min_containers, scaledown_window=600, timeout=300)
 @modal.concurrent(max_inputs=100, target_inputs=50)
 @modal.asgi_app()
 def web():

@@ -52,9 +52,10 @@ def serving_model(engine: Engine, settings: Settings) -> str:
 
 def build_captioner(settings: Settings, model: str) -> Captioner:
     """The configured `Captioner`: in-process on `model` (default), or the deployed Modal class, which
-    follows the registry itself (so no `RegistryFollower` is started for it)."""
+    follows the registry itself (so no `RegistryFollower` is started for it) and is looked up at once, so
+    missing credentials or a missing deployment stop `capbot run` with one line."""
     if settings.captioner == "modal":
-        return modal_captioner(settings)
+        return modal_captioner(settings).check()
     return local_captioner(settings, model)
 
 

@@ -33,6 +33,7 @@ class ModalPlan:
     batch_wait_ms: int = 50
     scaledown_window_s: int = 300
     min_containers: int = 0  # GPU captioning containers kept warm
+    web_min_containers: int = 0  # web endpoint containers kept warm
     retrain_cron: str = "0 3 * * 0"  # "" = no schedule
     call_timeout_s: float = 120.0
     registry_poll_s: float = 30.0  # how often a warm GPU container checks the registry (throttle)
@@ -45,6 +46,7 @@ class ModalPlan:
             volume_prefix=settings.modal_volume_prefix, gpu=settings.modal_gpu, train_gpu=settings.modal_train_gpu,
             batch_size=settings.modal_batch_size, batch_wait_ms=settings.modal_batch_wait_ms,
             scaledown_window_s=settings.modal_scaledown_window_s, min_containers=settings.modal_min_containers,
+            web_min_containers=settings.modal_web_min_containers,
             retrain_cron=settings.modal_retrain_cron, call_timeout_s=settings.modal_call_timeout_s,
             registry_poll_s=settings.registry_poll_s,
         )

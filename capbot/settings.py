@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     modal_batch_wait_ms: int = Field(50, ge=0, le=10_000, description="How long a GPU batch waits for more images before it runs.")
     modal_scaledown_window_s: int = Field(300, ge=2, le=3600, description="Idle seconds before a GPU captioning container shuts down.")
     modal_min_containers: int = Field(0, ge=0, le=100, description="GPU captioning containers kept warm even when idle (no cold starts; billed while idle).")
+    modal_web_min_containers: int = Field(0, ge=0, le=100, description="Web endpoint containers (page, API, /slack/events) kept warm; 1 answers Slack without a cold start.")
     modal_retrain_cron: str = Field("0 3 * * 0", description="Modal Cron (UTC) of the scheduled retraining; empty = no schedule.")
     modal_call_timeout_s: float = Field(120.0, gt=0, le=3600, description="Seconds the modal captioner waits for one caption (a cold start included) before retrying once.")
 

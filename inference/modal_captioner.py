@@ -87,6 +87,13 @@ class ModalCaptioner:
             self._version = captions[-1].model_version
         return captions
 
+    def check(self) -> "ModalCaptioner":
+        """Look the deployed class up now (a long-running caller, such as `capbot run`, fails at start-up
+        instead of at the first image): `ModalServiceError` without credentials or deployment."""
+        with ModalErrors(self.app_name, self.class_name):
+            self._lookup(self.app_name, self.class_name).hydrate()
+        return self
+
     def close(self) -> None:
         """Nothing to release: the model lives in the deployed class."""
 

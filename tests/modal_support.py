@@ -93,6 +93,10 @@ class LocalDeployment:
     def __call__(self) -> "LocalDeployment":
         return self
 
+    def hydrate(self) -> "LocalDeployment":
+        self.hydrated = True
+        return self
+
 
 @dataclass(frozen=True)
 class Registered:

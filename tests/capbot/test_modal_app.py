@@ -99,20 +99,21 @@ def test_names_and_sizes_come_from_settings(tmp_path):
         " 'wait': gpu.info.batching_info.wait_ms, 'scaledown': gpu.scaledown_window, 'warm': gpu.min_containers,"
         " 'volumes': sorted({v.name for p in parts.values() for v in p.info.volumes.values()}),"
         " 'secrets': sorted({s for p in parts.values() for s in p.info.secrets}),"
-        " 'train_gpu': parts['train'].info.gpus, 'cron': parts['scheduled_retrain'].info.schedule}))\n"
+        " 'train_gpu': parts['train'].info.gpus, 'cron': parts['scheduled_retrain'].info.schedule,"
+        " 'web_warm': parts['web'].min_containers}))\n"
     )
     env = _offline_env(tmp_path, CAPBOT_MODAL_APP_NAME="captions-prod", CAPBOT_MODAL_GPU="H100",
                        CAPBOT_MODAL_TRAIN_GPU="A100-80GB", CAPBOT_MODAL_BATCH_SIZE="8", CAPBOT_MODAL_BATCH_WAIT_MS="5",
                        CAPBOT_MODAL_SCALEDOWN_WINDOW_S="60", CAPBOT_MODAL_MIN_CONTAINERS="1",
                        CAPBOT_MODAL_VOLUME_PREFIX="cb", CAPBOT_MODAL_SECRET="cb-secret",
-                       CAPBOT_MODAL_RETRAIN_CRON="15 4 * * 1")
+                       CAPBOT_MODAL_RETRAIN_CRON="15 4 * * 1", CAPBOT_MODAL_WEB_MIN_CONTAINERS="1")
     done = _python(code, env, tmp_path)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen == {"app": "captions-prod", "gpu": [["H100", 1]], "batch": 8, "wait": 5, "scaledown": 60, "warm": 1,
                     "volumes": ["cb-blobs", "cb-datasets", "cb-models", "cb-runs"],
                     "secrets": ["modal.Secret.from_name('cb-secret')"],
-                    "train_gpu": [["A100-80GB", 1]], "cron": "Cron('15 4 * * 1', UTC)"}
+                    "train_gpu": [["A100-80GB", 1]], "cron": "Cron('15 4 * * 1', UTC)", "web_warm": 1}
 
 
 def test_no_schedule_when_the_cron_setting_is_empty(tmp_path):

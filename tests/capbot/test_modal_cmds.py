@@ -67,3 +67,14 @@ def test_deploy_needs_a_checkout(tmp_path):
     with pytest.raises(UserError) as refused:
         check_checkout(tmp_path)
     assert "pyproject.toml, README.md, requirements.lock" in refused.value.message
+
+
+def test_capbot_run_with_the_modal_captioner_stops_at_start_without_credentials(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "CAPBOT_"))}
+    (tmp_path / "home").mkdir()
+    environ.update(HOME=str(tmp_path / "home"), CAPBOT_CAPTIONER="modal", CAPBOT_DATA_DIR=str(tmp_path / "data"),
+                   CAPBOT_PORT="0")
+    done = subprocess.run([sys.executable, "-m", "capbot", "run"], cwd=tmp_path, env=environ, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == NO_CREDENTIALS

@@ -173,3 +173,13 @@ def _error(deployment: LocalDeployment, **kwargs) -> ModalServiceError:
 
 def _spawned(deployment: LocalDeployment) -> list[tuple[bytes, dict]]:
     return deployment.caption.sent
+
+
+def test_check_looks_the_class_up_before_any_image(server):
+    deployment = LocalDeployment(_remote(server))
+    assert _captioner(deployment).check().model_version == UNKNOWN_VERSION
+    assert deployment.hydrated and deployment.caption.sent == []
+    missing = LocalDeployment(_remote(server), lookup_error=modal_errors.NotFoundError("no such app"))
+    with pytest.raises(ModalServiceError) as failed:
+        _captioner(missing).check()
+    assert failed.value.reason == "modal_not_deployed"
