@@ -130,9 +130,10 @@ def web_app(blobs_volume: Any) -> Any:
 
     settings = container_settings()
     services = _services(settings, blobs_volume)
-    routers = [router for router in [_slack_router(settings, services)] if router is not None]
+    slack = _slack_router(settings, services)
     return create_web_app(services.core, max_image_bytes=settings.max_image_bytes,
-                          model_version=lambda: services.captioner.model_version, extra_routers=tuple(routers))
+                          model_version=lambda: services.captioner.model_version,
+                          extra_routers=(slack,) if slack is not None else ())
 
 
 def _slack_router(settings: Any, services: Any) -> Any:
@@ -250,13 +251,16 @@ def _call_id(call: Any) -> str:
 
 # --- training (training/modal_app.py) ----------------------------------------------------------------------
 
-def download_coco(datasets_volume: Any, *, parts: str, keep_archives: bool) -> dict:
-    """Download COCO 2017 parts into the datasets volume (resumes what an earlier, stopped run left)."""
+def download_coco(datasets_volume: Any, *, parts: str, keep_archives: bool, mirror: str = "") -> dict:
+    """Download COCO 2017 parts into the datasets volume (resumes what an earlier, stopped run left);
+    a `mirror` is tried before the official host."""
+    from training.data.coco_download import OFFICIAL_BASE_URL
     from training.data.coco_download import download_coco as download
 
     settings = container_settings()
+    bases = (mirror, OFFICIAL_BASE_URL) if mirror else (OFFICIAL_BASE_URL,)
     with committing_every(datasets_volume, CHECKPOINT_COMMIT_S):
-        result = download(settings.data_dir / "datasets" / "coco", parts=_names(parts),
+        result = download(settings.data_dir / "datasets" / "coco", parts=_names(parts), base_urls=bases,
                           keep_archives=keep_archives, show_progress=False)
     return {"root": str(result.root), "parts": [asdict(part) for part in result.parts]}
 

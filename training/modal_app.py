@@ -28,8 +28,9 @@ RETRIES = modal.Retries(max_retries=3, initial_delay=10.0, backoff_coefficient=2
 
 @app.function(image=common.image, secrets=[common.secret], volumes=common.mounts("datasets"), cpu=4,
               timeout=DAY, retries=RETRIES)
-def download_coco(parts: str = "train2017,val2017,annotations", keep_archives: bool = False) -> dict:
-    return modal_jobs.download_coco(common.volumes["datasets"], parts=parts, keep_archives=keep_archives)
+def download_coco(parts: str = "train2017,val2017,annotations", keep_archives: bool = False, mirror: str = "") -> dict:
+    return modal_jobs.download_coco(common.volumes["datasets"], parts=parts, keep_archives=keep_archives,
+                                    mirror=mirror)
 
 
 @app.function(image=common.image, secrets=[common.secret], volumes=common.mounts("datasets"), cpu=4,

@@ -126,3 +126,40 @@ def test_tensorboard_answers_over_http(monkeypatch, tmp_path, tiny_model_dir):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, *args) -> None:
         """No access log in the test output."""
+
+
+@on_postgres
+def test_coco_download_lands_on_the_datasets_volume(monkeypatch, tmp_path, tiny_model_dir, database_url):
+    from tests.fakes.http_files import FileServer, Route
+    from tests.training.test_coco_download import ANN_PATH, VAL_PATH, _jpeg, _zip  # the official archive layout
+    from training.modal_app import download_coco
+
+    deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url)
+    captions = {"images": [{"id": 1, "file_name": "000000000001.jpg"}],
+                "annotations": [{"id": 10, "image_id": 1, "caption": "a blue picture"}]}
+    with FileServer() as mirror:
+        mirror.add(VAL_PATH, Route(_zip({"val2017/000000000001.jpg": _jpeg((0, 0, 255))}),
+                                   content_type="application/zip"))
+        mirror.add(ANN_PATH, Route(_zip({"annotations/captions_val2017.json": json.dumps(captions).encode()}),
+                                   content_type="application/zip"))
+        result = download_coco.local(parts="val2017,annotations", mirror=mirror.base_url)
+    assert [part["name"] for part in result["parts"]] == ["val2017", "annotations"]
+    loaded = load_split(deployment.data_dir / "datasets" / "coco", "val")
+    assert [item.captions for item in loaded.items] == [("a blue picture",)]
+    assert deployment.volumes["datasets"].commits >= 1
+
+
+@on_postgres
+def test_first_model_in_upload_then_register_or_pull(monkeypatch, tmp_path, tiny_model_dir, database_url):
+    from inference.modeldir import load_metadata
+    from training.modal_app import pull_model, register_model
+
+    deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url)
+    uploaded = load_metadata(tiny_model_dir).version
+    shutil.copytree(tiny_model_dir, deployment.models_dir / uploaded)  # what `capbot modal upload-model` put there
+    registered = register_model.local(version_dir=uploaded, activate=True)
+    assert registered == {"version": uploaded, "location": str(deployment.models_dir / uploaded), "active": uploaded}
+    pulled = pull_model.local(hub_id=str(tiny_model_dir), activate=False)  # a hub id in real use
+    assert pulled["active"] == uploaded and pulled["version"] != uploaded
+    assert load_metadata(pulled["location"]).made_by == "import"
+    assert deployment.volumes["models"].commits == 1  # the pulled model, committed before it was registered
