@@ -43,7 +43,9 @@ def deploy(plan: ModalPlan | None = None) -> dict[str, str | None]:
     from capbot import modal_app
     from training import modal_app as training_app
 
-    with ModalErrors(plan.app_name, "the app"):
+    missing = (f"Modal could not find something the app needs; create the Secret {plan.secret!r} first "
+               "(docs/modal.md, step 3)")
+    with ModalErrors(plan.app_name, "the deploy", not_found=missing):
         with modal.enable_output():
             modal_app.app.deploy(name=plan.app_name)
         return {"web": bots_app.web.get_web_url(), "tensorboard": training_app.tensorboard.get_web_url()}

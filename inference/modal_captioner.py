@@ -140,8 +140,9 @@ class ModalErrors:
     """Context manager turning what Modal raises into one `ModalServiceError` line about `target` (a
     class or function of the app); user errors pass through unchanged."""
 
-    def __init__(self, app_name: str, target: str) -> None:
+    def __init__(self, app_name: str, target: str, *, not_found: str | None = None) -> None:
         self.app_name, self.target = app_name, target
+        self.not_found = not_found  # what a NotFoundError means here, when not "the app is not deployed"
 
     def __enter__(self) -> None:
         return None
@@ -159,6 +160,8 @@ class ModalErrors:
             return ModalServiceError(
                 "no Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET",
                 reason="modal_auth")
+        if isinstance(exc, modal_errors.NotFoundError) and self.not_found:
+            return ModalServiceError(f"{self.not_found} ({_brief(exc)})", reason="modal_not_found")
         if isinstance(exc, modal_errors.NotFoundError):
             return ModalServiceError(
                 f"the Modal app {self.app_name!r} with {self.target!r} is not deployed: run `capbot modal deploy` "

@@ -183,3 +183,13 @@ def test_check_looks_the_class_up_before_any_image(server):
     with pytest.raises(ModalServiceError) as failed:
         _captioner(missing).check()
     assert failed.value.reason == "modal_not_deployed"
+
+
+def test_a_missing_secret_at_deploy_is_not_called_a_missing_deployment():
+    from inference.modal_captioner import ModalErrors
+
+    with pytest.raises(ModalServiceError) as failed:
+        with ModalErrors("capbot", "the deploy", not_found="create the Secret 'capbot' first"):
+            raise modal_errors.NotFoundError("Secret 'capbot' not found in environment 'main'")
+    assert failed.value.message == ("create the Secret 'capbot' first (Secret 'capbot' not found in environment "
+                                    "'main')")
