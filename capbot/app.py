@@ -14,8 +14,7 @@ from sqlalchemy import Engine
 from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
-from capbot.errors import UserError
-from capbot.captioning import generation_options, local_captioner
+from capbot.captioning import generation_options, local_captioner, modal_captioner
 from capbot.follow import RegistryFollower
 from capbot.settings import Settings
 from inference.types import Captioner
@@ -52,12 +51,11 @@ def serving_model(engine: Engine, settings: Settings) -> str:
 
 
 def build_captioner(settings: Settings, model: str) -> Captioner:
-    """The configured `Captioner`: in-process (default) or the deployed Modal class."""
+    """The configured `Captioner`: in-process on `model` (default), or the deployed Modal class, which
+    follows the registry itself (so no `RegistryFollower` is started for it) and is looked up at once, so
+    missing credentials or a missing deployment stop `capbot run` with one line."""
     if settings.captioner == "modal":
-        raise UserError(
-            "CAPBOT_CAPTIONER=modal is not available in this version; use the local captioner.",
-            reason="modal_unavailable",
-        )
+        return modal_captioner(settings).check()
     return local_captioner(settings, model)
 
 
@@ -71,12 +69,16 @@ def forget_old_events(engine: Engine, now: datetime | None = None) -> int:
         return events.prune_processed_events(session, older_than=cutoff)
 
 
-def build_services(settings: Settings, *, captioner: Captioner | None = None) -> Services:
-    """Migrate the database, open the blob store, load the captioner and start the bot core's workers."""
+def build_services(settings: Settings, *, captioner: Captioner | None = None,
+                   blobs: LocalBlobStore | None = None) -> Services:
+    """Migrate the database, open the blob store, load the captioner and start the bot core's workers.
+
+    `blobs` replaces the directory store of settings.blob_dir (on Modal: one that commits its Volume).
+    """
     db.upgrade(settings.database_url)
     engine = db.create_engine_for(settings.database_url)
     forget_old_events(engine)
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = blobs or LocalBlobStore(settings.blob_dir)
     model = serving_model(engine, settings)
     captioner = captioner or build_captioner(settings, model)
     core = BotCore(

@@ -28,3 +28,35 @@ def local_captioner(settings, model: str | None = None, *, device: str | None = 
         max_image_pixels=settings.max_image_pixels,
         default_options=options or generation_options(settings),
     )
+
+
+def modal_captioner(settings, *, options: GenerationOptions | None = None, lookup=None):
+    """A `ModalCaptioner` calling the GPU class of the deployed app named in settings (nothing is sent yet)."""
+    from capbot.modal_config import CAPTION_CLASS
+    from inference.modal_captioner import ModalCaptioner, deployed_class
+
+    return ModalCaptioner(
+        settings.modal_app_name, CAPTION_CLASS,
+        timeout_s=settings.modal_call_timeout_s,
+        max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        default_options=options or generation_options(settings),
+        lookup=lookup or deployed_class,
+    )
+
+
+def configured_captioner(settings, model: str | None = None, *, device: str | None = None,
+                         batch_size: int | None = None, options: GenerationOptions | None = None):
+    """The captioner CAPBOT_CAPTIONER chooses: in-process (`model`, or settings.model) or the deployed Modal class.
+
+    The Modal class always serves the registry's active version, so asking it for another model is refused.
+    """
+    if settings.captioner == "modal":
+        if model is not None or device is not None:
+            from capbot.errors import UserError
+
+            what = "--model" if model is not None else "--device"
+            raise UserError(f"{what} cannot be used with CAPBOT_CAPTIONER=modal: the deployed GPU class serves "
+                            "the registry's active version", reason="modal_fixed_model")
+        return modal_captioner(settings, options=options)
+    return local_captioner(settings, model, device=device, batch_size=batch_size, options=options)

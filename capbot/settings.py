@@ -27,9 +27,7 @@ class Settings(BaseSettings):
     model: str = Field(DEFAULT_MODEL, description="Hub id or local model directory used when the registry has no active version.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the local captioner runs; auto picks cuda when available.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype for inference; auto = bf16 on capable GPUs, fp32 on CPU.")
-    captioner: Literal["local", "modal"] = Field("local", description="local: in-process; modal: the deployed Modal GPU class.")
-    modal_app_name: str = Field("capbot-inference", description="Modal app holding the captioner class.")
-    modal_class_name: str = Field("ModalCaptioner", description="Name of the Modal class to call.")
+    captioner: Literal["local", "modal"] = Field("local", description="local: in-process; modal: the deployed Modal GPU class (docs/modal.md).")
     registry_poll_s: float = Field(30.0, gt=0, description="How often serving checks the registry for a newly promoted version.")
     batch_size: int = Field(8, ge=1, le=256, description="Images per forward pass in the local engine.")
 
@@ -74,6 +72,20 @@ class Settings(BaseSettings):
     retrain_feedback_fraction: float = Field(0.5, gt=0, le=1, description="Share of feedback rows in the retraining mix.")
     retrain_cider_tolerance: float = Field(0.05, ge=0, description="Largest drop of base-set CIDEr a promoted version may show, as a fraction of the active version's (0.05 = 5%).")
 
+    # --- Modal (docs/modal.md): read where `capbot modal deploy` runs; containers get the same values ---
+    modal_app_name: str = Field("capbot", min_length=1, max_length=64, description="Modal app that `capbot modal deploy` creates and the modal captioner calls.")
+    modal_volume_prefix: str = Field("capbot", min_length=1, max_length=48, description="Modal Volumes are named PREFIX-models, -datasets, -runs (checkpoints, TensorBoard) and -blobs (images).")
+    modal_secret: str = Field("capbot", min_length=1, description="Modal Secret holding CAPBOT_DATABASE_URL (PostgreSQL), the bot tokens and any other CAPBOT_* settings for the containers.")
+    modal_gpu: str = Field("L4", min_length=1, description="GPU type of the captioning class, e.g. T4, L4, A10, L40S, A100-80GB, H100.")
+    modal_train_gpu: str = Field("L40S", min_length=1, description="GPU type of training, evaluation and scheduled retraining on Modal.")
+    modal_batch_size: int = Field(32, ge=1, le=1000, description="Most images one GPU batch gathers from concurrent callers (@modal.batched).")
+    modal_batch_wait_ms: int = Field(50, ge=0, le=10_000, description="How long a GPU batch waits for more images before it runs.")
+    modal_scaledown_window_s: int = Field(300, ge=2, le=3600, description="Idle seconds before a GPU captioning container shuts down.")
+    modal_min_containers: int = Field(0, ge=0, le=100, description="GPU captioning containers kept warm even when idle (no cold starts; billed while idle).")
+    modal_web_min_containers: int = Field(0, ge=0, le=100, description="Web endpoint containers (page, API, /slack/events) kept warm; 1 answers Slack without a cold start.")
+    modal_retrain_cron: str = Field("0 3 * * 0", description="Modal Cron (UTC) of the scheduled retraining; empty = no schedule.")
+    modal_call_timeout_s: float = Field(120.0, gt=0, le=3600, description="Seconds the modal captioner waits for one caption (a cold start included) before retrying once.")
+
     # --- logging ---
     log_level: str = Field("INFO", description="Python logging level.")
     log_json: bool = Field(False, description="Log one JSON object per line instead of key=value text.")
@@ -96,6 +108,15 @@ class Settings(BaseSettings):
         if parts.scheme not in schemes or not parts.hostname:
             raise ValueError(f"must be an absolute {' or '.join(s + '://' for s in schemes)} URL, got {url!r}")
         return url
+
+    @field_validator("modal_retrain_cron")
+    @classmethod
+    def _five_cron_fields(cls, cron: str) -> str:
+        # Modal's Cron takes standard five-field crontab lines; catch a mistake before a deploy does.
+        cron = cron.strip()
+        if cron and len(cron.split()) != 5:
+            raise ValueError(f"a crontab line has 5 fields (minute hour day month weekday), got {cron!r}")
+        return cron
 
     @model_validator(mode="after")
     def _derive_paths(self) -> "Settings":

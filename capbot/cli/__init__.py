@@ -18,6 +18,7 @@ from capbot.cli import (  # noqa: E402,F401
     db_cmds,
     download_cmds,
     eval_cmds,
+    modal_cmds,
     models_cmds,
     retrain_cmds,
     run_cmds,

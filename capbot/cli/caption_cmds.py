@@ -1,4 +1,5 @@
-"""`capbot caption IMAGE...`: caption image files with the local engine, one line (or JSON object) each."""
+"""`capbot caption IMAGE...`: caption image files with the configured captioner (local engine or the Modal
+class, CAPBOT_CAPTIONER), one line (or JSON object) each."""
 
 from __future__ import annotations
 
@@ -26,14 +27,15 @@ def caption(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: CAPBOT_DEVICE)."),
 ) -> None:
     """Caption image files. Unreadable images print `error: PATH: REASON`; the rest are still captioned."""
-    from capbot.captioning import generation_options, local_captioner
+    from capbot.captioning import configured_captioner, generation_options
     from capbot.settings import get_settings
 
     settings = get_settings()
     options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
     console = Console(stderr=True)
-    with console.status(f"loading model {model or settings.model}"):
-        captioner = local_captioner(settings, model, device=device, options=options)
+    source = f"Modal app {settings.modal_app_name}" if settings.captioner == "modal" else (model or settings.model)
+    with console.status(f"loading model {source}"):
+        captioner = configured_captioner(settings, model, device=device, options=options)
     failed = _caption_files(captioner, images, options, console, as_json, settings.batch_size)
     if failed:
         raise SystemExit(1)

@@ -29,7 +29,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Score a model on a split with BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap)."""
-    from capbot.captioning import generation_options, local_captioner
+    from capbot.captioning import configured_captioner, generation_options
     from capbot.settings import get_settings
     from training.data.coco import load_split
     from training.evaluate import evaluate_model
@@ -42,7 +42,7 @@ def evaluate(
     batch = batch_size or settings.batch_size
     console = Console(stderr=True)
     with console.status("loading model"):
-        captioner = local_captioner(settings, model, batch_size=batch, options=options)
+        captioner = configured_captioner(settings, model, batch_size=batch, options=options)
     columns = (TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:

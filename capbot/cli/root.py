@@ -15,6 +15,7 @@ models_app = typer.Typer(help="Build, list, promote and roll back model versions
 data_app = typer.Typer(help="Download, generate and prepare captioning datasets.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Export user corrections for training.", no_args_is_help=True)
+modal_group = typer.Typer(help="Deploy capbot to Modal and get models onto it (docs/modal.md).", no_args_is_help=True)
 
 
 
@@ -32,3 +33,4 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(modal_group, name="modal")
