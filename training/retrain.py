@@ -156,7 +156,6 @@ class _Plan:
     """What a run trains on and is scored on (step 2's output)."""
 
     active: ModelVersionInfo | None
-    feedback_since: datetime | None
     mix: Mix
     held_out: list[FeedbackRow]
     base_eval: CocoCaptions
@@ -198,7 +197,7 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         return RetrainResult(SKIPPED, message, DataCounts(feedback_new=len(new)), active_version=active_id)
 
     # 2. Hold out part of the feedback, adopt the users' renames in the base data, mix the rest with it.
-    plan = _plan(config, active, since_train, rows, len(new))
+    plan = _plan(config, active, rows, len(new))
     if config.dry_run:
         return RetrainResult(DRY_RUN, _dry_run_message(plan, config), plan.counts, active_version=active_id,
                              renames=plan.renames)
@@ -218,8 +217,7 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         raise
 
 
-def _plan(config: RetrainConfig, active: ModelVersionInfo | None, since_train: datetime | None,
-          rows: list[FeedbackRow], n_new: int) -> _Plan:
+def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[FeedbackRow], n_new: int) -> _Plan:
     base_train, base_eval = _load_base(config)
     train_rows, held_out = split_feedback(rows, config.held_out_fraction, min_held_out=config.min_held_out)
     renames = _renames(config, train_rows, base_train)
@@ -230,7 +228,7 @@ def _plan(config: RetrainConfig, active: ModelVersionInfo | None, since_train: d
     counts = DataCounts(feedback_new=n_new, feedback=mix.counts.feedback, feedback_held_out=len(held_out),
                         feedback_in_eval_dropped=mix.counts.feedback_in_eval_dropped, base=mix.counts.base,
                         base_eval=len(base_eval), renames=len(renames))
-    return _Plan(active, since_train, mix, held_out, base_eval, counts, renames)
+    return _Plan(active, mix, held_out, base_eval, counts, renames)
 
 
 def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, trainer: Trainer,
