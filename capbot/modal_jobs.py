@@ -8,7 +8,7 @@ functions: the Modal app modules import this module where `modal deploy` runs.
 
 Library calls this glue depends on (reconcile them when their owners change them):
 `capbot.app.build_services`/`serving_model`, `capbot.captioning.local_captioner`/`modal_captioner`,
-`capbot.cli.retrain_cmds.retrain_config_from_settings`, `training.retrain.retrain`/`default_trainer`,
+`capbot.cli.retrain_cmds.retrain_config`, `training.retrain.retrain`/`default_trainer`,
 `training.train.train(TrainArgs)`, `training.evaluate.evaluate_model`, `training.data.coco_download.download_coco`,
 `training.data.redcaps.build_redcaps`, `storage.registry`, `bots.discord.run.run_discord_bot`,
 `capbot.web.create_web_app`, `bots.slack.app.create_app`/`bots.slack.http.slack_router`.
@@ -320,7 +320,7 @@ def scheduled_retrain(models_volume: Any, runs_volume: Any, blobs_volume: Any) -
     """The Modal Cron's run of `training.retrain.retrain`, with the candidate committed to the models
     volume right after training, before the registry can promote it (no container ever sees an
     active version whose files are missing)."""
-    from capbot.cli.retrain_cmds import retrain_config_from_settings
+    from capbot.cli.retrain_cmds import retrain_config
     from training.retrain import default_trainer, retrain
 
     settings = container_settings()
@@ -328,7 +328,7 @@ def scheduled_retrain(models_volume: Any, runs_volume: Any, blobs_volume: Any) -
     engine = _migrated_engine(settings)
     try:
         with committing_every(runs_volume, CHECKPOINT_COMMIT_S):
-            result = retrain(retrain_config_from_settings(settings, engine),
+            result = retrain(retrain_config(settings, engine),
                              trainer=committed_after(default_trainer, models_volume))
     finally:
         engine.dispose()

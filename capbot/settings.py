@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     retrain_min_feedback: int = Field(20, ge=1, description="Fewest new accepted corrections worth a retraining run.")
     retrain_feedback_fraction: float = Field(0.5, gt=0, le=1, description="Share of feedback rows in the retraining mix.")
     retrain_cider_tolerance: float = Field(0.05, ge=0, description="Largest drop of base-set CIDEr a promoted version may show, as a fraction of the active version's (0.05 = 5%).")
+    retrain_rename_min_users: int = Field(3, ge=1, description="Distinct users (platform + user id) whose corrections must agree before retraining renames a word in the base data (e.g. every 'circle' to 'ball').")
 
     # --- Modal (docs/modal.md): read where `capbot modal deploy` runs; containers get the same values ---
     modal_app_name: str = Field("capbot", min_length=1, max_length=64, description="Modal app that `capbot modal deploy` creates and the modal captioner calls.")

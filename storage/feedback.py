@@ -2,6 +2,8 @@
 
 Corrections by opted-out users are excluded before choosing (so another user's earlier correction of
 the same image can still be used); images whose blob is missing are skipped with a warning.
+`FeedbackRow` is the one feedback type from here to training (`storage.feedback_file` writes and reads
+it as JSONL or CSV; retraining splits, mixes and mines renames from it).
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FeedbackRow:
-    """One training example from user feedback."""
+    """One training example from user feedback: an image and the caption a user said is right for it."""
 
-    image_sha256: str
+    image_sha256: str  # content address in the blob store
     image_path: Path  # where the blob store keeps the bytes
-    caption: str  # the corrected caption
-    correction_id: int
-    created_at: datetime
+    caption: str  # the corrected caption (validated and whitespace-normalised when it was stored)
     model_caption: str = ""  # what the model had said: retraining mines systematic renames from the pair
+    platform: str = ""  # who corrected it (platform + user id): a rename needs several distinct users
+    user_id: str = ""
+    correction_id: int | None = None  # None for rows not read from the database (hand-made files, tests)
+    created_at: datetime | None = None  # when the correction was made
+
+    @property
+    def user(self) -> str:
+        """The correcting user as one key, unique across platforms ("slack:U123")."""
+        return f"{self.platform}:{self.user_id}"
 
 
 def _accepted_corrections(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
@@ -75,9 +84,11 @@ def export_feedback(
             image_sha256=correction.image_sha256,
             image_path=blobs.path(correction.image_sha256),
             caption=correction.text,
+            model_caption=model_caption,
+            platform=correction.platform,
+            user_id=correction.user_id,
             correction_id=correction.id,
             created_at=correction.created_at,
-            model_caption=model_caption,
         ))
     return rows
 

@@ -33,7 +33,7 @@ from storage.clock import as_utc, utcnow
 PLATFORMS = ("discord", "slack", "web", "cli")
 CORRECTION_STATUSES = ("accepted", "withdrawn", "overridden")
 VERSION_STATUSES = ("candidate", "active", "retired")
-RUN_STATUSES = ("running", "succeeded", "failed", "not_promoted")
+RUN_STATUSES = ("running", "promoted", "failed", "not_promoted")  # see storage.runs
 
 # Named constraints let Alembic's batch mode (SQLite table rebuilds) find and alter them later.
 NAMING_CONVENTION = {

@@ -1,7 +1,8 @@
 """Training runs: when, on what data, with what outcome.
 
-Statuses: running -> succeeded (a version was trained and promoted) | not_promoted (trained, but the
-gate kept the active version; `reason` says why) | failed (an error; `reason` says which).
+Statuses: running -> promoted (a version was trained and promoted) | not_promoted (trained, but the
+gate kept the active version; `reason` says why) | failed (an error; `reason` says which). The same
+words name the outcome in `training.retrain.RetrainResult` and `capbot retrain`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from storage.clock import utcnow
 from storage.errors import InvalidArgument
 from storage.models import TrainingRun
 
-_FINAL_STATUSES = ("succeeded", "failed", "not_promoted")
+RUNNING, PROMOTED, NOT_PROMOTED, FAILED = "running", "promoted", "not_promoted", "failed"
+FINAL_STATUSES = (PROMOTED, NOT_PROMOTED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class RunInfo:
     """A training run."""
 
     id: int
-    status: str  # running | succeeded | failed | not_promoted
+    status: str  # running | promoted | not_promoted | failed
     started_at: datetime
     finished_at: datetime | None = None
     reason: str | None = None
@@ -61,7 +63,7 @@ def start_run(
     now: datetime | None = None,
 ) -> RunInfo:
     """Record that a run started; returns it with its id."""
-    row = TrainingRun(status="running", started_at=now or utcnow(), base_version=base_version,
+    row = TrainingRun(status=RUNNING, started_at=now or utcnow(), base_version=base_version,
                       feedback_since=feedback_since, data_counts=dict(data_counts or {}), metrics={})
     session.add(row)
     session.flush()
@@ -79,9 +81,9 @@ def finish_run(
     reason: str | None = None,
     now: datetime | None = None,
 ) -> RunInfo:
-    """Record a run's outcome (succeeded / not_promoted / failed, with a reason for the latter two)."""
-    if status not in _FINAL_STATUSES:
-        raise InvalidArgument(f"a run finishes as one of {', '.join(_FINAL_STATUSES)}, not {status!r}",
+    """Record a run's outcome (promoted / not_promoted / failed, with a reason for the latter two)."""
+    if status not in FINAL_STATUSES:
+        raise InvalidArgument(f"a run finishes as one of {', '.join(FINAL_STATUSES)}, not {status!r}",
                               reason="bad_status")
     row = session.get(TrainingRun, run_id)
     if row is None:
@@ -113,13 +115,13 @@ def list_runs(session: Session, *, limit: int = 50, statuses: Sequence[str] | No
     return [_info(row) for row in session.scalars(statement)]
 
 
-def last_successful_run(session: Session) -> RunInfo | None:
-    """The newest run that succeeded (produced a promoted version); its `started_at` bounds "new feedback".
+def last_promoted_run(session: Session) -> RunInfo | None:
+    """The newest run whose version was promoted; its `started_at` bounds the feedback not yet learned.
 
     Use `started_at`, not `finished_at`: corrections that arrived while it trained were not in its data.
     """
     row = session.scalars(
-        select(TrainingRun).where(TrainingRun.status == "succeeded")
+        select(TrainingRun).where(TrainingRun.status == PROMOTED)
         .order_by(TrainingRun.started_at.desc(), TrainingRun.id.desc()).limit(1)
     ).first()
     return None if row is None else _info(row)

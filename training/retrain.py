@@ -11,14 +11,17 @@ The steps (issue 5, "Retraining"):
  5. Gate (`training.gate`), then ONE transaction: candidate metrics + gate verdict, promotion if it
     passed, and the run's outcome. A crash anywhere before that commit leaves the registry as it was.
 
-Which feedback is used: training takes every correction since the last *successful* (promoted) run, so
-feedback the active version has not learned is never dropped because an earlier candidate was refused;
-the early-stop count only looks at corrections since the last *finished* run, so a refused run is not
+Which feedback is used: training takes every correction since the last *promoted* run, so feedback the
+active version has not learned is never dropped because an earlier candidate was refused; the
+early-stop count only looks at corrections since the last *finished* run, so a refused run is not
 repeated on identical data.
 
+Outcomes have one name each, here, in the run record (`storage.runs`) and in `capbot retrain`:
+skipped | dry_run | promoted | not_promoted (failures raise after the run is recorded as failed).
+
 Training and captioning are reached through two small seams (`Trainer`, `CaptionerFactory`) whose
-defaults call `training.train.train` and `inference.captioner.LocalCaptioner`; tests pass stand-ins
-for the crash and lock cases and the real ones for the learning tests.
+defaults call `training.train.train` and `inference.captioner.LocalCaptioner` (on the configured device
+and dtype); tests pass stand-ins for the crash and lock cases and the real ones for the learning tests.
 """
 
 from __future__ import annotations
@@ -29,26 +32,31 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from sqlalchemy import Engine
 
 from capbot.errors import UserError
+from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from inference.types import Captioner
 from storage import feedback as storage_feedback
 from storage import registry, runs
 from storage.blobs import BlobStore
 from storage.clock import utcnow
 from storage.db import session_scope
+from storage.feedback import FeedbackRow
+from storage.registry import ModelVersionInfo
+from storage.runs import NOT_PROMOTED, PROMOTED
 from training.data.coco import CocoCaptions, CocoItem, load_split
-from training.data.feedback import FeedbackRow, feedback_rows, split_feedback
-from training.data.mix import build_mix, image_hashes, write_coco_split
-from training.data.renames import Rename, RenameRules, find_renames, image_frequencies, renamer
-from training.gate import GateDecision, GateScores, decide_promotion
+from training.data.feedback import split_feedback
+from training.data.mix import Mix, build_mix, image_hashes, write_coco_split
+from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, image_frequencies, renamer
+from training.gate import Comparison, GateDecision, ModelScores, Scores, decide_promotion
 from training.lock import run_lock_for
 
 log = logging.getLogger(__name__)
 
+SKIPPED, DRY_RUN = "skipped", "dry_run"
 INTERRUPTED = "interrupted: the process running it stopped before finishing (crash, kill or shutdown)"
 
 
@@ -78,7 +86,7 @@ CaptionerFactory = Callable[[str], Captioner]  # model location -> a captioner f
 
 @dataclass
 class RetrainConfig:
-    """Everything one retraining run needs; the CLI and the scheduler build it from Settings."""
+    """Everything one retraining run needs; `capbot.cli.retrain_cmds.retrain_config` builds it from Settings."""
 
     engine: Engine
     blobs: BlobStore
@@ -102,8 +110,25 @@ class RetrainConfig:
     batch_size: int = 16
     eval_batch_size: int = 16
     with_meteor: bool = True  # METEOR is reported, not gated on; off saves a JVM start (~9 s) per run
+    device: str = "auto"  # where candidate and active caption the held-out sets (as CAPBOT_DEVICE)
+    dtype: str = "auto"  # their weight dtype while scoring (as CAPBOT_DTYPE)
+    max_image_bytes: int = DEFAULT_MAX_BYTES  # the serving image limits, so both score what serving accepts
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     seed: int = 0
     dry_run: bool = False  # report what would be trained, change nothing
+
+
+@dataclass(frozen=True)
+class DataCounts:
+    """How many images a run saw, by where they came from (stored on the run, printed by the CLI)."""
+
+    feedback_new: int  # corrected images since the last finished run: decides whether to run at all
+    feedback: int = 0  # feedback images trained on
+    feedback_held_out: int = 0  # feedback images kept for scoring
+    feedback_in_eval_dropped: int = 0  # feedback images left out because the base evaluation set has them
+    base: int = 0  # base images mixed in
+    base_eval: int = 0  # held-out base images scored
+    renames: int = 0  # systematic renames applied to the base references
 
 
 @dataclass
@@ -112,18 +137,30 @@ class RetrainResult:
 
     status: str
     message: str
+    data_counts: DataCounts
     run_id: int | None = None
     candidate_version: str | None = None
     active_version: str | None = None  # the version serving when the run started
-    data_counts: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Comparison | None = None  # candidate and active on the held-out sets
     gate: GateDecision | None = None
     recovered_runs: list[int] = field(default_factory=list)  # stale runs this run marked failed
-    renames: list[dict] = field(default_factory=list)  # systematic renames applied to the base references
+    renames: list[Rename] = field(default_factory=list)  # systematic renames applied to the base references
 
     def to_dict(self) -> dict:
         """JSON-ready form (the CLI's --json)."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run trains on and is scored on (step 2's output)."""
+
+    active: ModelVersionInfo | None
+    mix: Mix
+    held_out: list[FeedbackRow]
+    base_eval: CocoCaptions
+    counts: DataCounts
+    renames: list[Rename]
 
 
 def retrain(
@@ -136,7 +173,7 @@ def retrain(
     lock = run_lock_for(config.engine, Path(config.runs_dir) / "retrain.lock")
     with lock:
         recovered = [] if config.dry_run else _recover_interrupted_runs(config.engine)
-        result = _run_locked(config, trainer or default_trainer, captioner_factory or default_captioner_factory)
+        result = _run_locked(config, trainer or default_trainer, captioner_factory or default_captioner_factory(config))
         result.recovered_runs = recovered
         return result
 
@@ -147,9 +184,8 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     with session_scope(config.engine) as session:
         active = registry.get_active(session)
         since_train, since_new = _feedback_windows(session)
-        exported = storage_feedback.export_feedback(session, config.blobs, since=since_train, until=now)
-    rows = feedback_rows(exported)
-    new = [r for r in rows if since_new is None or (r.corrected_at and r.corrected_at > since_new)]
+        rows = storage_feedback.export_feedback(session, config.blobs, since=since_train, until=now)
+    new = [r for r in rows if since_new is None or (r.created_at and r.created_at > since_new)]
     active_id = active.id if active else None
     if len(new) < config.min_feedback:
         message = (
@@ -158,9 +194,30 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
             "CAPBOT_RETRAIN_MIN_FEEDBACK to change this)"
         )
         log.info("retrain skipped", extra={"new_feedback": len(new), "min_feedback": config.min_feedback})
-        return RetrainResult("skipped", message, active_version=active_id, data_counts={"feedback_new": len(new)})
+        return RetrainResult(SKIPPED, message, DataCounts(feedback_new=len(new)), active_version=active_id)
 
     # 2. Hold out part of the feedback, adopt the users' renames in the base data, mix the rest with it.
+    plan = _plan(config, active, rows, len(new))
+    if config.dry_run:
+        return RetrainResult(DRY_RUN, _dry_run_message(plan, config), plan.counts, active_version=active_id,
+                             renames=plan.renames)
+    if plan.counts.feedback == 0 or not plan.held_out:
+        raise RetrainError(
+            f"cannot retrain on {len(rows)} corrected image(s): {plan.counts.feedback} left to train on after "
+            f"holding out {len(plan.held_out)} for scoring and dropping {plan.counts.feedback_in_eval_dropped} "
+            "that are in the evaluation set; wait for more feedback", reason="no_training_feedback")
+    with session_scope(config.engine) as session:
+        run = runs.start_run(session, base_version=active_id, feedback_since=since_train,
+                             data_counts=asdict(plan.counts), now=now)
+    log.info("retrain started", extra={"run_id": run.id, "active": active_id, **asdict(plan.counts)})
+    try:
+        return _train_evaluate_gate(config, run.id, plan, trainer, make_captioner)
+    except BaseException as exc:
+        _record_failure(config.engine, run.id, exc)
+        raise
+
+
+def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[FeedbackRow], n_new: int) -> _Plan:
     base_train, base_eval = _load_base(config)
     train_rows, held_out = split_feedback(rows, config.held_out_fraction, min_held_out=config.min_held_out)
     renames = _renames(config, train_rows, base_train)
@@ -168,34 +225,20 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     eval_hashes = image_hashes(item.path for item in base_eval.items)
     mix = build_mix(train_rows, base_train, feedback_fraction=config.feedback_fraction,
                     eval_hashes=eval_hashes, feedback_repeats=config.feedback_repeats, seed=config.seed)
-    counts = {**mix.counts, "feedback_new": len(new), "feedback_held_out": len(held_out),
-              "base_eval": len(base_eval), "renames": len(renames)}
-    rename_dicts = [r.to_dict() for r in renames]
-    if config.dry_run:
-        return RetrainResult("dry_run", _dry_run_message(counts, active_id, config, renames), active_version=active_id,
-                             data_counts=counts, renames=rename_dicts)
-    if counts["feedback"] == 0 or not held_out:
-        raise RetrainError(
-            f"cannot retrain on {len(rows)} corrected image(s): {counts['feedback']} left to train on after "
-            f"holding out {len(held_out)} for scoring and dropping {counts['feedback_in_eval_dropped']} that are "
-            "in the evaluation set; wait for more feedback", reason="no_training_feedback")
-    with session_scope(config.engine) as session:
-        run = runs.start_run(session, base_version=active_id, feedback_since=since_train, data_counts=counts, now=now)
-    log.info("retrain started", extra={"run_id": run.id, "active": active_id, **counts})
-    try:
-        return _train_evaluate_gate(config, run.id, active, mix, held_out, base_eval, counts, trainer,
-                                    make_captioner, rename_dicts)
-    except BaseException as exc:
-        _record_failure(config.engine, run.id, exc)
-        raise
+    counts = DataCounts(feedback_new=n_new, feedback=mix.counts.feedback, feedback_held_out=len(held_out),
+                        feedback_in_eval_dropped=mix.counts.feedback_in_eval_dropped, base=mix.counts.base,
+                        base_eval=len(base_eval), renames=len(renames))
+    return _Plan(active, mix, held_out, base_eval, counts, renames)
 
 
-def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, counts, trainer, make_captioner, renames):
+def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, trainer: Trainer,
+                         make_captioner: CaptionerFactory) -> RetrainResult:
     # 3. Fine-tune from the active version.
+    active = plan.active
     run_dir = Path(config.runs_dir) / f"run-{run_id}"
     data_dir = run_dir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    write_coco_split(mix.items, data_dir, "train")
+    write_coco_split(plan.mix.items, data_dir, "train")
     init_model = active.location if active else config.base_model
     job = FineTune(init_model=init_model, parent_version=active.id if active else None, data_dir=data_dir,
                    out_dir=Path(config.models_dir), work_dir=run_dir / "train", epochs=config.epochs,
@@ -208,38 +251,36 @@ def _train_evaluate_gate(config, run_id, active, mix, held_out, base_eval, count
     with session_scope(config.engine) as session:
         registry.register_version(session, version_id=candidate_id, location=str(candidate_dir),
                                   parent_id=job.parent_version, metrics={"run_id": run_id})
-    feedback_eval = _feedback_eval_set(held_out)
-    metrics = _score_both(config, make_captioner, candidate_dir, init_model, base_eval, feedback_eval)
+    scores = _score_both(config, make_captioner, str(candidate_dir), init_model, plan.base_eval,
+                         _feedback_eval_set(plan.held_out))
 
     # 5. Gate, then record everything (and promote) in one transaction.
-    decision = decide_promotion(
-        GateScores(metrics["candidate"]["feedback"]["cider"], metrics["active"]["feedback"]["cider"],
-                   metrics["candidate"]["base"]["cider"], metrics["active"]["base"]["cider"]),
-        cider_tolerance=config.cider_tolerance, min_feedback_gain=config.min_feedback_gain,
-    )
-    status = "succeeded" if decision.promote else "not_promoted"
+    decision = decide_promotion(scores, cider_tolerance=config.cider_tolerance,
+                                min_feedback_gain=config.min_feedback_gain)
+    status = PROMOTED if decision.promote else NOT_PROMOTED
     with session_scope(config.engine) as session:
-        registry.update_metrics(session, candidate_id, {**metrics["candidate"], "gate": decision.to_dict()})
+        registry.update_metrics(session, candidate_id, {**asdict(scores.candidate), "gate": decision.to_dict()})
         if decision.promote:
             if active is None:
                 _register_base_for_rollback(session, init_model)
             registry.promote(session, candidate_id)
         runs.finish_run(session, run_id, status=status, result_version=candidate_id,
-                        metrics={**metrics, "gate": decision.to_dict(), "renames": renames},
+                        metrics={**asdict(scores), "gate": decision.to_dict(),
+                                 "renames": [r.to_dict() for r in plan.renames]},
                         reason=None if decision.promote else decision.reason)
     log.info("retrain finished", extra={"run_id": run_id, "status": status, "candidate": candidate_id,
                                         "reason": decision.reason})
-    return RetrainResult("promoted" if decision.promote else "not_promoted", decision.reason, run_id=run_id,
-                         candidate_version=candidate_id, active_version=active.id if active else None,
-                         data_counts=counts, metrics=metrics, gate=decision, renames=renames)
+    return RetrainResult(status, decision.reason, plan.counts, run_id=run_id, candidate_version=candidate_id,
+                         active_version=active.id if active else None, metrics=scores, gate=decision,
+                         renames=plan.renames)
 
 
 def _recover_interrupted_runs(engine: Engine) -> list[int]:
     # We hold the run lock, so no live process owns a 'running' run: each one's process died.
     with session_scope(engine) as session:
-        stale = [r.id for r in runs.list_runs(session, limit=1000) if r.status == "running"]
+        stale = [r.id for r in runs.list_runs(session, limit=1000, statuses=(runs.RUNNING,))]
         for run_id in stale:
-            runs.finish_run(session, run_id, status="failed", reason=INTERRUPTED)
+            runs.finish_run(session, run_id, status=runs.FAILED, reason=INTERRUPTED)
     if stale:
         log.warning("marked interrupted retraining runs failed", extra={"run_ids": stale})
     return stale
@@ -249,17 +290,16 @@ def _record_failure(engine: Engine, run_id: int, exc: BaseException) -> None:
     reason = f"failed: {exc}" if isinstance(exc, Exception) else f"stopped: {type(exc).__name__}"
     try:
         with session_scope(engine) as session:
-            runs.finish_run(session, run_id, status="failed", reason=reason[:2000])
+            runs.finish_run(session, run_id, status=runs.FAILED, reason=reason[:2000])
     except Exception:  # the original error matters more; the next run marks this one failed anyway
         log.exception("could not record the failed run", extra={"run_id": run_id})
 
 
 def _feedback_windows(session) -> tuple[datetime | None, datetime | None]:
     """(train on feedback after this, count "new" feedback after this)."""
-    successful = runs.last_successful_run(session)
-    finished = [r for r in runs.list_runs(session, limit=1000) if r.status in ("succeeded", "not_promoted")]
-    last_finished = max(finished, key=lambda r: r.started_at) if finished else None
-    return (successful.started_at if successful else None, last_finished.started_at if last_finished else None)
+    promoted = runs.last_promoted_run(session)
+    finished = runs.list_runs(session, limit=1, statuses=(PROMOTED, NOT_PROMOTED))
+    return (promoted.started_at if promoted else None, finished[0].started_at if finished else None)
 
 
 def _load_base(config: RetrainConfig) -> tuple[CocoCaptions, CocoCaptions]:
@@ -283,39 +323,42 @@ def _feedback_eval_set(held_out: list[FeedbackRow]) -> CocoCaptions:
     return CocoCaptions(items, Path("<held-out feedback>"), root)
 
 
-def _score_both(config, make_captioner, candidate_dir: Path, active_location: str,
-                base_eval: CocoCaptions, feedback_eval: CocoCaptions) -> dict[str, dict]:
+def _score_both(config: RetrainConfig, make_captioner: CaptionerFactory, candidate_location: str,
+                active_location: str, base_eval: CocoCaptions, feedback_eval: CocoCaptions) -> Comparison:
     from training.evaluate import CaptionScorer
 
-    metrics: dict[str, dict] = {}
     base_references = {item.image_id: item.captions for item in base_eval.items}
+    scored: dict[str, ModelScores] = {}
     with CaptionScorer(with_meteor=config.with_meteor) as scorer:  # one METEOR JVM for all four evaluations
-        for role, location in (("candidate", str(candidate_dir)), ("active", active_location)):
+        for role, location in (("candidate", candidate_location), ("active", active_location)):
             captioner = make_captioner(location)
-            metrics[role] = {
-                "base": _scores(captioner, base_eval, config, scorer),
-                # Held-out corrections often share the very word they are about; CIDEr weighs a word
-                # shared by every reference as zero unless the base references count towards its IDF.
-                "feedback": _scores(captioner, feedback_eval, config, scorer, idf_references=base_references),
-            }
-            _close(captioner)
-    return metrics
+            try:
+                scored[role] = ModelScores(
+                    base=_scores(captioner, base_eval, config, scorer),
+                    # Held-out corrections often share the very word they are about; CIDEr weighs a word
+                    # shared by every reference as zero unless the base references count towards its IDF.
+                    feedback=_scores(captioner, feedback_eval, config, scorer, idf_references=base_references),
+                )
+            finally:
+                _close(captioner)
+    return Comparison(candidate=scored["candidate"], active=scored["active"])
 
 
-def _scores(captioner: Captioner, data: CocoCaptions, config: RetrainConfig, scorer, **kwargs) -> dict[str, float]:
+def _scores(captioner: Captioner, data: CocoCaptions, config: RetrainConfig, scorer, **kwargs) -> Scores:
     from training.evaluate import evaluate_model
 
-    return evaluate_model(captioner, data, batch_size=config.eval_batch_size, scorer=scorer, **kwargs).metrics.scores()
+    metrics = evaluate_model(captioner, data, batch_size=config.eval_batch_size, scorer=scorer, **kwargs).metrics
+    return Scores(cider=metrics.cider, bleu_4=metrics.bleu_4, rouge_l=metrics.rouge_l, meteor=metrics.meteor)
 
 
 def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: CocoCaptions) -> list[Rename]:
     if config.rename_rules is None:
         return []
-    pairs = [(row.model_caption, row.caption) for row in train_rows]
-    renames = find_renames(pairs, image_frequencies(item.captions for item in base_train.items), config.rename_rules)
+    edits = [CaptionEdit(row.model_caption, row.caption, row.user) for row in train_rows]
+    renames = find_renames(edits, image_frequencies(item.captions for item in base_train.items), config.rename_rules)
     if renames:
         log.info("feedback renames applied to the base references",
-                 extra={"renames": [f"{r.old}->{r.new} ({r.support}/{r.uses})" for r in renames]})
+                 extra={"renames": [f"{r.old}->{r.new} ({r.support}/{r.uses}, {r.users} users)" for r in renames]})
     return renames
 
 
@@ -354,14 +397,15 @@ def _when(moment: datetime | None) -> str:
     return "the beginning" if moment is None else f"the last run ({moment:%Y-%m-%d %H:%M} UTC)"
 
 
-def _dry_run_message(counts: dict[str, int], active_id: str | None, config: RetrainConfig,
-                     renames: list[Rename]) -> str:
-    adopted = ", ".join(f'"{r.old}" -> "{r.new}" ({r.support} of {r.uses} corrections)' for r in renames)
+def _dry_run_message(plan: _Plan, config: RetrainConfig) -> str:
+    counts = plan.counts
+    adopted = ", ".join(f'"{r.old}" -> "{r.new}" ({r.support} of {r.uses} corrections, {r.users} users)'
+                        for r in plan.renames)
     return (
-        f"dry run: would fine-tune {active_id or config.base_model} on {counts['feedback']} feedback + "
-        f"{counts['base']} base images ({counts['feedback_in_eval_dropped']} feedback images dropped as they are "
-        f"in the evaluation set), then score on {counts['feedback_held_out']} held-out feedback and "
-        f"{counts['base_eval']} base images" + (f"; base references renamed: {adopted}" if renames else "")
+        f"dry run: would fine-tune {plan.active.id if plan.active else config.base_model} on {counts.feedback} "
+        f"feedback + {counts.base} base images ({counts.feedback_in_eval_dropped} feedback images dropped as "
+        f"they are in the evaluation set), then score on {counts.feedback_held_out} held-out feedback and "
+        f"{counts.base_eval} base images" + (f"; base references renamed: {adopted}" if plan.renames else "")
     )
 
 
@@ -385,8 +429,12 @@ def default_trainer(job: FineTune) -> Path:
     return target
 
 
-def default_captioner_factory(location: str) -> Captioner:
-    """A local in-process captioner for a model directory or hub id."""
+def default_captioner_factory(config: RetrainConfig) -> CaptionerFactory:
+    """Local in-process captioners on the configured device and dtype, with the serving image limits."""
     from inference.captioner import LocalCaptioner
 
-    return LocalCaptioner(location)
+    def make(location: str) -> Captioner:
+        return LocalCaptioner(location, device=config.device, dtype=config.dtype, batch_size=config.eval_batch_size,
+                              max_image_bytes=config.max_image_bytes, max_image_pixels=config.max_image_pixels)
+
+    return make

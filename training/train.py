@@ -227,24 +227,27 @@ def _steps_for_epochs(n_examples: int, args: TrainArgs, info: dist_utils.DistInf
 
 
 def read_jsonl_pairs(path: str | Path) -> list[Pair]:
-    """Training rows from a JSONL file: one `{"image": path, "caption": text}` object per line.
+    """Training rows from a JSONL file: `{"image": path, "caption": text}` objects, or the records of
+    `capbot feedback export --format jsonl` (read by `storage.feedback_file`, which defines that format).
 
-    Relative image paths are resolved against the file's directory. (`capbot feedback export --format
-    jsonl` rows, with `image_path`, are accepted too.)
+    Relative image paths are resolved against the file's directory.
     """
+    from storage.feedback_file import FeedbackFileError, feedback_row, jsonl_objects
+
     file = Path(path)
     if not file.is_file():
         raise TrainingError(f"training data file not found: {file}", reason="missing_data")
     pairs = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            image, caption = row.get("image") or row["image_path"], row["caption"]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise TrainingError(f"{file}:{number}: expected {{\"image\": ..., \"caption\": ...}}: {exc}", reason="bad_data") from exc
-        pairs.append((file.parent / image, str(caption)))
+    try:
+        for where, row in jsonl_objects(file):
+            if "image" in row and "caption" in row:  # the short hand-written form
+                pairs.append((file.parent / str(row["image"]), str(row["caption"])))
+            else:
+                feedback = feedback_row(row, base_dir=file.parent, where=where)
+                pairs.append((feedback.image_path, feedback.caption))
+    except FeedbackFileError as exc:
+        raise TrainingError(f"{exc.message} (expected {{\"image\": ..., \"caption\": ...}} or a feedback export)",
+                            reason="bad_data") from exc
     _check_pairs(pairs, str(file))
     return pairs
 

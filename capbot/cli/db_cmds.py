@@ -5,10 +5,7 @@ through storage/ functions and prints the result.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +21,6 @@ from sqlalchemy.engine import make_url
 
 from capbot.cli.root import app, db_app, feedback_app, models_app
 from capbot.errors import UserError
-
-FEEDBACK_FIELDS = ("image_sha256", "image_path", "caption", "model_caption", "correction_id", "created_at")
-
 
 @dataclass(frozen=True)
 class _Store:
@@ -142,7 +136,7 @@ def _warn_if_missing(location: str) -> None:
 def export(
     out: Path = typer.Option(..., "--out", help="File to write (.jsonl or .csv)."),
     since: Optional[str] = typer.Option(None, "--since", help="Only corrections after this ISO 8601 time (UTC if no zone)."),
-    since_last_run: bool = typer.Option(False, "--since-last-run", help="Only corrections since the last successful training run started."),
+    since_last_run: bool = typer.Option(False, "--since-last-run", help="Only corrections since the last promoted training run started."),
     until: Optional[str] = typer.Option(None, "--until", help="Only corrections up to this ISO 8601 time."),
     fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
 ) -> None:
@@ -150,6 +144,7 @@ def export(
     from storage import feedback, runs
     from storage.blobs import LocalBlobStore
     from storage.db import session_scope
+    from storage.feedback_file import write_feedback_file
 
     fmt = _export_format(out, fmt)
     if since and since_last_run:
@@ -157,13 +152,12 @@ def export(
     start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
     with _open_store() as store, session_scope(store.engine) as session:
         if since_last_run:
-            last = runs.last_successful_run(session)
+            last = runs.last_promoted_run(session)
             start = last.started_at if last else None
         rows = feedback.export_feedback(session, LocalBlobStore(store.blob_dir), since=start, until=end)
-    records = [_feedback_json(row) for row in rows]
-    _write_atomically(out, records, fmt)
+    written = write_feedback_file(rows, out, fmt)
     window = f" since {start.isoformat()}" if start else ""
-    typer.echo(f"wrote {len(records)} feedback rows{window} to {out}")
+    typer.echo(f"wrote {written} feedback rows{window} to {out}")
 
 
 @app.command("forget-user")
@@ -223,27 +217,3 @@ def _version_json(v) -> dict:  # type: ignore[no-untyped-def]
     return {"id": v.id, "status": v.status, "location": v.location, "parent_id": v.parent_id,
             "metrics": v.metrics, "created_at": v.created_at.isoformat() if v.created_at else None,
             "activated_at": v.activated_at.isoformat() if v.activated_at else None}
-
-
-def _feedback_json(row) -> dict:  # type: ignore[no-untyped-def]
-    return {"image_sha256": row.image_sha256, "image_path": str(row.image_path), "caption": row.caption,
-            "model_caption": row.model_caption, "correction_id": row.correction_id, "created_at": row.created_at.isoformat()}
-
-
-def _write_atomically(out: Path, records: list[dict], fmt: str) -> None:
-    # A reader (the retraining job) never sees half an export.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            if fmt == "csv":
-                writer = csv.DictWriter(handle, fieldnames=FEEDBACK_FIELDS)
-                writer.writeheader()
-                writer.writerows(records)
-            else:
-                for record in records:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,43 +1,77 @@
 """`capbot retrain`: one retraining run from the configured database, blob store and base dataset.
 
-`retrain_from_settings` is the one place Settings become a `RetrainConfig`; the embedded schedule
-(`capbot run`) calls it too, so a scheduled run and a manual one behave the same.
+`retrain_config` is the one place Settings become a `RetrainConfig`; `retrain_from_settings` runs it, and
+the embedded schedule (`capbot run`) calls it too, so a scheduled run and a manual one behave the same.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from capbot.cli.root import app
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
-def retrain_config_from_settings(settings: Any, engine: Any, *, no_renames: bool = False, **overrides: Any):
-    """A `RetrainConfig` from Settings, with CLI overrides (None means "use the setting")."""
+    from capbot.settings import Settings
+    from training.retrain import RetrainConfig, RetrainResult
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """One run's choices from the command line; None keeps the setting or `RetrainConfig`'s default."""
+
+    min_feedback: int | None = None
+    base_data: Path | None = None
+    base_eval_split: str | None = None
+    feedback_fraction: float | None = None
+    cider_tolerance: float | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    renames: bool = True  # False: never rewrite the base references
+    dry_run: bool = False
+
+
+def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions = RetrainOptions()) -> RetrainConfig:
+    """The `RetrainConfig` for `settings` and this run's `options` (the CLI's; the schedule passes none)."""
     from storage.blobs import LocalBlobStore
+    from training.data.renames import RenameRules
     from training.retrain import RetrainConfig
 
-    values: dict[str, Any] = dict(
+    # Choices without a setting: unless given, RetrainConfig's defaults apply.
+    training_choices = {"base_eval_split": options.base_eval_split, "epochs": options.epochs,
+                        "learning_rate": options.learning_rate, "batch_size": options.batch_size}
+    return RetrainConfig(
         engine=engine,
         blobs=LocalBlobStore(settings.blob_dir or settings.data_dir / "blobs"),
         models_dir=settings.models_dir,
         runs_dir=settings.runs_dir,
         base_model=settings.model,
-        base_data=settings.retrain_base_data,
-        min_feedback=settings.retrain_min_feedback,
-        feedback_fraction=settings.retrain_feedback_fraction,
-        cider_tolerance=settings.retrain_cider_tolerance,
+        base_data=_first(options.base_data, settings.retrain_base_data),
+        min_feedback=_first(options.min_feedback, settings.retrain_min_feedback),
+        feedback_fraction=_first(options.feedback_fraction, settings.retrain_feedback_fraction),
+        cider_tolerance=_first(options.cider_tolerance, settings.retrain_cider_tolerance),
+        rename_rules=RenameRules(min_users=settings.retrain_rename_min_users) if options.renames else None,
+        device=settings.device,
+        dtype=settings.dtype,
+        max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        dry_run=options.dry_run,
+        **{name: value for name, value in training_choices.items() if value is not None},
     )
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if no_renames:
-        values["rename_rules"] = None
-    return RetrainConfig(**values)
 
 
-def retrain_from_settings(settings: Any, **overrides: Any):
+def _first(option: Any, setting: Any) -> Any:
+    return setting if option is None else option  # `or` would take a tolerance of 0.0 for "unset"
+
+
+def retrain_from_settings(settings: Settings, options: RetrainOptions = RetrainOptions()) -> RetrainResult:
     """Run `training.retrain.retrain` against the configured store; returns its `RetrainResult`."""
     from storage import db
     from training.retrain import retrain
@@ -45,7 +79,7 @@ def retrain_from_settings(settings: Any, **overrides: Any):
     engine = db.create_engine_for(settings.database_url)
     try:
         db.require_current_schema(engine)
-        return retrain(retrain_config_from_settings(settings, engine, **overrides))
+        return retrain(retrain_config(settings, engine, options))
     finally:
         engine.dispose()
 
@@ -74,36 +108,38 @@ def retrain_command(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    result = retrain_from_settings(
-        settings, min_feedback=min_feedback, base_data=base_data, base_eval_split=base_eval_split,
+    result = retrain_from_settings(settings, RetrainOptions(
+        min_feedback=min_feedback, base_data=base_data, base_eval_split=base_eval_split,
         feedback_fraction=feedback_fraction, cider_tolerance=cider_tolerance, epochs=epochs,
-        learning_rate=learning_rate, batch_size=batch_size, dry_run=dry_run or None,
-        no_renames=no_renames,
-    )
+        learning_rate=learning_rate, batch_size=batch_size, renames=not no_renames, dry_run=dry_run,
+    ))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), default=str))
         return
     _print_result(result)
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: RetrainResult) -> None:
+    from dataclasses import asdict
+
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{result.status}[/bold]: {result.message}")
+    console.print(f"[bold]{result.status}[/bold]: {escape(result.message)}")
     if result.recovered_runs:
         console.print(f"marked interrupted run(s) {', '.join(map(str, result.recovered_runs))} as failed")
-    if result.data_counts:
-        console.print("data: " + ", ".join(f"{k}={v}" for k, v in result.data_counts.items()))
+    console.print("data: " + ", ".join(f"{k}={v}" for k, v in asdict(result.data_counts).items()))
     for rename in result.renames:
-        console.print(f"renamed in base references: {rename['old']!r} -> {rename['new']!r} "
-                      f"({rename['support']} of {rename['uses']} corrections)")
+        console.print(f"renamed in base references: {rename.old!r} -> {rename.new!r} "
+                      f"({rename.support} of {rename.uses} corrections, {rename.users} users)")
     if result.metrics:
         table = Table("model", "set", "CIDEr", "BLEU-4", "METEOR", "ROUGE-L")
-        for role, sets in result.metrics.items():
-            for name, scores in sets.items():
-                table.add_row(role, name, *(f"{scores.get(k, 0.0):.3f}" for k in ("cider", "bleu_4", "meteor", "rouge_l")))
+        for role, model in (("candidate", result.metrics.candidate), ("active", result.metrics.active)):
+            for name, scores in (("base", model.base), ("feedback", model.feedback)):
+                meteor = "-" if scores.meteor is None else f"{scores.meteor:.3f}"
+                table.add_row(role, name, f"{scores.cider:.3f}", f"{scores.bleu_4:.3f}", meteor, f"{scores.rouge_l:.3f}")
         console.print(table)
     if result.candidate_version:
         console.print(f"candidate version: {result.candidate_version}")

@@ -73,7 +73,7 @@ def _seed_feedback(url, blob_dir):
         dog = make_caption(session, blobs, data=b"dog", user_id="U1")
         corrections.record_correction(session, caption_id=dog.id, user_id="U2", text="a brown dog, 'quoted'", now=T0)
         run = runs.start_run(session, now=datetime(2026, 2, 1, tzinfo=timezone.utc))
-        runs.finish_run(session, run.id, status="succeeded")
+        runs.finish_run(session, run.id, status="promoted")
         cat = make_caption(session, blobs, data=b"cat", text="a cat", user_id="U1")
         corrections.record_correction(session, caption_id=cat.id, user_id="U3", text="a tabby cat",
                                       now=datetime(2026, 3, 1, tzinfo=timezone.utc))
@@ -90,6 +90,7 @@ def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
     assert [(r["image_sha256"], r["caption"], r["model_caption"]) for r in rows] == [
         (dog.image_sha256, "a brown dog, 'quoted'", dog.text), (cat.image_sha256, "a tabby cat", "a cat")]
     assert rows[0]["image_path"] == str(blobs.path(dog.image_sha256))
+    assert [(r["platform"], r["user_id"]) for r in rows] == [("slack", "U2"), ("slack", "U3")]  # who corrected it
     assert main(["feedback", "export", "--out", str(tmp_path / "f.csv"), "--since-last-run"]) == 0
     with open(tmp_path / "f.csv", newline="") as handle:
         assert [(r["caption"], r["model_caption"]) for r in csv.DictReader(handle)] == [("a tabby cat", "a cat")]

@@ -36,6 +36,9 @@ def test_export_latest_accepted_per_image(session, blobs):
         (cat.image_sha256, "a tabby cat asleep", cat_fix.id, "a cat on a sofa"),
     ]
     assert rows[0].image_path == blobs.path(dog.image_sha256) and rows[0].image_path.read_bytes() == b"dog"
+    # Who made each correction (not who asked for the caption): retraining counts distinct users.
+    assert [(r.platform, r.user_id, r.user) for r in rows] == [("discord", "U3", "discord:U3"), ("slack", "U4", "slack:U4")]
+    assert [r.created_at for r in rows] == [T0 + timedelta(minutes=2), T0 + timedelta(minutes=4)]
     assert feedback.count_feedback(session) == 2
     since = feedback.export_feedback(session, blobs, since=T0 + timedelta(minutes=2))
     assert [r.caption for r in since] == ["a tabby cat asleep"]

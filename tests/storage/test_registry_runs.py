@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 
-from storage import registry, runs
+from storage import db, registry, runs
 from storage.db import session_scope
 from storage.errors import InvalidArgument, NothingToRollBack, VersionExists, VersionNotFound
 from storage.models import ModelVersion
@@ -88,25 +88,27 @@ def test_failed_promote_changes_nothing(engine):
         assert _statuses(session) == {"v1": "active", "v2": "candidate"}
 
 
-def test_run_lifecycle_and_last_successful(session):
-    assert runs.last_successful_run(session) is None
+def test_run_lifecycle_and_last_promoted(session):
+    assert runs.last_promoted_run(session) is None
     first = runs.start_run(session, base_version="base", data_counts={"coco": 100}, now=T0)
     assert first.status == "running"
-    runs.finish_run(session, first.id, status="succeeded", result_version="v1", metrics={"cider": 0.5},
+    runs.finish_run(session, first.id, status="promoted", result_version="v1", metrics={"cider": 0.5},
                     data_counts={"feedback": 20}, now=T0 + timedelta(hours=1))
     second = runs.start_run(session, base_version="v1", feedback_since=T0, now=T0 + timedelta(days=1))
     done = runs.finish_run(session, second.id, status="not_promoted", reason="CIDEr dropped 0.1 on the base set")
     assert (done.status, done.reason) == ("not_promoted", "CIDEr dropped 0.1 on the base set")
     third = runs.start_run(session, now=T0 + timedelta(days=2))
     runs.finish_run(session, third.id, status="failed", reason="out of memory")
-    last = runs.last_successful_run(session)
+    last = runs.last_promoted_run(session)
     assert (last.id, last.result_version, last.started_at) == (first.id, "v1", T0)
     assert last.data_counts == {"coco": 100, "feedback": 20} and last.metrics == {"cider": 0.5}
     assert [r.id for r in runs.list_runs(session)] == [third.id, second.id, first.id]
-    assert [r.id for r in runs.list_runs(session, statuses=("succeeded", "not_promoted"))] == [second.id, first.id]
+    assert [r.id for r in runs.list_runs(session, statuses=("promoted", "not_promoted"))] == [second.id, first.id]
     assert [r.id for r in runs.list_runs(session, limit=1)] == [third.id]
     with pytest.raises(InvalidArgument):
         runs.finish_run(session, first.id, status="running")
+    with pytest.raises(InvalidArgument):
+        runs.finish_run(session, first.id, status="succeeded")  # the old word for "promoted"
     with pytest.raises(InvalidArgument):
         runs.finish_run(session, 999, status="failed")
 
@@ -139,3 +141,35 @@ def test_concurrent_promotes_leave_one_active(engine):
         # Every promotion was logged, so rollback can walk back through all of them.
         active = registry.get_active(session).id
         assert registry.rollback(session).id != active
+
+
+def _run_statuses(engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(text("SELECT status FROM training_runs ORDER BY id")))
+
+
+def _insert_run(engine, status: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO training_runs (started_at, status, data_counts, metrics) "
+                                "VALUES (:at, :status, '{}', '{}')"), {"at": T0, "status": status})
+
+
+def test_migration_0002_renames_succeeded_runs_to_promoted_and_back(database_url):
+    db.upgrade(database_url, "0001")
+    engine = db.create_engine_for(database_url)
+    try:
+        for status in ("succeeded", "not_promoted", "failed", "succeeded"):
+            _insert_run(engine, status)
+        assert db.upgrade(database_url) == "0002"
+        assert _run_statuses(engine) == ["promoted", "not_promoted", "failed", "promoted"]
+        with pytest.raises(IntegrityError):
+            _insert_run(engine, "succeeded")
+        with session_scope(engine) as session:
+            assert runs.last_promoted_run(session).id == 4
+
+        assert db.downgrade(database_url, "0001") == "0001"
+        assert _run_statuses(engine) == ["succeeded", "not_promoted", "failed", "succeeded"]
+        with pytest.raises(IntegrityError):
+            _insert_run(engine, "promoted")
+    finally:
+        engine.dispose()

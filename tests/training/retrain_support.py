@@ -29,13 +29,15 @@ def open_store(url: str, root: Path):
     return db.create_engine_for(url), LocalBlobStore(root / "blobs")
 
 
-def add_feedback(engine, blobs, examples: Sequence[tuple[Path, str, str]], *, user: str = "u1",
-                 now: datetime | None = None) -> list[str]:
-    """Store each (image file, model caption, correction) as a bot would; returns the image hashes."""
+def add_feedback(engine, blobs, examples: Sequence[tuple[Path, str, str]], *,
+                 users: Sequence[str] = ("u1", "u2", "u3"), now: datetime | None = None) -> list[str]:
+    """Store each (image file, model caption, correction) as a bot would, the i-th from `users[i % len(users)]`
+    (three users by default: as many as a rename needs); returns the image hashes."""
     now = now or utcnow() - timedelta(seconds=1)  # strictly before a run started right after
     hashes = []
     with db.session_scope(engine) as session:
         for i, (path, model_caption, corrected) in enumerate(examples):
+            user = users[i % len(users)]
             data = Path(path).read_bytes()
             with Image.open(path) as img:
                 size = img.size

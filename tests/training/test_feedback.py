@@ -1,4 +1,4 @@
-"""Feedback rows: normalising the storage export, a stable held-out split, a `datasets.Dataset`."""
+"""Feedback rows in training: a stable held-out split, and a `datasets.Dataset`."""
 
 from __future__ import annotations
 
@@ -8,25 +8,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from training.data.feedback import FeedbackRow, feedback_rows, is_held_out, split_feedback, to_dataset
+from storage.feedback import FeedbackRow
+from training.data.feedback import is_held_out, split_feedback, to_dataset
 
 
 def _rows(n: int) -> list[FeedbackRow]:
     return [FeedbackRow(hashlib.sha256(str(i).encode()).hexdigest(), Path(f"/b/{i}"), f"caption {i}") for i in range(n)]
-
-
-def test_feedback_rows_accepts_objects_and_dicts_and_drops_blank_captions():
-    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
-
-    class Exported:
-        image_sha256, image_path, caption, created_at = "a" * 64, "/blobs/aa", "  a  red\nball ", when
-        model_caption = "a red  circle"
-
-    rows = feedback_rows([Exported(), {"sha256": "b" * 64, "path": "/blobs/bb", "text": "a cat"}, {"sha256": "c" * 64, "path": "/x", "text": "  "}])
-    assert rows == [
-        FeedbackRow("a" * 64, Path("/blobs/aa"), "a red ball", when, model_caption="a red circle"),
-        FeedbackRow("b" * 64, Path("/blobs/bb"), "a cat", None, model_caption=""),
-    ]
 
 
 def test_held_out_split_depends_only_on_the_image_hash():
@@ -52,12 +39,29 @@ def test_small_batches_still_hold_out_a_minimum_by_hash_order():
 def test_to_dataset_has_images_and_captions(tmp_path):
     path = tmp_path / "img"
     Image.new("RGB", (8, 6), (200, 10, 10)).save(path, format="PNG")
-    row = FeedbackRow("d" * 64, path, "a red square", datetime(2026, 5, 1, tzinfo=timezone.utc), "a red box")
+    row = FeedbackRow("d" * 64, path, "a red square", model_caption="a red box", platform="slack", user_id="U1",
+                      correction_id=7, created_at=datetime(2026, 5, 1, tzinfo=timezone.utc))
     ds = to_dataset([row])
     assert ds.num_rows == 1 and ds[0]["caption"] == "a red square" and ds[0]["image_sha256"] == "d" * 64
     assert ds[0]["image"].size == (8, 6) and ds[0]["model_caption"] == "a red box"
-    assert ds[0]["corrected_at"].startswith("2026-05-01")
+    assert ds[0]["created_at"].startswith("2026-05-01")
     ds.save_to_disk(str(tmp_path / "ds"))
     from datasets import load_from_disk
 
     assert load_from_disk(str(tmp_path / "ds"))[0]["caption"] == "a red square"
+
+
+def test_training_reads_the_feedback_export_format(tmp_path):
+    from storage.feedback_file import write_feedback_file
+    from training.train import read_jsonl_pairs
+
+    rows = []
+    for n, colour in enumerate(("red", "blue")):
+        path = tmp_path / "blobs" / f"{n}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), colour).save(path)
+        rows.append(FeedbackRow(str(n) * 64, path, f"a {colour} square", model_caption="a square",
+                                platform="slack", user_id=f"U{n}", correction_id=n,
+                                created_at=datetime(2026, 5, 1, tzinfo=timezone.utc)))
+    write_feedback_file(rows, tmp_path / "feedback.jsonl", "jsonl")
+    assert read_jsonl_pairs(tmp_path / "feedback.jsonl") == [(row.image_path, row.caption) for row in rows]

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from training.gate import GateScores, decide_promotion
+from training.gate import Comparison, ModelScores, Scores, decide_promotion
 
 
-def _scores(cand_fb=1.0, act_fb=0.5, cand_base=2.0, act_base=2.0) -> GateScores:
-    return GateScores(cand_fb, act_fb, cand_base, act_base)
+def _model(feedback_cider: float, base_cider: float) -> ModelScores:
+    # The other metrics are deliberately the opposite of CIDEr's verdict: the gate looks at CIDEr only.
+    return ModelScores(base=Scores(base_cider, bleu_4=1 - base_cider / 10, rouge_l=0.5),
+                       feedback=Scores(feedback_cider, bleu_4=1 - feedback_cider / 10, rouge_l=0.5, meteor=0.2))
+
+
+def _scores(cand_fb=1.0, act_fb=0.5, cand_base=2.0, act_base=2.0) -> Comparison:
+    return Comparison(candidate=_model(cand_fb, cand_base), active=_model(act_fb, act_base))
 
 
 def test_better_feedback_and_steady_base_is_promoted():
     decision = decide_promotion(_scores(), cider_tolerance=0.05)
-    assert decision.promote and decision.reason.startswith("promoted")
+    assert decision.promote
+    # The CLI prints "<status>: <reason>", so the reason says why, without repeating the outcome.
+    assert decision.reason == ("better on held-out feedback (held-out feedback CIDEr 0.500 -> 1.000) and "
+                               "base CIDEr 2.000 -> 2.000 (allowed drop 0.100)")
     assert decision.max_base_drop == pytest.approx(0.1)
 
 

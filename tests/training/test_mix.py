@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from storage.feedback import FeedbackRow
 from training.data.coco import load_split
-from training.data.feedback import FeedbackRow
-from training.data.mix import base_count_for, build_mix, file_sha256, image_hashes, write_coco_split
+from training.data.mix import MixCounts, base_count_for, build_mix, file_sha256, image_hashes, write_coco_split
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_mix_drops_feedback_images_that_are_in_an_eval_set_and_round_trips(synth
 
     mix = build_mix(from_val + fresh, base, feedback_fraction=0.5, eval_hashes=eval_hashes, seed=1)
 
-    assert mix.counts == {"feedback": 8, "base": 8, "feedback_in_eval_dropped": 3}
+    assert mix.counts == MixCounts(feedback=8, base=8, feedback_in_eval_dropped=3)
     feedback_paths = {i.image_path for i in mix.items if i.source == "feedback"}
     assert feedback_paths == {r.image_path for r in fresh}
     base_paths = [i.image_path for i in mix.items if i.source == "base"]
@@ -67,7 +67,7 @@ def test_mix_without_base_is_feedback_only(tmp_path, synthetic_dataset):
     test = load_split(synthetic_dataset.out_dir, "test")
     rows = [_blob_copy(item.path, tmp_path / "blobs") for item in test.items[:4]]
     mix = build_mix(rows, None, feedback_fraction=0.5)
-    assert mix.counts["feedback"] == 4 and mix.counts["base"] == 0
+    assert mix.counts.feedback == 4 and mix.counts.base == 0
     assert {i.source for i in mix.items} == {"feedback"}
 
 
@@ -79,6 +79,24 @@ def test_feedback_repeats_keep_the_fraction_with_more_base_images(tmp_path, synt
     sources = [i.source for i in mix.items]
     assert sources.count("feedback") == 15 and sources.count("base") == 15
     assert len({i.image_path for i in mix.items if i.source == "base"}) == 15
-    assert mix.counts["feedback"] == 5 and mix.counts["base"] == 15
+    assert mix.counts.feedback == 5 and mix.counts.base == 15
     with pytest.raises(ValueError):
         build_mix(rows, base, feedback_fraction=0.5, feedback_repeats=0)
+
+
+def test_a_base_set_too_small_for_the_fraction_is_logged(tmp_path, synthetic_dataset, caplog):
+    base = load_split(synthetic_dataset.out_dir, "train")  # 40 images
+    test = load_split(synthetic_dataset.out_dir, "test")
+    rows = [_blob_copy(item.path, tmp_path / "blobs") for item in test.items[:10]]
+
+    def warnings():
+        return [r for r in caplog.records if r.name == "training.data.mix" and r.levelname == "WARNING"]
+
+    build_mix(rows, base, feedback_fraction=0.25)  # 30 base images wanted, 40 there
+    assert warnings() == []
+    mix = build_mix(rows, base, feedback_fraction=0.2)  # 40 wanted: just enough
+    assert warnings() == [] and mix.counts.base == 40
+    mix = build_mix(rows, base, feedback_fraction=0.1)  # 90 wanted, 40 there: feedback is 20% of the mix
+    (record,) = warnings()
+    assert record.getMessage() == "base set too small for the requested feedback fraction"
+    assert record.feedback_share == 0.2 and mix.counts.base == 40

@@ -6,10 +6,12 @@ orchestration and its records; test_retrain_learning.py runs the real training a
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ import pytest
 
 from storage import db, registry, runs
 from training.data.coco import load_split
+from training.data.renames import RenameRules
 from training.lock import RetrainLocked, run_lock_for
 from training.retrain import INTERRUPTED, RetrainError, retrain
 
@@ -99,8 +102,8 @@ def test_dry_run_reports_the_mix_and_changes_nothing(store, tmp_path, tiny_model
     result = retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True),
                      trainer=copying_trainer(calls))
     assert result.status == "dry_run" and calls == []
-    assert result.data_counts["feedback"] + result.data_counts["feedback_held_out"] == 12
-    assert result.data_counts["feedback_held_out"] >= 4 and result.data_counts["base"] == result.data_counts["feedback"]
+    assert result.data_counts.feedback + result.data_counts.feedback_held_out == 12
+    assert result.data_counts.feedback_held_out >= 4 and result.data_counts.base == result.data_counts.feedback
     with db.session_scope(engine) as session:
         assert runs.list_runs(session) == []
 
@@ -115,20 +118,23 @@ def test_gate_promotes_a_better_candidate_and_records_it(tmp_path, tiny_model_di
     assert result.status == "promoted", result.message
     assert calls[0].init_model == str(tiny_model_dir) and calls[0].parent_version is None
     mix = load_split(calls[0].data_dir, "train")
-    assert len(mix) == result.data_counts["feedback"] + result.data_counts["base"]
+    assert len(mix) == result.data_counts.feedback + result.data_counts.base
     with db.session_scope(engine) as session:
         active = registry.get_active(session)
         run = runs.get_run(session, result.run_id)
     assert active.id == result.candidate_version and active.metrics["gate"]["promote"] is True
-    assert run.status == "succeeded" and run.result_version == active.id and run.reason is None
+    assert run.status == "promoted" and run.result_version == active.id and run.reason is None
     assert run.metrics["candidate"]["feedback"]["cider"] > run.metrics["active"]["feedback"]["cider"]
+    assert result.metrics.candidate.feedback.cider == run.metrics["candidate"]["feedback"]["cider"]
+    assert result.message.startswith("better on held-out feedback") and run.metrics["gate"]["reason"] == result.message
+    assert run.data_counts == asdict(result.data_counts) and run.data_counts["feedback"] == result.data_counts.feedback
 
-    assert "meteor" not in run.metrics["candidate"]["base"]  # not requested: no JVM start
+    assert run.metrics["candidate"]["base"]["meteor"] is None  # not requested: no JVM start
 
     # Next time: too little new feedback (the same corrections are not new), then fine-tune from the new active.
     assert retrain(config, trainer=copying_trainer()).status == "skipped"
     # Dated just after the promoted run started, so they count as new however fast that run was.
-    add_feedback(engine, blobs, feedback_images, user="u2", now=run.started_at + timedelta(milliseconds=1))
+    add_feedback(engine, blobs, feedback_images, users=("u4",), now=run.started_at + timedelta(milliseconds=1))
     with pytest.raises(_Stop):
         retrain(config, trainer=_stopping_trainer(calls))
     assert calls[-1].init_model == active.location and calls[-1].parent_version == active.id
@@ -200,7 +206,7 @@ def test_crash_after_the_candidate_is_registered_leaves_nothing_promoted(tmp_pat
     result = retrain(config, trainer=copying_trainer(),
                      captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
     assert result.status == "promoted"
-    assert result.data_counts["feedback"] + result.data_counts["feedback_held_out"] == 12
+    assert result.data_counts.feedback + result.data_counts.feedback_held_out == 12
 
 
 _DIES_MID_RUN = textwrap.dedent(
@@ -265,37 +271,69 @@ def _renaming_feedback(synthetic_dataset):
             for i, item in enumerate(test.items)]
 
 
+def _mix_by_source(data_dir, synthetic_dataset, feedback):
+    """The training mix a run wrote, as (captions in the mix, the original captions) for its base images
+    and (captions in the mix, the correction) for its feedback images, matched by image content."""
+    originals = {_sha(item.path): item.captions for item in load_split(synthetic_dataset.out_dir, "train").items}
+    corrections = {_sha(path): (fixed,) for path, _, fixed in feedback}
+    base, from_feedback = [], []
+    for item in load_split(data_dir, "train").items:
+        sha = _sha(item.path)
+        if sha in corrections:
+            from_feedback.append((item.captions, corrections[sha]))
+        else:
+            base.append((item.captions, originals[sha]))
+    return base, from_feedback
+
+
 def test_a_systematic_rename_in_feedback_is_applied_to_the_base_references(tmp_path, tiny_model_dir, synthetic_dataset):
     engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
     feedback = _renaming_feedback(synthetic_dataset)
-    add_feedback(engine, blobs, feedback)
+    add_feedback(engine, blobs, feedback)  # from three users
     config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
     dry = retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True))
-    n_train = dry.data_counts["feedback"]
-    assert dry.renames == [{"old": "circle", "new": "ball", "support": n_train, "uses": n_train}]
-    assert f'base references renamed: "circle" -> "ball" ({n_train} of {n_train} corrections)' in dry.message
+    n_train = dry.data_counts.feedback
+    assert [r.to_dict() for r in dry.renames] == [
+        {"old": "circle", "new": "ball", "support": n_train, "uses": n_train, "users": 3}]
+    assert (f'base references renamed: "circle" -> "ball" ({n_train} of {n_train} corrections, 3 users)'
+            in dry.message)
 
     calls = []
     result = retrain(config, trainer=copying_trainer(calls),
                      captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback))
-    mix = load_split(calls[0].data_dir, "train")
-    base_texts = [c for item in mix.items for c in item.captions if not c.startswith("a red ball ")]
-    assert base_texts and not any("circle " in c or c.endswith("circle") for c in base_texts)
-    assert any(" ball" in c for c in base_texts)  # base images of circles now teach the users' word
+    base, from_feedback = _mix_by_source(calls[0].data_dir, synthetic_dataset, feedback)
+    # Every base reference is rewritten exactly: the singular word only (users never renamed "circles"),
+    # whole words only, everything else as it was; the users' corrections are trained on as they wrote them.
+    assert len(base) == result.data_counts.base and len(from_feedback) == n_train
+    assert all(mixed == tuple(re.sub(r"\bcircle\b", "ball", c) for c in original) for mixed, original in base)
+    assert any(mixed != original for mixed, original in base)  # some base images are circles
+    assert all(mixed == fixed for mixed, fixed in from_feedback)
     with db.session_scope(engine) as session:
         run = runs.get_run(session, result.run_id)
-    assert run.metrics["renames"] == dry.renames and result.data_counts["renames"] == 1
+    assert run.metrics["renames"] == [r.to_dict() for r in dry.renames] and result.data_counts.renames == 1
+
+
+def test_a_rename_needs_as_many_distinct_users_as_configured(tmp_path, tiny_model_dir, synthetic_dataset):
+    engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    add_feedback(engine, blobs, _renaming_feedback(synthetic_dataset), users=("u1", "u2"))
+    two_users = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True)
+    assert retrain(two_users).renames == []  # the default needs 3
+    two_enough = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True,
+                            rename_rules=RenameRules(min_users=2))
+    assert [(r.old, r.new, r.users) for r in retrain(two_enough).renames] == [("circle", "ball", 2)]
 
 
 def test_renames_can_be_switched_off(tmp_path, tiny_model_dir, synthetic_dataset):
     engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
-    add_feedback(engine, blobs, _renaming_feedback(synthetic_dataset))
+    feedback = _renaming_feedback(synthetic_dataset)
+    add_feedback(engine, blobs, feedback)
     calls = []
     with pytest.raises(_Stop):
         retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, rename_rules=None),
                 trainer=_stopping_trainer(calls))
-    mix = load_split(calls[0].data_dir, "train")
-    assert any("circle" in c for item in mix.items for c in item.captions)
+    base, _ = _mix_by_source(calls[0].data_dir, synthetic_dataset, feedback)
+    assert base and all(mixed == original for mixed, original in base)
+    assert any("circle" in c for mixed, _ in base for c in mixed)  # what the rename would have changed
 
 
 def test_the_first_promotion_keeps_the_base_model_to_roll_back_to(tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):

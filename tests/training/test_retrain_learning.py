@@ -3,10 +3,15 @@ type random words and the gate keeps the candidate out. Real storage, training, 
 
 Starts from the session's `trained_tiny_model` (the tiny preset trained on synthetic shapes), registered
 and promoted as the active version, as an operator would after `capbot train`.
+
+Each test runs once per seed in CAPBOT_TEST_RETRAIN_SEEDS (default "0"; e.g. "0,1,2" checks that the
+assertions hold across seeds while the session fixture is trained only once). The seed drives the base
+subset, the fine-tune and the random words; a seed gives the same run each time on one machine.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
 
@@ -26,6 +31,8 @@ from tests.training.retrain_support import add_feedback, config_for, open_store
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.usefixtures("one_torch_thread")]
 
 N_FEEDBACK = 40  # "a few dozen" corrected images
+USERS = tuple(f"user{n}" for n in range(6))  # corrections come from several people, as a rename needs
+SEEDS = [int(seed) for seed in os.environ.get("CAPBOT_TEST_RETRAIN_SEEDS", "0").split(",")]
 NONSENSE = [f"{a}{b}" for a in ("zor", "plim", "vask", "quen", "drub", "fep") for b in ("ax", "ilo", "unt", "ek")]
 
 
@@ -74,7 +81,7 @@ def _random_words(seed: int):
     return lambda item: " ".join(rng.sample(NONSENSE, 5))
 
 
-def _config(engine, blobs, tmp_path, model_dir, base_data):
+def _config(engine, blobs, tmp_path, model_dir, base_data, seed):
     # The tiny model already tells the shapes apart: only the words change, so the encoder stays frozen.
     # Feedback is 10% of the mix (each image listed 4 times, 9 base images for each): many distinct base
     # images keep the other shapes where they were. The rename itself reaches the base references through
@@ -82,7 +89,7 @@ def _config(engine, blobs, tmp_path, model_dir, base_data):
     return config_for(engine, blobs, tmp_path, model_dir, base_data, min_feedback=20, held_out_fraction=0.25,
                       min_held_out=8, feedback_fraction=0.1, feedback_repeats=4, freeze_encoder=True, epochs=6,
                       learning_rate=5e-4, batch_size=16, cider_tolerance=0.05, min_feedback_gain=0.1,
-                      base_eval_limit=60)
+                      base_eval_limit=60, seed=seed)
 
 
 def _accuracy(model_location, dataset_dir, aliases=None):
@@ -97,37 +104,46 @@ def _others(accuracy_by_shape: dict) -> float:
     return sum(v["both"] * v["n"] for v in rows) / sum(v["n"] for v in rows)
 
 
-def test_a_renamed_concept_is_learned_and_promoted(tmp_path, trained_tiny_model, fresh_scenes):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_renamed_concept_is_learned_and_promoted(tmp_path, trained_tiny_model, fresh_scenes, seed):
     model_dir, base_data = trained_tiny_model.model_dir, trained_tiny_model.data_dir
     engine, blobs = _active_store(tmp_path, model_dir)
     add_feedback(engine, blobs, _feedback(fresh_scenes, model_dir, lambda scene: scene.main.shape == "circle",
-                                          lambda item: _rename(item.captions[0])))
+                                          lambda item: _rename(item.captions[0])), users=USERS)
 
-    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data))
-    print(result.message, result.data_counts, result.renames)
+    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data, seed))
+    print(f"seed {seed}:", result.status, result.message, result.data_counts, result.renames)
 
     assert result.status == "promoted", result.message
-    assert {(r["old"], r["new"]) for r in result.renames} == {("circle", "ball"), ("circles", "balls")}
+    assert {(r.old, r.new) for r in result.renames} == {("circle", "ball"), ("circles", "balls")}
     with db.session_scope(engine) as session:
         active = registry.get_active(session)
     assert active.id == result.candidate_version and active.parent_id == load_metadata(model_dir).version
     before, _ = _accuracy(model_dir, fresh_scenes)
     after, said = _accuracy(active.location, fresh_scenes, aliases={"circle": "ball"})
-    print("circle->ball", after["by_shape"]["circle"], "others before/after", _others(before["by_shape"]), _others(after["by_shape"]))
-    assert after["by_shape"]["circle"]["shape"] >= 0.8, said
+    recognised, renamed = before["by_shape"]["circle"]["shape"], after["by_shape"]["circle"]["shape"]
+    print(f"seed {seed}: circles called circle before {recognised:.3f}, ball after {renamed:.3f}; "
+          f"others before/after {_others(before['by_shape']):.3f} {_others(after['by_shape']):.3f}")
+    # With the encoder frozen, the new word can only reach the circles the model recognises: the promoted
+    # version says "ball" about as often as the active one said "circle" (seeds 0-5: 80-86% against 84.5%,
+    # the misses being circles it took for other shapes before too).
+    assert renamed >= recognised - 0.1, said
     assert _others(after["by_shape"]) >= _others(before["by_shape"]) - 0.05
 
 
-def test_random_word_feedback_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained_tiny_model, fresh_scenes):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_word_feedback_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained_tiny_model, fresh_scenes,
+                                                                         seed):
     model_dir, base_data = trained_tiny_model.model_dir, trained_tiny_model.data_dir
     engine, blobs = _active_store(tmp_path, model_dir)
-    add_feedback(engine, blobs, _feedback(fresh_scenes, model_dir, lambda scene: True, _random_words(5)))
+    add_feedback(engine, blobs, _feedback(fresh_scenes, model_dir, lambda scene: True, _random_words(5 + seed)),
+                 users=USERS)
 
-    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data))
-    print(result.message)
+    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data, seed))
+    print(f"seed {seed}:", result.status, result.message, result.data_counts, result.renames)
 
     assert result.status == "not_promoted", result.message
-    assert result.renames == []  # random words are no systematic rename
+    assert result.renames == []  # random words are no systematic rename, however many users type them
     with db.session_scope(engine) as session:
         assert registry.get_active(session).location == str(model_dir)
         candidate = registry.get_version(session, result.candidate_version)

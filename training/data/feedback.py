@@ -1,64 +1,17 @@
-"""User feedback as training data: the storage layer's export turned into rows, splits and a `datasets.Dataset`.
+"""User feedback as training data: the storage layer's rows split into train / held-out, or as a `datasets.Dataset`.
 
-The storage layer exports accepted corrections (latest per image, opted-out users excluded) as image
-path + caption rows. Here they become `FeedbackRow`s, are split into train / held-out by a stable hash of
-the image's content (an image held out once stays held out in every later run, so the held-out feedback
+The storage layer exports accepted corrections (latest per image, opted-out users excluded) as
+`storage.feedback.FeedbackRow`s. Here they are split into train / held-out by a stable hash of the
+image's content (an image held out once stays held out in every later run, so the held-out feedback
 score never measures memorised training data), and can be saved as a Hugging Face dataset.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
-
-@dataclass(frozen=True)
-class FeedbackRow:
-    """One image and the caption a user said is right for it."""
-
-    image_sha256: str  # content address in the blob store
-    image_path: Path
-    caption: str
-    corrected_at: datetime | None = None
-    model_caption: str = ""  # what the model had said (empty when the export did not say)
-
-
-def _field(row: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(row, dict) and name in row:
-            return row[name]
-        if hasattr(row, name):
-            return getattr(row, name)
-    raise KeyError(f"feedback export row has none of {names}")
-
-
-def feedback_rows(exported: Iterable[Any]) -> list[FeedbackRow]:
-    """Normalise the storage export (objects or dicts) into `FeedbackRow`s, dropping blank captions."""
-    rows = []
-    for row in exported:
-        caption = " ".join(str(_field(row, "caption", "text")).split())
-        if not caption:
-            continue
-        rows.append(
-            FeedbackRow(
-                image_sha256=str(_field(row, "image_sha256", "sha256")),
-                image_path=Path(_field(row, "image_path", "path")),
-                caption=caption,
-                corrected_at=_optional(row, "corrected_at", "created_at"),
-                model_caption=" ".join(str(_optional(row, "model_caption") or "").split()),
-            )
-        )
-    return rows
-
-
-def _optional(row: Any, *names: str) -> Any:
-    try:
-        return _field(row, *names)
-    except KeyError:
-        return None
+from storage.feedback import FeedbackRow
 
 
 def _bucket(image_sha256: str) -> float:
@@ -91,11 +44,11 @@ def split_feedback(
 
 def to_dataset(rows: Sequence[FeedbackRow]):
     """The rows as a `datasets.Dataset`: `image` (decoded lazily), `caption`, `model_caption`, `image_sha256`,
-    `corrected_at`."""
+    `created_at` (ISO 8601, empty when unknown)."""
     from datasets import Dataset, Features, Image, Value
 
     features = Features(
-        {"image": Image(), "caption": Value("string"), "model_caption": Value("string"), "image_sha256": Value("string"), "corrected_at": Value("string")}
+        {"image": Image(), "caption": Value("string"), "model_caption": Value("string"), "image_sha256": Value("string"), "created_at": Value("string")}
     )
     return Dataset.from_dict(
         {
@@ -103,7 +56,7 @@ def to_dataset(rows: Sequence[FeedbackRow]):
             "caption": [r.caption for r in rows],
             "model_caption": [r.model_caption for r in rows],
             "image_sha256": [r.image_sha256 for r in rows],
-            "corrected_at": [r.corrected_at.isoformat() if r.corrected_at else "" for r in rows],
+            "created_at": [r.created_at.isoformat() if r.created_at else "" for r in rows],
         },
         features=features,
     )

@@ -18,12 +18,12 @@ import logging
 import os
 import random
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from storage.feedback import FeedbackRow
 from training.data.coco import CocoCaptions
-from training.data.feedback import FeedbackRow
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,21 @@ class MixItem:
     source: str  # "feedback" or "base"
 
 
+@dataclass(frozen=True)
+class MixCounts:
+    """How many images of each kind went into a mix, or were dropped from it."""
+
+    feedback: int  # distinct feedback images (each listed `feedback_repeats` times)
+    base: int  # base images drawn
+    feedback_in_eval_dropped: int  # feedback images left out because an evaluation set has them
+
+
 @dataclass
 class Mix:
     """The mixed training items and how many of each kind went in or were dropped."""
 
     items: list[MixItem]
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: MixCounts
 
 
 def file_sha256(path: str | Path) -> str:
@@ -87,13 +96,15 @@ def build_mix(
     items = [MixItem(row.image_path, (row.caption,), "feedback") for row in kept for _ in range(feedback_repeats)]
     base_items = list(base.items) if base is not None else []
     n_base = base_count_for(len(items), feedback_fraction, len(base_items)) if kept else 0
+    feedback_share = len(items) / (len(items) + n_base) if items else 0.0
     for item in random.Random(seed).sample(base_items, n_base):
         items.append(MixItem(item.path, item.captions, "base"))
     random.Random(seed + 1).shuffle(items)
-    counts = {"feedback": len(kept), "base": n_base, "feedback_in_eval_dropped": len(feedback) - len(kept)}
-    if n_base and len(items) / (len(items) + n_base) > feedback_fraction + 0.01:
-        log.warning("base set too small for the requested feedback fraction", extra=counts)
-    log.info("built retraining mix", extra=counts)
+    counts = MixCounts(feedback=len(kept), base=n_base, feedback_in_eval_dropped=len(feedback) - len(kept))
+    if base is not None and feedback_share > feedback_fraction + 0.01:
+        log.warning("base set too small for the requested feedback fraction",
+                    extra={**asdict(counts), "feedback_share": round(feedback_share, 3)})
+    log.info("built retraining mix", extra=asdict(counts))
     return Mix(items, counts)
 
 
