@@ -2,6 +2,10 @@
 
 Corrections by opted-out users are excluded before choosing (so another user's earlier correction of
 the same image can still be used); images whose blob is missing are skipped with a warning.
+
+Each row says how many distinct users (platform + user id) stand behind the image's feedback. A user is
+who the platform says: a Slack or Discord account, an API key, or, for anonymous web callers, one client
+address, so one address correcting an image many times (new uploads, no cookies) counts once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class FeedbackRow:
     correction_id: int
     created_at: datetime
     model_caption: str = ""  # what the model had said: retraining mines systematic renames from the pair
+    users: int = 1  # distinct users with an accepted correction of this image in the export's window
 
 
 def _accepted_corrections(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
@@ -53,12 +58,25 @@ def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:
             order_by=(candidates.c.created_at.desc(), candidates.c.id.desc()),
         ).label("rank"),
     ).subquery()
+    users = _users_per_image(since, until)
     return (
-        select(Correction, Caption.text)
+        select(Correction, Caption.text, users.c.users)
         .join(ranked, ranked.c.id == Correction.id)
         .join(Caption, Caption.id == Correction.caption_id)
+        .join(users, users.c.image_sha256 == Correction.image_sha256)
         .where(ranked.c.rank == 1)
         .order_by(Correction.created_at, Correction.id)
+    )
+
+
+def _users_per_image(since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
+    """image_sha256 -> how many distinct (platform, user) pairs have an exportable correction of it."""
+    candidates = _accepted_corrections(since, until).subquery()
+    pairs = select(candidates.c.image_sha256, candidates.c.platform, candidates.c.user_id).distinct().subquery()
+    return (
+        select(pairs.c.image_sha256, func.count().label("users"))
+        .group_by(pairs.c.image_sha256)
+        .subquery()
     )
 
 
@@ -67,7 +85,7 @@ def export_feedback(
 ) -> list[FeedbackRow]:
     """Accepted corrections created after `since` (and up to `until`), one per image, oldest first."""
     rows: list[FeedbackRow] = []
-    for correction, model_caption in session.execute(_latest_per_image(since, until)):
+    for correction, model_caption, users in session.execute(_latest_per_image(since, until)):
         if not blobs.exists(correction.image_sha256):
             log.warning("feedback image blob missing; skipped", extra={"image_sha256": correction.image_sha256})
             continue
@@ -78,6 +96,7 @@ def export_feedback(
             correction_id=correction.id,
             created_at=correction.created_at,
             model_caption=model_caption,
+            users=users,
         ))
     return rows
 
