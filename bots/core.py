@@ -16,6 +16,7 @@ import logging
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Callable, Mapping, Protocol, Union
 
@@ -96,7 +97,7 @@ class CaptionInfo:
     user: str | None
     confidence: float | None = None
     alternatives: tuple[str, ...] = ()
-    created_at: object = None  # a timezone-aware datetime from storage
+    created_at: datetime | None = None
 
 
 class CoreObserver(Protocol):
@@ -188,7 +189,6 @@ class BotCore:
         self.correction_rate_limit_per_minute = correction_rate_limit_per_minute
         self.low_confidence = low_confidence
         self.observer: CoreObserver = observer or _NoObserver()
-        self._clock = clock or time.monotonic
         self._limiter = RateLimiter(rate_limit_per_minute, 60.0, clock=clock)
         self._correction_limiter = RateLimiter(correction_rate_limit_per_minute, 60.0, clock=clock)
         self._queue = WorkQueue(workers=workers, maxsize=queue_size)

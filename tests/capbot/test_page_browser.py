@@ -178,6 +178,24 @@ def test_paste_a_private_url_and_see_it_refused(page):
     assert all("Chrome" in r.headers.get("user-agent", "") for r in images.state.requests), images.state.requests
 
 
+def test_paste_an_image(page):
+    with page.expect_response(lambda r: "/v1/captions" in r.url) as answer:
+        page.evaluate("""async () => {
+            const canvas = document.createElement("canvas");
+            canvas.width = 64; canvas.height = 48;
+            const draw = canvas.getContext("2d");
+            draw.fillStyle = "#2050d0"; draw.fillRect(0, 0, 64, 48);
+            draw.fillStyle = "#f0c020"; draw.beginPath(); draw.arc(32, 24, 14, 0, 2 * Math.PI); draw.fill();
+            const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([blob], "screenshot.png", { type: "image/png" }));
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+        }""")
+    assert answer.value.status == 201
+    page.wait_for_selector("#result", state="visible")
+    assert page.get_attribute("#preview", "alt") == answer.value.json()["text"]
+
+
 def test_keyboard_only(page, server, photo_path):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "file"  # the first stop: choosing an image
