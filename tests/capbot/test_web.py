@@ -4,6 +4,7 @@ storage and tiny model."""
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from functools import partial
 
@@ -17,8 +18,14 @@ from storage import captions, corrections, db, feedback, registry
 from tests.fakes.http_images import ImageServer
 
 
-def make_client(services, *, address: str = "198.51.100.7", **config) -> TestClient:
+_ADDRESSES = (f"172.16.{n // 200}.{n % 200 + 1}" for n in itertools.count())
+
+
+def make_client(services, *, address: str | None = None, **config) -> TestClient:
+    """A TestClient of the web app over `services`, calling from `address` (a new one by default: the module's
+    tests share one server, and each caller has its own rate limits)."""
     settings = services.settings
+    address = address or next(_ADDRESSES)
     web_config = WebConfig(max_image_bytes=config.pop("max_image_bytes", settings.max_image_bytes),
                            max_beams=settings.api_max_beams, max_new_tokens=settings.api_max_new_tokens, **config)
     app = create_web_app(services.core, web_config, engine=services.engine, metrics=services.metrics,
@@ -37,8 +44,20 @@ def build(tmp_path, tiny_model_dir, **overrides):
     return build_services(settings)
 
 
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, tiny_model_dir):
+    """One server for the module's tests (each calls from its own address)."""
+    root = tmp_path_factory.mktemp("web")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # no developer .env
+        built = build(root, tiny_model_dir)
+        yield built
+        built.close()
+
+
 @pytest.fixture
-def services(tmp_path, tiny_model_dir, monkeypatch):
+def fresh_services(tmp_path, tiny_model_dir, monkeypatch):
+    """A server of its own, for tests that count everything in the database or the metrics."""
     monkeypatch.chdir(tmp_path)
     built = build(tmp_path, tiny_model_dir)
     yield built
@@ -102,11 +121,15 @@ def test_url_is_fetched_by_the_safe_fetcher(client, services, photo_bytes):
         assert error_of(refused)[:2] == (422, "private_address")
         assert "127.0.0.1" in error_of(refused)[2]
         # The same request where the fetcher's policy allows this test's private image server:
+        production = services.core.fetch_url
         services.core.fetch_url = partial(fetch_image_bytes, max_bytes=10_000_000, timeout_s=5,
                                           policy=AddressPolicy(allow_private=True))
-        accepted = client.post("/v1/captions", json={"url": server.url("/image.png")})
+        try:
+            accepted = client.post("/v1/captions", json={"url": server.url("/image.png")})
+            html = client.post("/v1/captions", json={"url": server.url("/page.html")})
+        finally:
+            services.core.fetch_url = production
         assert accepted.status_code == 201, accepted.text
-        html = client.post("/v1/captions", json={"url": server.url("/page.html")})
         assert error_of(html)[:2] == (422, "not_image")
 
 
@@ -146,7 +169,8 @@ def test_truncated_image_is_refused_with_its_reason(client, photo_bytes):
     assert (status, code) == (422, "truncated")
 
 
-def test_sizes_are_capped_while_reading(services, photo_bytes):
+def test_sizes_are_capped_while_reading(fresh_services, photo_bytes):
+    services = fresh_services
     with make_client(services, max_image_bytes=1000) as small:
         status, code, message = error_of(upload(small, photo_bytes))
         assert (status, code) == (413, "too_large") and "1,000 bytes" in message
@@ -203,8 +227,9 @@ def test_correction_accepted_then_refused_with_reason(client, services, photo_by
     assert texts == ["a cat looking at the camera"]
 
 
-def test_one_address_is_one_user_per_image_in_the_feedback_export(services, photo_bytes):
+def test_one_address_is_one_user_per_image_in_the_feedback_export(fresh_services, photo_bytes):
     """Re-uploading and correcting again, with or without cookies, leaves one correction per image and address."""
+    services = fresh_services
     with make_client(services) as one:
         ids = [upload(one, photo_bytes).json()["id"] for _ in range(3)]
         for n, caption_id in enumerate(ids * 2):
@@ -319,7 +344,9 @@ def test_old_api_routes_still_work(client, services, photo_bytes):
 # --- models, probes, metrics, schema, page ---
 
 
-def test_models_lists_the_registry_and_what_serves(client, services):
+def test_models_lists_the_registry_and_what_serves(fresh_services):
+    services = fresh_services
+    client = make_client(services)
     empty = client.get("/v1/models").json()
     assert empty == {"serving": services.captioner.model_version, "active": None, "versions": []}
     with db.session_scope(services.engine) as session:
@@ -346,9 +373,11 @@ def test_health_and_readiness(client, services, tmp_path):
     assert "capbot db upgrade" in answer.json()["checks"]["database"]["detail"]
 
 
-def test_metrics_in_prometheus_text_format(client, services, photo_bytes):
+def test_metrics_in_prometheus_text_format(fresh_services, photo_bytes):
     from prometheus_client.parser import text_string_to_metric_families
 
+    services = fresh_services
+    client = make_client(services)
     caption_id = upload(client, photo_bytes).json()["id"]
     client.post(f"/v1/captions/{caption_id}/corrections", json={"text": "see https://example.com"})
     client.post(f"/v1/captions/{caption_id}/corrections", json={"text": "a cat by a window"})
