@@ -4,6 +4,10 @@ Adapters (Slack, Discord) parse platform payloads into an `Origin` plus bytes or
 format the `Reply` it returns. The core never imports a platform SDK. Caption work runs on a bounded
 `WorkQueue` behind per-user rate limits; the caption methods return a `Future[Reply]` that always resolves
 to a `Reply` (never an exception), so a busy, refused or failed request is always answered.
+
+A caption reply carries the model's confidence and its alternatives; below `low_confidence` it is marked
+`unsure`, and every surface then says so and invites a correction. Correction forms offer the alternatives:
+`submit_correction(..., alternative=i)` stores the i-th one unless the user typed something else.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import logging
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
-from typing import Callable, Protocol, Union
+from typing import Callable, Mapping, Protocol, Union
 
 from bots import messages
 from bots.ratelimit import Clock, RateLimiter
@@ -22,6 +27,8 @@ from capbot.errors import UserError
 from inference.types import Caption, Captioner, GenerationOptions
 
 log = logging.getLogger(__name__)
+
+DEFAULT_LOW_CONFIDENCE = 0.5  # below this a caption is shown as a guess (see `Reply.unsure`)
 
 ImageSource = Union[bytes, Callable[[], bytes]]  # bytes, or a loader run on the worker (downloads stay off the ack path)
 UrlFetcher = Callable[[str], bytes]  # e.g. functools.partial(bots.fetch.fetch_image_bytes, max_bytes=...)
@@ -49,13 +56,19 @@ class ReplyKind(str, Enum):
 
 @dataclass(frozen=True)
 class Reply:
-    """What an adapter should say. Only CAPTION replies carry a caption id and model version."""
+    """What an adapter should say. Only CAPTION replies carry a caption id, model version, confidence,
+    alternatives and timings."""
 
     kind: ReplyKind
     text: str
     model_version: str | None = None
     caption_id: int | None = None
     reason: str | None = None
+    confidence: float | None = None  # 0..1 (None: the captioner gave none)
+    alternatives: tuple[str, ...] = ()  # other captions the model considered, best first
+    unsure: bool = False  # confidence below the core's `low_confidence`: say so and invite a correction
+    timings_ms: Mapping[str, float] = field(default_factory=dict)  # queue, caption (+ the engine's own parts)
+    retry_after_s: float | None = None  # BUSY replies: how long until trying again can succeed
 
     @property
     def silent(self) -> bool:
@@ -71,6 +84,43 @@ class CorrectionOutcome:
     message: str = ""  # for a refusal: why, fit to show the user
     reason: str = ""  # for a refusal: machine-readable code from storage
     correction_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CaptionInfo:
+    """A stored caption as the core shows it: what a correction form or the API needs, and whose it is."""
+
+    id: int
+    text: str
+    model_version: str
+    platform: str
+    user: str | None
+    confidence: float | None = None
+    alternatives: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+
+class CoreObserver(Protocol):
+    """Told what the core did, for metrics; every method must be quick and must not raise."""
+
+    def captioned(self, platform: str, seconds: float) -> None: ...
+    def caption_refused(self, platform: str, reason: str) -> None: ...
+    def correction(self, platform: str, accepted: bool, reason: str) -> None: ...
+    def rate_limited(self, platform: str, action: str) -> None: ...
+
+
+class _NoObserver:
+    def captioned(self, platform: str, seconds: float) -> None:
+        pass
+
+    def caption_refused(self, platform: str, reason: str) -> None:
+        pass
+
+    def correction(self, platform: str, accepted: bool, reason: str) -> None:
+        pass
+
+    def rate_limited(self, platform: str, action: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -95,6 +145,7 @@ class BotStore(Protocol):
         self, origin: Origin, image: bytes, caption: Caption, options: GenerationOptions, latency_ms: float
     ) -> int: ...
     def caption_text(self, caption_id: int) -> str | None: ...
+    def caption_info(self, caption_id: int) -> CaptionInfo | None: ...
     def add_correction(self, caption_id: int, origin: Origin, text: str) -> CorrectionOutcome: ...
     def forget_user(self, platform: str, user: str) -> ForgetCounts: ...
 
@@ -125,6 +176,9 @@ class BotCore:
         workers: int = 1,
         queue_size: int = 64,
         rate_limit_per_minute: int = 10,
+        correction_rate_limit_per_minute: int = 20,
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        observer: CoreObserver | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.captioner = captioner
@@ -132,7 +186,11 @@ class BotCore:
         self.fetch_url = fetch_url
         self.options = options or GenerationOptions()
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.correction_rate_limit_per_minute = correction_rate_limit_per_minute
+        self.low_confidence = low_confidence
+        self.observer: CoreObserver = observer or _NoObserver()
         self._limiter = RateLimiter(rate_limit_per_minute, 60.0, clock=clock)
+        self._correction_limiter = RateLimiter(correction_rate_limit_per_minute, 60.0, clock=clock)
         self._queue = WorkQueue(workers=workers, maxsize=queue_size)
 
     # --- captions (queued) ---
@@ -147,14 +205,19 @@ class BotCore:
         except Exception:
             log.exception("checking channel and opt-out failed", extra={"platform": origin.platform})
             return _done(Reply(ReplyKind.ERROR, messages.ERROR, reason="internal"))
-        return self._enqueue(origin, image)
+        return self._enqueue(origin, image, self.options)
 
-    def caption_requested(self, origin: Origin, image: ImageSource | None = None, url: str | None = None) -> Future:
-        """Someone asked for a caption of an attachment (`image`) or a URL; the URL is fetched safely on the worker."""
+    def caption_requested(self, origin: Origin, image: ImageSource | None = None, url: str | None = None,
+                          options: GenerationOptions | None = None) -> Future:
+        """Someone asked for a caption of an attachment (`image`) or a URL; the URL is fetched safely on the worker.
+
+        `options` overrides the core's generation options for this request (the web API's beams, length and
+        alternatives); the engine refuses impossible ones with a REFUSED reply (reason "bad_options").
+        """
         if image is None and url is None:
             return _done(Reply(ReplyKind.REFUSED, messages.NO_IMAGE, reason="no_image"))
         source: ImageSource = image if image is not None else (lambda: self.fetch_url(url))
-        return self._enqueue(origin, source)
+        return self._enqueue(origin, source, options or self.options)
 
     # --- corrections, preferences (synchronous: quick database work) ---
 
@@ -162,16 +225,51 @@ class BotCore:
         """The stored text of a caption (to pre-fill a correction form), or None if it no longer exists."""
         return self.store.caption_text(caption_id)
 
-    def submit_correction(self, caption_id: int, origin: Origin, text: str) -> Reply:
-        """Validate and store a correction: DONE with thanks, or REFUSED with storage's reason."""
+    def caption_info(self, caption_id: int) -> CaptionInfo | None:
+        """The stored caption with its alternatives and confidence (for correction forms), or None."""
+        return self.store.caption_info(caption_id)
+
+    def submit_correction(self, caption_id: int, origin: Origin, text: str, alternative: int | None = None) -> Reply:
+        """Validate and store a correction: DONE with thanks, REFUSED with storage's reason, or BUSY when the
+        user sends corrections faster than `correction_rate_limit_per_minute`.
+
+        `alternative` is the index of an alternative the user picked in a correction form; it is stored
+        unless the text was changed from the caption (a typed correction wins over a picked one).
+        """
+        key = (origin.platform, origin.user)
+        decision = self._correction_limiter.check(key)
+        if not decision.allowed:
+            self.observer.rate_limited(origin.platform, "correction")
+            text = messages.corrections_limited(self.correction_rate_limit_per_minute, decision.retry_after_s)
+            return Reply(ReplyKind.BUSY, text, caption_id=caption_id, reason="rate_limited",
+                         retry_after_s=decision.retry_after_s)
         try:
+            if alternative is not None:
+                text = self._picked_text(caption_id, text, alternative)
             outcome = self.store.add_correction(caption_id, origin, text)
         except UserError as exc:
-            return Reply(ReplyKind.REFUSED, exc.message, reason=exc.reason)
+            self.observer.correction(origin.platform, False, exc.reason)
+            return Reply(ReplyKind.REFUSED, exc.message, caption_id=caption_id, reason=exc.reason)
+        self.observer.correction(origin.platform, outcome.accepted, outcome.reason or "accepted")
         if outcome.accepted:
             log.info("correction stored", extra={"caption_id": caption_id, "platform": origin.platform})
             return Reply(ReplyKind.DONE, messages.CORRECTION_THANKS, caption_id=caption_id)
         return Reply(ReplyKind.REFUSED, outcome.message, caption_id=caption_id, reason=outcome.reason)
+
+    def _picked_text(self, caption_id: int, typed: str, alternative: int) -> str:
+        """The text to store when the user picked alternative `alternative` and the text box holds `typed`."""
+        info = self.store.caption_info(caption_id)
+        if info is None:
+            return typed  # storage refuses it with "unknown_caption"
+        if typed.strip() and " ".join(typed.split()) != " ".join(info.text.split()):
+            return typed
+        if not 0 <= alternative < len(info.alternatives):
+            raise UserError(messages.UNKNOWN_ALTERNATIVE, reason="unknown_alternative")
+        return info.alternatives[alternative]
+
+    def queue_depth(self) -> int:
+        """Caption jobs waiting for a worker."""
+        return self._queue.pending()
 
     def set_opt_out(self, origin: Origin, opted_out: bool = True) -> Reply:
         """Opt the user out of (or back into) auto-captions and training use of their corrections."""
@@ -202,29 +300,48 @@ class BotCore:
 
     # --- internals ---
 
-    def _enqueue(self, origin: Origin, image: ImageSource) -> Future:
+    def _enqueue(self, origin: Origin, image: ImageSource, options: GenerationOptions) -> Future:
         key = (origin.platform, origin.user)
         decision = self._limiter.check(key)
         if not decision.allowed:
+            self.observer.rate_limited(origin.platform, "caption")
             text = messages.rate_limited(self.rate_limit_per_minute, decision.retry_after_s)
-            return _done(Reply(ReplyKind.BUSY, text, reason="rate_limited"))
+            return _done(Reply(ReplyKind.BUSY, text, reason="rate_limited", retry_after_s=decision.retry_after_s))
+        queued_at = time.perf_counter()
         try:
-            return self._queue.submit(lambda: self._caption_job(origin, image))
+            return self._queue.submit(lambda: self._caption_job(origin, image, options, queued_at))
         except QueueFull:
             self._limiter.refund(key)  # not served, so it should not count against the user
             log.warning("work queue full", extra={"platform": origin.platform})
             return _done(Reply(ReplyKind.BUSY, messages.BUSY, reason="queue_full"))
 
-    def _caption_job(self, origin: Origin, image: ImageSource) -> Reply:
+    def _caption_job(self, origin: Origin, image: ImageSource, options: GenerationOptions, queued_at: float) -> Reply:
         try:
+            queue_ms = (time.perf_counter() - queued_at) * 1000
             data = image() if callable(image) else image
             started = time.perf_counter()
-            caption = self.captioner.caption([data], self.options)[0]
+            caption = self.captioner.caption([data], options)[0]
             latency_ms = (time.perf_counter() - started) * 1000
-            caption_id = self.store.record_caption(origin, data, caption, self.options, latency_ms)
+            caption_id = self.store.record_caption(origin, data, caption, options, latency_ms)
         except UserError as exc:
+            self.observer.caption_refused(origin.platform, exc.reason)
             return Reply(ReplyKind.REFUSED, _sentence(exc.message), reason=exc.reason)
         except Exception:
             log.exception("caption job failed", extra={"platform": origin.platform, "channel": origin.channel})
+            self.observer.caption_refused(origin.platform, "internal")
             return Reply(ReplyKind.ERROR, messages.ERROR, reason="internal")
-        return Reply(ReplyKind.CAPTION, caption.text, model_version=caption.model_version, caption_id=caption_id)
+        self.observer.captioned(origin.platform, latency_ms / 1000)
+        return self.caption_reply(caption, caption_id, {"queue": queue_ms, "caption": latency_ms})
+
+    def caption_reply(self, caption: Caption, caption_id: int, timings_ms: Mapping[str, float] | None = None) -> Reply:
+        """The CAPTION reply for a stored caption: confidence, alternatives, and whether to sound unsure."""
+        return Reply(
+            ReplyKind.CAPTION, caption.text, model_version=caption.model_version, caption_id=caption_id,
+            confidence=caption.confidence, alternatives=tuple(caption.alternatives),
+            unsure=self.is_unsure(caption.confidence),
+            timings_ms={**(timings_ms or {}), **{f"engine_{k}": v for k, v in caption.timings_ms.items()}},
+        )
+
+    def is_unsure(self, confidence: float | None) -> bool:
+        """Whether a caption of this confidence should be presented as a guess (unknown confidence: no)."""
+        return confidence is not None and confidence < self.low_confidence

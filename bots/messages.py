@@ -18,13 +18,50 @@ CHANNEL_ON = "Auto-captioning is now on in this channel."
 CHANNEL_OFF = "Auto-captioning is now off in this channel. `/caption` still works on request."
 CHANNEL_FORBIDDEN = "Only workspace admins and channel managers can turn auto-captioning on or off."
 NO_IMAGE = "I couldn't find an image to caption. Attach one, give a URL, or post one in this channel first."
+CORRECTIONS_LIMITED = "You've sent {limit} corrections in the last minute; please try again in {seconds} s."
+UNKNOWN_ALTERNATIVE = "That suggestion is no longer offered for this caption; please type your caption instead."
+UNSURE = "I'm not sure about this one. If it's wrong, please suggest a better caption."
+PICK_ALTERNATIVE = "Or pick one of my other guesses"
+CORRECTION_HINT = "Describe the picture"
 
 
-def caption_line(text: str, model_version: str) -> str:
-    """The reply body for a caption: the text, then the model version in small print."""
-    return f"{text}\n_model {model_version}_"
+def caption_body(text: str, unsure: bool) -> str:
+    """The caption as said to users: as is, or as a guess when the model is unsure."""
+    return f"Maybe: {text}" if unsure else text
+
+
+def caption_details(model_version: str, confidence: float | None) -> str:
+    """The small print under a caption: model version, and how sure the model was when known."""
+    details = f"model {model_version}"
+    if confidence is not None:
+        details += f" · {confidence_percent(confidence)}% sure"
+    return details
+
+
+def caption_line(text: str, model_version: str, confidence: float | None = None, unsure: bool = False) -> str:
+    """The reply body for a caption: the text (hedged when unsure, with an invitation to correct it), then
+    the model version and confidence in small print."""
+    lines = [caption_body(text, unsure)]
+    if unsure:
+        lines.append(UNSURE)
+    lines.append(f"_{caption_details(model_version, confidence)}_")
+    return "\n".join(lines)
+
+
+def confidence_percent(confidence: float) -> int:
+    """Confidence in [0, 1] as a whole percentage."""
+    return round(max(0.0, min(1.0, confidence)) * 100)
 
 
 def rate_limited(limit: int, retry_after_s: float) -> str:
     """The rate-limit refusal with the wait rounded up to whole seconds."""
-    return RATE_LIMITED.format(limit=limit, seconds=max(1, int(retry_after_s + 0.999)))
+    return RATE_LIMITED.format(limit=limit, seconds=_whole_seconds(retry_after_s))
+
+
+def corrections_limited(limit: int, retry_after_s: float) -> str:
+    """The correction rate-limit refusal with the wait rounded up to whole seconds."""
+    return CORRECTIONS_LIMITED.format(limit=limit, seconds=_whole_seconds(retry_after_s))
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, int(seconds + 0.999))

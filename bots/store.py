@@ -9,7 +9,7 @@ from dataclasses import asdict
 from PIL import Image
 from sqlalchemy import Engine
 
-from bots.core import CorrectionOutcome, ForgetCounts, Origin
+from bots.core import CaptionInfo, CorrectionOutcome, ForgetCounts, Origin
 from inference.types import Caption, GenerationOptions
 from storage import captions, channels, corrections, events, forget, images
 from storage.blobs import BlobStore
@@ -66,6 +66,7 @@ class SqlBotStore:
             record = captions.record_caption(
                 session, image_sha256=stored.sha256, text=caption.text, model_version=caption.model_version,
                 platform=origin.platform, options=asdict(options), latency_ms=latency_ms,
+                confidence=caption.confidence, alternatives=caption.alternatives,
                 workspace_id=origin.workspace, channel_id=origin.channel, user_id=origin.user,
                 message_ref=origin.message_ref,
             )
@@ -75,6 +76,17 @@ class SqlBotStore:
         with session_scope(self.engine) as session:
             record = captions.get_caption(session, caption_id)
             return None if record is None else record.text
+
+    def caption_info(self, caption_id: int) -> CaptionInfo | None:
+        with session_scope(self.engine) as session:
+            record = captions.get_caption(session, caption_id)
+        if record is None:
+            return None
+        return CaptionInfo(
+            id=record.id, text=record.text, model_version=record.model_version, platform=record.platform,
+            user=record.user_id, confidence=record.confidence, alternatives=record.alternatives,
+            created_at=record.created_at,
+        )
 
     def add_correction(self, caption_id: int, origin: Origin, text: str) -> CorrectionOutcome:
         try:

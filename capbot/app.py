@@ -4,7 +4,7 @@ schedule from `Settings` and wires them together. Everything else takes plain ar
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Callable
@@ -16,8 +16,9 @@ from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
 from capbot.captioning import generation_options, local_captioner, modal_captioner
 from capbot.follow import RegistryFollower
+from capbot.metrics import Metrics
 from capbot.settings import Settings
-from inference.types import Captioner
+from inference.types import Captioner, GenerationOptions
 from storage import db, events, registry
 from storage.blobs import LocalBlobStore
 
@@ -34,6 +35,7 @@ class Services:
     captioner: Captioner
     core: BotCore
     closers: list[Callable[[], None]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def close(self) -> None:
         """Stop the workers and release resources, newest first."""
@@ -59,6 +61,14 @@ def build_captioner(settings: Settings, model: str) -> Captioner:
     return local_captioner(settings, model)
 
 
+def serving_options(settings: Settings) -> GenerationOptions:
+    """What the bots and the web caption with: the settings' defaults, offering `num_alternatives` other
+    captions, with enough beams for them (alternatives are the beam search's n-best)."""
+    alternatives = settings.num_alternatives
+    base = generation_options(settings)
+    return replace(base, num_beams=max(base.num_beams, alternatives + 1), num_alternatives=alternatives)
+
+
 EVENT_MEMORY = timedelta(days=7)  # Slack and Discord stop retrying a delivery within hours
 
 
@@ -81,6 +91,7 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
     blobs = blobs or LocalBlobStore(settings.blob_dir)
     model = serving_model(engine, settings)
     captioner = captioner or build_captioner(settings, model)
+    metrics = Metrics()
     core = BotCore(
         captioner,
         SqlBotStore(engine, blobs, auto_caption_default=settings.auto_caption_default),
@@ -90,12 +101,16 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
             timeout_s=settings.fetch_timeout_s,
             max_redirects=settings.fetch_max_redirects,
         ),
-        options=generation_options(settings),
+        options=serving_options(settings),
         workers=settings.workers,
         queue_size=settings.queue_size,
         rate_limit_per_minute=settings.rate_limit_per_minute,
+        correction_rate_limit_per_minute=settings.correction_rate_limit_per_minute,
+        low_confidence=settings.low_confidence,
+        observer=metrics,
     )
-    services = Services(settings, engine, blobs, captioner, core)
+    metrics.watch_queue(core.queue_depth)
+    services = Services(settings, engine, blobs, captioner, core, metrics=metrics)
     if hasattr(captioner, "reload"):
         follower = RegistryFollower(captioner, partial(serving_model, engine, settings), current=model,
                                     interval_s=settings.registry_poll_s).start()

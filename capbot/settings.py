@@ -6,9 +6,10 @@ file in the working directory. Secrets are `SecretStr` so they never print in lo
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     num_beams: int = Field(1, ge=1, le=16, description="1 = greedy search; >1 = beam search.")
     max_new_tokens: int = Field(24, ge=1, le=128, description="Upper bound on caption length in tokens.")
     no_repeat_ngram_size: int = Field(3, ge=0, le=10, description="Forbid repeating n-grams of this size (0 = off).")
+    num_alternatives: int = Field(2, ge=0, le=9, description="Other captions offered with each served caption (beam search n-best, shown in correction forms); serving searches with at least this + 1 beams.")
+    low_confidence: float = Field(0.5, ge=0, le=1, description="Below this confidence (0-1) the bots and the page say they are unsure and invite a correction.")
 
     # --- image limits ---
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes.")
@@ -56,6 +59,7 @@ class Settings(BaseSettings):
     discord_message_content: bool = Field(True, description="Ask for the privileged Message Content intent (needed for auto-captioning).")
     auto_caption_default: bool = Field(True, description="Whether channels nobody has switched with /caption on|off are auto-captioned.")
     rate_limit_per_minute: int = Field(10, ge=1, description="Caption requests one user may make per minute.")
+    correction_rate_limit_per_minute: int = Field(20, ge=1, description="Corrections one user may send per minute.")
     queue_size: int = Field(64, ge=1, description="Caption jobs waiting at most; beyond this users are told the bot is busy.")
     workers: int = Field(1, ge=1, le=32, description="Threads taking caption jobs off the queue.")
     fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout for fetching an image by URL.")
@@ -64,6 +68,10 @@ class Settings(BaseSettings):
     # --- web server ---
     host: str = Field("127.0.0.1", description="Address the web server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the web server (demo page, API, /slack/events).")
+    api_keys: SecretStr | None = Field(None, description="Comma-separated API keys; when set, the /v1 API (and so the page) needs `Authorization: Bearer KEY` and captions are attributed to the key.")
+    trusted_proxies: str = Field("", description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; empty = use the connecting address.")
+    api_max_beams: int = Field(8, ge=1, le=16, description="Most beams a web or API caller may ask for.")
+    api_max_new_tokens: int = Field(64, ge=1, le=128, description="Most caption tokens a web or API caller may ask for.")
 
     # --- retraining ---
     retrain_cron: str | None = Field(None, description="Crontab expression for the embedded retraining schedule, e.g. '0 3 * * 0'; unset = off.")
@@ -119,6 +127,26 @@ class Settings(BaseSettings):
             raise ValueError(f"a crontab line has 5 fields (minute hour day month weekday), got {cron!r}")
         return cron
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        for entry in _split(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+        return value
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The configured API keys (empty: the API is open)."""
+        return tuple(_split(self.api_keys.get_secret_value())) if self.api_keys else ()
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """`trusted_proxies` parsed."""
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in _split(self.trusted_proxies))
+
     @model_validator(mode="after")
     def _derive_paths(self) -> "Settings":
         if not self.database_url:
@@ -136,6 +164,10 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         """Where training runs keep checkpoints and TensorBoard logs."""
         return self.data_dir / "runs"
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +27,8 @@ class CaptionRecord:
     platform: str
     options: dict[str, Any] = field(default_factory=dict)
     latency_ms: float | None = None
+    confidence: float | None = None  # 0..1, how sure the model was (None: not given)
+    alternatives: tuple[str, ...] = ()  # other captions offered beside `text`, best first
     workspace_id: str | None = None
     channel_id: str | None = None
     user_id: str | None = None
@@ -43,6 +45,8 @@ def _record(row: Caption) -> CaptionRecord:
         platform=row.platform,
         options=dict(row.options or {}),
         latency_ms=row.latency_ms,
+        confidence=row.confidence,
+        alternatives=tuple(row.alternatives or ()),
         workspace_id=row.workspace_id,
         channel_id=row.channel_id,
         user_id=row.user_id,
@@ -60,14 +64,21 @@ def record_caption(
     platform: str,
     options: dict[str, Any] | None = None,
     latency_ms: float | None = None,
+    confidence: float | None = None,
+    alternatives: Sequence[str] = (),
     workspace_id: str | None = None,
     channel_id: str | None = None,
     user_id: str | None = None,
     message_ref: str | None = None,
     now: datetime | None = None,
 ) -> CaptionRecord:
-    """Store a caption for an image already recorded (storage.images); returns it with its new id."""
+    """Store a caption for an image already recorded (storage.images); returns it with its new id.
+
+    `confidence` must lie in [0, 1] (or be None); `alternatives` are stored in the order given.
+    """
     check_platform(platform)
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        raise InvalidArgument(f"confidence must be between 0 and 1, got {confidence}", reason="bad_confidence")
     if session.get(Image, check_sha256(image_sha256)) is None:
         raise InvalidArgument(f"no image {image_sha256} recorded; store the image first", reason="unknown_image")
     row = Caption(
@@ -76,6 +87,8 @@ def record_caption(
         text=text,
         options=dict(options or {}),
         latency_ms=latency_ms,
+        confidence=confidence,
+        alternatives=[str(a) for a in alternatives],
         platform=platform,
         workspace_id=workspace_id,
         channel_id=channel_id,

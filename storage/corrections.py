@@ -11,8 +11,10 @@ Rules (each refusal is a `CorrectionRefused` with a `.reason` code and a message
 - no_words: no letters at all.
 - same_as_caption: equal to the model's caption ignoring case, spacing and final punctuation.
 
-Statuses: accepted (new), overridden (the same user corrected the same caption again later; the newer
-one wins), withdrawn (the user took it back). Export uses the latest accepted correction per image.
+Statuses: accepted (new), overridden (the same user on the same platform corrected the same image again
+later, through this caption or another caption of it; the newer one wins), withdrawn (the user took it back).
+So one user holds at most one accepted correction per image, however many times they upload and correct it;
+export uses the latest accepted correction per image and counts the distinct users behind each.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def record_correction(
     platform: str | None = None,
     now: datetime | None = None,
 ) -> CorrectionRecord:
-    """Validate and store a correction; an older accepted one by the same user for that caption is overridden.
+    """Validate and store a correction; older accepted ones by the same user for that image are overridden.
 
     `platform` defaults to the caption's platform. Raises `CorrectionRefused` (nothing stored).
     """
@@ -158,7 +160,8 @@ def record_correction(
     session.execute(
         update(Correction)
         .where(
-            Correction.caption_id == caption.id,
+            Correction.image_sha256 == caption.image_sha256,
+            Correction.platform == row.platform,
             Correction.user_id == user_id,
             Correction.status == "accepted",
             Correction.id != row.id,

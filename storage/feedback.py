@@ -4,6 +4,10 @@ Corrections by opted-out users are excluded before choosing (so another user's e
 the same image can still be used); images whose blob is missing are skipped with a warning.
 `FeedbackRow` is the one feedback type from here to training (`storage.feedback_file` writes and reads
 it as JSONL or CSV; retraining splits, mixes and mines renames from it).
+
+Each row says how many distinct users (platform + user id) stand behind the image's feedback. A user is
+who the platform says: a Slack or Discord account, an API key, or, for anonymous web callers, one client
+address, so one address correcting an image many times (new uploads, no cookies) counts once.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class FeedbackRow:
     user_id: str = ""
     correction_id: int | None = None  # None for rows not read from the database (hand-made files, tests)
     created_at: datetime | None = None  # when the correction was made
+    users: int = 1  # distinct users with an accepted correction of this image in the export's window
 
     @property
     def user(self) -> str:
@@ -62,12 +67,25 @@ def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:
             order_by=(candidates.c.created_at.desc(), candidates.c.id.desc()),
         ).label("rank"),
     ).subquery()
+    users = _users_per_image(since, until)
     return (
-        select(Correction, Caption.text)
+        select(Correction, Caption.text, users.c.users)
         .join(ranked, ranked.c.id == Correction.id)
         .join(Caption, Caption.id == Correction.caption_id)
+        .join(users, users.c.image_sha256 == Correction.image_sha256)
         .where(ranked.c.rank == 1)
         .order_by(Correction.created_at, Correction.id)
+    )
+
+
+def _users_per_image(since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
+    """image_sha256 -> how many distinct (platform, user) pairs have an exportable correction of it."""
+    candidates = _accepted_corrections(since, until).subquery()
+    pairs = select(candidates.c.image_sha256, candidates.c.platform, candidates.c.user_id).distinct().subquery()
+    return (
+        select(pairs.c.image_sha256, func.count().label("users"))
+        .group_by(pairs.c.image_sha256)
+        .subquery()
     )
 
 
@@ -76,7 +94,7 @@ def export_feedback(
 ) -> list[FeedbackRow]:
     """Accepted corrections created after `since` (and up to `until`), one per image, oldest first."""
     rows: list[FeedbackRow] = []
-    for correction, model_caption in session.execute(_latest_per_image(since, until)):
+    for correction, model_caption, users in session.execute(_latest_per_image(since, until)):
         if not blobs.exists(correction.image_sha256):
             log.warning("feedback image blob missing; skipped", extra={"image_sha256": correction.image_sha256})
             continue
@@ -89,6 +107,7 @@ def export_feedback(
             user_id=correction.user_id,
             correction_id=correction.id,
             created_at=correction.created_at,
+            users=users,
         ))
     return rows
 

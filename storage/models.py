@@ -100,6 +100,9 @@ class Caption(Base):
     text: Mapped[str] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # generation options used
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float | None] = mapped_column(Float)  # 0..1 (inference.confidence); None if not given
+    # The other captions offered beside `text` (beam search n-best), best first; [] when none.
+    alternatives: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     platform: Mapped[str] = mapped_column(String(16))
     workspace_id: Mapped[str | None] = mapped_column(String(64))  # Slack team / Discord guild
     channel_id: Mapped[str | None] = mapped_column(String(64))

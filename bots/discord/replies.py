@@ -19,7 +19,7 @@ def reply_kwargs(reply: Reply) -> dict[str, Any]:
         assert reply.caption_id is not None and reply.model_version is not None
         view = discord.ui.View(timeout=None)
         view.add_item(SuggestButton(reply.caption_id))
-        content = messages.caption_line(reply.text, reply.model_version)
+        content = messages.caption_line(reply.text, reply.model_version, reply.confidence, reply.unsure)
         return {"content": content, "view": view, "allowed_mentions": NO_PINGS}
     return {"content": reply.text, "allowed_mentions": NO_PINGS}
 

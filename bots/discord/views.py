@@ -1,4 +1,5 @@
-"""The "Suggest a better caption" button (persistent across restarts) and the correction form it opens."""
+"""The "Suggest a better caption" button (persistent across restarts) and the correction form it opens: the
+caption in a text box, and the model's alternatives in a drop-down (a changed text wins over a picked one)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ SUGGEST_PATTERN = r"capbot:suggest:(?P<caption_id>[0-9]+)"
 CORRECT_ID = "capbot:correct:{caption_id}"
 CORRECT_PATTERN = r"capbot:correct:(?P<caption_id>[0-9]+)"
 TEXT_ID = "capbot:correction_text"
+CHOICE_ID = "capbot:correction_choice"
 MAX_CORRECTION_CHARS = 300
+MAX_OPTION_CHARS = 100  # Discord's limit on a select option's label
+MAX_OPTIONS = 25  # Discord's limit on options in one select
+MAX_LABEL_CHARS = 45  # Discord's limit on a modal label's text
 FORM_TIMEOUT_S = 15 * 60  # how long discord.py remembers an open form (submissions work regardless)
 
 
@@ -59,11 +64,11 @@ def caption_id_of(message: discord.Message) -> int | None:
 async def open_correction_form(interaction: discord.Interaction, caption_id: int) -> None:
     """Answer with the correction form pre-filled with the stored caption (a modal must be the first answer)."""
     core = interaction.client.core  # type: ignore[attr-defined]
-    text = await asyncio.to_thread(core.caption_text, caption_id)
-    if text is None:
+    info = await asyncio.to_thread(core.caption_info, caption_id)
+    if info is None:
         await interaction.response.send_message(messages.CORRECTION_UNKNOWN, ephemeral=True)
         return
-    await interaction.response.send_modal(CorrectionModal(caption_id, text))
+    await interaction.response.send_modal(CorrectionModal(caption_id, info.text, info.alternatives))
 
 
 class CorrectionModal(discord.ui.Modal):
@@ -75,7 +80,7 @@ class CorrectionModal(discord.ui.Modal):
     handles every submission from the interaction's own data.
     """
 
-    def __init__(self, caption_id: int, current: str) -> None:
+    def __init__(self, caption_id: int, current: str, alternatives: tuple[str, ...] = ()) -> None:
         super().__init__(
             title=messages.SUGGEST_BUTTON, custom_id=CORRECT_ID.format(caption_id=caption_id), timeout=FORM_TIMEOUT_S
         )
@@ -88,6 +93,20 @@ class CorrectionModal(discord.ui.Modal):
                 custom_id=TEXT_ID,
             )
         )
+        if alternatives:
+            self.add_item(discord.ui.Label(text=messages.PICK_ALTERNATIVE[:MAX_LABEL_CHARS],
+                                           component=_alternatives_select(alternatives)))
+
+
+def _alternatives_select(alternatives: tuple[str, ...]) -> discord.ui.Select:
+    options = [
+        discord.SelectOption(label=_fit(text), value=str(index)) for index, text in enumerate(alternatives[:MAX_OPTIONS])
+    ]
+    return discord.ui.Select(custom_id=CHOICE_ID, options=options, required=False, min_values=0, max_values=1)
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= MAX_OPTION_CHARS else text[:MAX_OPTION_CHARS - 1] + "…"
 
 
 def correction_form_caption_id(interaction: discord.Interaction) -> int | None:
@@ -100,22 +119,36 @@ def correction_form_caption_id(interaction: discord.Interaction) -> int | None:
 
 def submitted_text(components: list[dict[str, Any]]) -> str:
     """The text box's value from a modal submission's components (action rows or labels around it)."""
+    found = _submitted(components, TEXT_ID)
+    return str(found.get("value") or "") if found else ""
+
+
+def submitted_choice(components: list[dict[str, Any]]) -> int | None:
+    """The index of the alternative picked in the form's drop-down, or None when none was picked."""
+    found = _submitted(components, CHOICE_ID)
+    values = (found or {}).get("values") or []
+    return int(values[0]) if values and str(values[0]).isdigit() else None
+
+
+def _submitted(components: list[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
     for component in components:
-        if component.get("custom_id") == TEXT_ID:
-            return str(component.get("value") or "")
+        if component.get("custom_id") == custom_id:
+            return component
         nested = component.get("components") or ([component["component"]] if "component" in component else [])
-        found = submitted_text(nested)
-        if found:
+        found = _submitted(nested, custom_id)
+        if found is not None:
             return found
-    return ""
+    return None
 
 
 async def submit_correction(interaction: discord.Interaction, caption_id: int) -> None:
     """Acknowledge privately, store the correction through the core, and tell the user the outcome."""
-    text = submitted_text(list(interaction.data.get("components", [])))  # type: ignore[union-attr]
+    components = list(interaction.data.get("components", []))  # type: ignore[union-attr]
+    text, choice = submitted_text(components), submitted_choice(components)
     await interaction.response.defer(ephemeral=True, thinking=True)
     core = interaction.client.core  # type: ignore[attr-defined]
-    reply = await asyncio.to_thread(core.submit_correction, caption_id, origin_of_interaction(interaction), text)
+    origin = origin_of_interaction(interaction)
+    reply = await asyncio.to_thread(core.submit_correction, caption_id, origin, text, choice)
     log.info("correction answered", extra={"caption_id": caption_id, "kind": reply.kind.value})
     await interaction.followup.send(reply.text, ephemeral=True)
 

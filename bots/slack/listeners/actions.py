@@ -1,4 +1,4 @@
-"""The "Suggest a better caption" button: open a modal pre-filled with the caption."""
+"""The "Suggest a better caption" button: open a modal pre-filled with the caption, offering its alternatives."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def register(app: App, deps: SlackDeps) -> None:
     def open_correction_modal(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         caption_id = int(body["actions"][0]["value"])
         try:
-            caption = deps.core.caption_text(caption_id)
+            caption = deps.core.caption_info(caption_id)
         except Exception:
             log.exception("looking up a caption failed")
             respond(response_type="ephemeral", replace_original=False, text=messages.ERROR)
@@ -35,6 +35,7 @@ def register(app: App, deps: SlackDeps) -> None:
         message = body.get("message") or {}
         channel = (body.get("channel") or {}).get("id")
         thread_ts = message.get("thread_ts") or message.get("ts")
-        client.views_open(trigger_id=body["trigger_id"], view=correction_modal(caption_id, caption, channel, thread_ts))
+        view = correction_modal(caption_id, caption.text, channel, thread_ts, caption.alternatives)
+        client.views_open(trigger_id=body["trigger_id"], view=view)
 
     app.action(SUGGEST_ACTION)(ack=ack_button, lazy=[open_correction_modal])

@@ -22,11 +22,11 @@ def register(app: App, deps: SlackDeps) -> None:
     def on_correction_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         # The verdict must travel in the ack (a field error keeps the modal open), so storing happens first:
         # one short database write, well inside Slack's 3 s.
-        metadata, text = read_modal(view)
+        metadata, text, alternative = read_modal(view)
         user = body["user"]["id"]
         origin = Origin("slack", (body.get("team") or {}).get("id"), metadata.get("channel") or "", user)
         try:
-            reply = deps.core.submit_correction(int(metadata["caption_id"]), origin, text)
+            reply = deps.core.submit_correction(int(metadata["caption_id"]), origin, text, alternative)
         except Exception:
             log.exception("storing a correction failed")
             ack(response_action="errors", errors={CORRECTION_BLOCK: messages.ERROR})

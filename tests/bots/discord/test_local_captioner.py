@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bots import messages
 from inference.captioner import LocalCaptioner
 from storage import captions
 from storage.db import session_scope
@@ -36,4 +37,8 @@ def test_posted_image_is_captioned_by_the_local_model(bot, fake_discord, discord
     with session_scope(engine) as session:
         record = captions.get_caption(session, int(custom_id.rsplit(":", 1)[1]))
     assert record.model_version == captioner.model_version
-    assert reply.json["content"] == f"{record.text}\n_model {captioner.model_version}_"
+    # The untrained model is far from sure of anything: the reply says so and invites a correction.
+    assert record.confidence < 0.5
+    assert reply.json["content"] == messages.caption_line(record.text, captioner.model_version, record.confidence,
+                                                          unsure=True)
+    assert reply.json["content"].startswith(f"Maybe: {record.text}\n{messages.UNSURE}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bots import messages
 from inference.captioner import LocalCaptioner
 from tests.bots.slack.conftest import file_share
 from tests.fakes.http_images import png_bytes
@@ -20,8 +21,11 @@ def test_image_post_is_captioned_by_the_real_model(make_slack, captioner):
     h = make_slack(captioner)
     h.event(file_share([h.slack.add_file("F1", image)]))
     [post] = h.slack.wait_for("chat.postMessage", timeout=60)
-    assert post.args["blocks"][0]["text"]["text"] == expected.text
-    assert expected.model_version in post.args["text"]
+    # The untrained model is far from sure of anything: the reply says so and invites a correction.
+    assert expected.confidence < 0.5
+    assert post.args["blocks"][0]["text"]["text"] == f"Maybe: {expected.text}"
+    assert post.args["blocks"][1]["elements"][0]["text"] == messages.UNSURE
+    assert expected.model_version in post.args["text"] and "% sure" in post.args["text"]
 
 
 def test_undecodable_image_gets_the_engines_reason(make_slack, captioner):

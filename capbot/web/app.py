@@ -1,0 +1,73 @@
+"""The FastAPI app `capbot run` serves: the demo page, the /v1 API (and the old /api routes), probes, metrics,
+and any extra routers (Slack's /slack/events)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bots.core import BotCore
+from capbot.metrics import Metrics
+from capbot.web.context import WebConfig, WebContext
+from capbot.web.errors import install_error_handlers
+from capbot.web.health import health_router
+from capbot.web.legacy import legacy_router
+from capbot.web.page import page_router
+from capbot.web.v1 import v1_router
+
+API_DESCRIPTION = """Caption images, read and correct captions, and see which model serves them.
+
+Errors are JSON `{"error": {"code": ..., "message": ...}}`: `code` is stable (e.g. `not_image`,
+`private_address`, `too_large`, `rate_limited`, `link`), `message` is for people. When the server has API
+keys configured, send `Authorization: Bearer KEY`."""
+
+
+def create_web_app(
+    core: BotCore,
+    config: WebConfig,
+    *,
+    model_version: Callable[[], str],
+    engine: Engine | None = None,
+    metrics: Metrics | None = None,
+    extra_routers: tuple[APIRouter, ...] = (),
+) -> FastAPI:
+    """The web app over `core` (platform "web"); `engine` serves readiness and the model registry."""
+    ctx = WebContext(core=core, config=config, model_version=model_version, engine=engine,
+                     metrics=metrics or Metrics())
+    ctx.metrics.watch_model(model_version)
+    app = FastAPI(title="capbot", version="1", description=API_DESCRIPTION, docs_url="/v1/docs",
+                  openapi_url="/v1/openapi.json", redoc_url=None)
+    install_error_handlers(app)
+    for router in (page_router(ctx), health_router(ctx), v1_router(ctx), legacy_router(ctx), *extra_routers):
+        app.include_router(router)
+    app.add_middleware(RequestCounter, metrics=ctx.metrics)
+    return app
+
+
+class RequestCounter:
+    """Counts every answered request by route template, method and status (ASGI middleware)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # if the app fails before starting a response
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.request(route, scope["method"], status)
