@@ -3,7 +3,7 @@
 One record per `storage.feedback.FeedbackRow`, with the fields in `FIELDS`: JSONL (one JSON object per
 line) or CSV (a header row, then one row per record). `created_at` is ISO 8601 with its zone;
 `platform` + `user_id` name who made the correction (retraining counts distinct users before it
-accepts a rename). Reading needs `image_path` and `caption`; the other fields may be left out (in
+accepts a rename), and `users` how many distinct users corrected that image. Reading needs `image_path` and `caption`; the other fields may be left out (in
 hand-made files; an absent `image_sha256` reads as ""). A relative `image_path` is resolved against the
 file's directory.
 
@@ -27,7 +27,7 @@ from capbot.errors import UserError
 from storage.feedback import FeedbackRow
 
 FIELDS = ("image_sha256", "image_path", "caption", "model_caption", "platform", "user_id", "correction_id",
-          "created_at")
+          "created_at", "users")
 REQUIRED = ("image_path", "caption")
 FORMATS = ("jsonl", "csv")
 
@@ -47,6 +47,7 @@ def feedback_record(row: FeedbackRow) -> dict[str, Any]:
         "user_id": row.user_id,
         "correction_id": "" if row.correction_id is None else row.correction_id,
         "created_at": row.created_at.isoformat() if row.created_at else "",
+        "users": row.users,
     }
 
 
@@ -58,6 +59,7 @@ def feedback_row(record: Mapping[str, Any], *, base_dir: Path, where: str = "rec
     try:
         correction_id = int(record["correction_id"]) if record.get("correction_id") not in (None, "") else None
         created_at = datetime.fromisoformat(record["created_at"]) if record.get("created_at") else None
+        users = int(record["users"]) if record.get("users") not in (None, "") else 1
     except (TypeError, ValueError) as exc:
         raise FeedbackFileError(f"{where}: {exc}", reason="bad_feedback_file") from exc
     return FeedbackRow(
@@ -69,6 +71,7 @@ def feedback_row(record: Mapping[str, Any], *, base_dir: Path, where: str = "rec
         user_id=str(record.get("user_id") or ""),
         correction_id=correction_id,
         created_at=created_at,
+        users=users,
     )
 
 

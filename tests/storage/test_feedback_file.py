@@ -24,7 +24,7 @@ def _rows(tmp_path) -> list[FeedbackRow]:
         FeedbackRow("a" * 64, tmp_path / "blobs" / "aa", "a brown dog, \"quoted\" é", model_caption="a dog",
                     platform="slack", user_id="U2", correction_id=3, created_at=WHEN),
         FeedbackRow("b" * 64, tmp_path / "blobs" / "bb", "a tabby cat", model_caption="a cat",
-                    platform="discord", user_id="42", correction_id=9, created_at=WHEN),
+                    platform="discord", user_id="42", correction_id=9, created_at=WHEN, users=3),
     ]
 
 

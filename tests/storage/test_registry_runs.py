@@ -160,7 +160,7 @@ def test_migration_0002_renames_succeeded_runs_to_promoted_and_back(database_url
     try:
         for status in ("succeeded", "not_promoted", "failed", "succeeded"):
             _insert_run(engine, status)
-        assert db.upgrade(database_url) == "0002"
+        assert db.upgrade(database_url, "0002") == "0002"
         assert _run_statuses(engine) == ["promoted", "not_promoted", "failed", "promoted"]
         with pytest.raises(IntegrityError):
             _insert_run(engine, "succeeded")
