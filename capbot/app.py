@@ -116,3 +116,13 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
                                     interval_s=settings.registry_poll_s).start()
         services.closers.append(follower.stop)
     return services
+
+
+def build_web_app(services: Services, extra_routers: tuple = ()):
+    """The web app (page, API, metrics) over the services' core, with `extra_routers` (e.g. /slack/events);
+    `capbot run` and the Modal web endpoint serve the same app."""
+    from capbot.web import WebConfig, create_web_app
+
+    return create_web_app(services.core, WebConfig.from_settings(services.settings), engine=services.engine,
+                          model_version=lambda: services.captioner.model_version, metrics=services.metrics,
+                          extra_routers=tuple(extra_routers))

@@ -11,7 +11,7 @@ Library calls this glue depends on (reconcile them when their owners change them
 `capbot.cli.retrain_cmds.retrain_config`, `training.retrain.retrain`/`default_trainer`,
 `training.train.train(TrainArgs)`, `training.evaluate.evaluate_model`, `training.data.coco_download.download_coco`,
 `training.data.redcaps.build_redcaps`, `storage.registry`, `bots.discord.run.run_discord_bot`,
-`capbot.web.create_web_app`, `bots.slack.app.create_app`/`bots.slack.http.slack_router`.
+`capbot.app.build_web_app`, `bots.slack.app.create_app`/`bots.slack.http.slack_router`.
 """
 
 from __future__ import annotations
@@ -126,14 +126,12 @@ def _services(settings: Any, blobs_volume: Any) -> Any:
 
 def web_app(blobs_volume: Any) -> Any:
     """The FastAPI app of the web endpoint: page, API and (with Slack credentials) /slack/events."""
-    from capbot.web import create_web_app
+    from capbot.app import build_web_app
 
     settings = container_settings()
     services = _services(settings, blobs_volume)
     slack = _slack_router(settings, services)
-    return create_web_app(services.core, max_image_bytes=settings.max_image_bytes,
-                          model_version=lambda: services.captioner.model_version,
-                          extra_routers=(slack,) if slack is not None else ())
+    return build_web_app(services, (slack,) if slack is not None else ())
 
 
 def _slack_router(settings: Any, services: Any) -> Any:

@@ -16,9 +16,8 @@ from typing import Any, Awaitable, Callable
 import uvicorn
 from fastapi import APIRouter
 
-from capbot.app import Services
+from capbot.app import Services, build_web_app
 from capbot.settings import Settings
-from capbot.web import WebConfig, create_web_app
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +118,7 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
 
         routers.append(slack_router(slack_app))
 
-    web = create_web_app(services.core, WebConfig.from_settings(settings), engine=services.engine,
-                         model_version=lambda: services.captioner.model_version, metrics=services.metrics,
-                         extra_routers=tuple(routers))
+    web = build_web_app(services, tuple(routers))
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default; the web
     # app decides whom to believe (CAPBOT_TRUSTED_PROXIES), so a local caller cannot pose as many clients.
     server = _Server(uvicorn.Config(web, host=settings.host, port=settings.port, log_config=None,

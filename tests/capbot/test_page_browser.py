@@ -1,13 +1,15 @@
 """The demo page in a real headless Chromium (Debian's, driven by Playwright), served by `capbot run`.
 
 Without Chromium or Playwright these tests skip, except in CI (`CI` set), where they fail: `.ci/run`
-installs Chromium. Screenshots go to test-artifacts/browser/ (or $CAPBOT_TEST_ARTIFACTS).
+installs Chromium. Screenshots go to $CAPBOT_TEST_ARTIFACTS/browser/ (default: capbot-test-artifacts/browser/
+in the system temporary directory), never into the checkout.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
     "--disable-quic",
 ]
-ARTIFACTS = Path(os.environ.get("CAPBOT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")) / "browser"
+ARTIFACTS = Path(os.environ.get("CAPBOT_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "capbot-test-artifacts") / "browser"
 TIMEOUT_MS = 90_000  # a caption on a loaded 2-core machine
 
 
