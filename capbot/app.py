@@ -15,7 +15,7 @@ from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
 from capbot.errors import UserError
-from capbot.captioning import generation_options, local_captioner
+from capbot.captioning import generation_options, serving_captioner
 from capbot.follow import RegistryFollower
 from capbot.settings import Settings
 from inference.types import Captioner
@@ -58,7 +58,7 @@ def build_captioner(settings: Settings, model: str) -> Captioner:
             "CAPBOT_CAPTIONER=modal is not available in this version; use the local captioner.",
             reason="modal_unavailable",
         )
-    return local_captioner(settings, model)
+    return serving_captioner(settings, model)
 
 
 EVENT_MEMORY = timedelta(days=7)  # Slack and Discord stop retrying a delivery within hours

@@ -7,10 +7,16 @@ fp32 everywhere else. They differ only in how bf16 is used, for reasons of numer
 - training keeps fp32 master weights and runs the forward pass under bf16 autocast (the optimizer's small
   updates would vanish in bf16 weights).
 On CPU fp32 stays the default: bf16 pays only on CPUs with AMX, and fp32 matches reference outputs.
+
+Serving also picks an engine mode (`CAPBOT_PRECISION`): `exact` is plain `generate` in the dtype above
+(the tokens a user of transformers gets); `fast` is the CPU fast path (int8 ONNX Runtime graphs and an
+own decode loop, docs/performance.md); `auto` is fast on the CPU and exact on a GPU. And a thread count
+(`CAPBOT_THREADS`): intra-op threads for either engine on the CPU.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,3 +93,35 @@ def resolve_placement(device: str = "auto", precision: str = "auto", *, purpose:
 
 def _gpu_has_bf16(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+MODES = ("auto", "exact", "fast")
+MAX_AUTO_THREADS = 4  # beyond this, one caption's small matrices gain little and other work loses cores
+
+
+def resolve_mode(requested: str, device: str = "auto") -> str:
+    """`exact` or `fast` for a requested mode on a requested device; fast exists on the CPU only."""
+    if requested not in MODES:
+        raise EngineConfigError(f"unknown precision mode {requested!r}; use auto, exact or fast", reason="bad_precision")
+    on_cpu = resolve_device(device).type == "cpu"
+    if requested == "auto":
+        return "fast" if on_cpu else "exact"
+    if requested == "fast" and not on_cpu:
+        raise EngineConfigError("precision 'fast' runs on the CPU only; use exact (or auto) on a GPU, "
+                                "or device cpu", reason="bad_precision")
+    return requested
+
+
+def resolve_threads(requested: int = 0) -> int:
+    """Intra-op threads: `requested` when positive, else the cores this process may use, at most
+    `MAX_AUTO_THREADS`. Engines run these threads without spin-waiting, so a busy machine slows them
+    down instead of making them collapse (docs/performance.md, "Threads")."""
+    if requested < 0:
+        raise EngineConfigError(f"threads must be 0 (auto) or more, got {requested}", reason="bad_threads")
+    if requested:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_THREADS))

@@ -14,6 +14,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
+from inference.search import SearchSpec
 from inference.types import GenerationOptions
 
 
@@ -44,11 +45,19 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
         ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
                              **generate_kwargs(options))
         logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
-    texts = [clean_caption(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-    rows = ids.tolist()
+    return assemble_captions(tokenizer, ids.tolist(), logprobs, options)
+
+
+def assemble_captions(tokenizer: Any, rows: list[list[int]], token_logprobs: list[list[float]],
+                      options: GenerationOptions) -> list[GeneratedCaption]:
+    """Captions from a search's output, `n_best_size(options)` rows per image (best first): clean text,
+    confidence from the best row's token log-probabilities, alternatives from the other rows.
+    Every engine path (plain `generate`, the fast path's own loop) ends here."""
+    n_best = n_best_size(options)
+    texts = [clean_caption(t) for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
     captions = []
     for first in range(0, len(rows), n_best):
-        best_logprobs = logprobs[first]
+        best_logprobs = token_logprobs[first]
         captions.append(GeneratedCaption(
             texts[first], rows[first], best_logprobs, caption_confidence(best_logprobs),
             pick_alternatives(texts[first], texts[first + 1:first + n_best], options.num_alternatives),
@@ -95,6 +104,28 @@ def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
         "do_sample": False,
         "use_cache": True,  # a model saved mid-training may carry use_cache=False (gradient checkpointing)
     }
+
+
+def search_spec(options: GenerationOptions, generation_config: Any) -> SearchSpec:
+    """The fast path's own decode loop's arguments for `options`: what `generate_kwargs` asks of `generate`,
+    with the special tokens, length penalty and early stopping `generate` reads from the model's
+    generation config (`inference.modeldir.set_token_ids` fills the tokens)."""
+    check_options(options)
+    eos = generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    pad = generation_config.pad_token_id if generation_config.pad_token_id is not None else eos
+    return SearchSpec(
+        start_id=generation_config.decoder_start_token_id, eos_id=eos, pad_id=pad,
+        max_new_tokens=options.max_new_tokens, num_beams=options.num_beams,
+        no_repeat_ngram_size=options.no_repeat_ngram_size, n_best=n_best_size(options),
+        length_penalty=_or_default(generation_config.length_penalty, 1.0),
+        early_stopping=_or_default(generation_config.early_stopping, False),
+    )
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    # transformers 5 leaves unset generation parameters None and applies its defaults inside generate.
+    return default if value is None else value
 
 
 def clean_caption(text: str) -> str:

@@ -1,0 +1,94 @@
+"""Convert a model directory into the fast path's ONNX graphs: `python -m inference.fastbuild MODEL_DIR OUT_DIR`.
+
+Run by `inference.fastcache` in a child process. Steps:
+1. load the fp32 model from the directory (the one format capbot saves);
+2. export `EncoderGraph` and `DecoderStep` (`inference.fastgraph`) with the TorchScript exporter
+   (`dynamo=False`, opset 17; optimum's exporters pin transformers below 5);
+3. quantise every weight matrix to int8 (ONNX Runtime dynamic quantisation: int8 weights per output
+   channel, activations quantised per call), attention products and softmax stay fp32;
+4. write `fast.json` describing the graphs' shapes and special tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from transformers import VisionEncoderDecoderModel
+
+from inference.fastgraph import DecoderStep, EncoderGraph, empty_past
+
+OPSET = 17
+
+
+def export_graphs(model: VisionEncoderDecoderModel, out_dir: Path) -> dict:
+    """Export encoder and decoder step of `model` (fp32, eval) as encoder.onnx and decoder.onnx; return shapes."""
+    config = model.config
+    size = config.encoder.image_size
+    channels = config.encoder.num_channels
+    pixels = torch.zeros(2, channels, size, size)
+    with torch.inference_mode():
+        cross = EncoderGraph(model)(pixels)
+    layers, _, _, heads, tokens, head_dim = cross.shape
+    with torch.no_grad():
+        torch.onnx.export(
+            EncoderGraph(model), (pixels,), str(out_dir / "encoder.onnx"), dynamo=False, opset_version=OPSET,
+            input_names=["pixel_values"], output_names=["cross_kv"],
+            dynamic_axes={"pixel_values": {0: "images"}, "cross_kv": {2: "images"}},
+        )
+        ids = torch.zeros(4, dtype=torch.long)  # 2 images x 2 beams, 3 tokens already cached
+        past = torch.zeros(layers, 2, 4, heads, 3, head_dim)
+        torch.onnx.export(
+            DecoderStep(model), (ids, past, cross.clone()), str(out_dir / "decoder.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["input_ids", "past", "cross_kv"], output_names=["logprobs", "present"],
+            dynamic_axes={"input_ids": {0: "rows"}, "past": {2: "rows", 4: "cached"}, "cross_kv": {2: "images"},
+                          "logprobs": {0: "rows"}, "present": {2: "rows", 4: "grown"}},
+        )
+    return {"layers": layers, "heads": heads, "image_tokens": tokens, "head_dim": head_dim,
+            "image_size": size, "channels": channels, "vocab_size": config.decoder.vocab_size,
+            "max_positions": config.decoder.n_positions}
+
+
+def quantize_graph(src: Path, dst: Path) -> None:
+    """int8 weights (per output channel) for every MatMul with a constant weight; activations stay fp32 between."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gather"],
+                     extra_options={"MatMulConstBOnly": True})
+
+
+def build(model_dir: Path, out_dir: Path, *, quantize: bool = True) -> dict:
+    """Export (and quantise) `model_dir`'s model into `out_dir`; returns what fast.json records."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = VisionEncoderDecoderModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = out_dir / "fp32" if quantize else out_dir
+    raw.mkdir(exist_ok=True)
+    shapes = export_graphs(model, raw)
+    if quantize:
+        for name in ("encoder.onnx", "decoder.onnx"):
+            quantize_graph(raw / name, out_dir / name)
+        for leftover in raw.iterdir():
+            leftover.unlink()
+        raw.rmdir()
+    meta = {"format": 1, "quantized": quantize, **shapes}
+    (out_dir / "fast.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--no-quantize", action="store_true", help="keep fp32 weights (tests of the graphs)")
+    args = parser.parse_args(argv)
+    build(args.model_dir, args.out_dir, quantize=not args.no_quantize)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The CPU fast path: int8 ONNX Runtime graphs driven by capbot's own decode loop.
+
+Same interface as `CaptionEngine` (`generate`, `pixel_values`, `version`, `tokenizer`), different
+machinery: the encoder graph computes every layer's cross-attention keys/values once per image, the
+decoder graph runs one token per step against a self-attention cache, and `inference.search` makes
+`generate`'s choices in NumPy. Captions go through `inference.generation.assemble_captions`, so text,
+confidence and alternatives mean what they mean on the exact path. Why ONNX Runtime: see
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, GenerationConfig
+
+from inference.device import EngineConfigError
+from inference.engine import EngineOutput
+from inference.fastcache import META_FILE, ensure_built
+from inference.generation import assemble_captions, check_options, search_spec
+from inference.hub import ModelLoadError, load_pretrained, looks_like_path
+from inference.modeldir import has_metadata, load_metadata, set_token_ids
+from inference.pixels import pixel_values
+from inference.search import search
+from inference.types import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+
+def ort_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session with `threads` intra-op threads that sleep instead of spinning when idle:
+    on a busy machine, spinning workers steal the cores the others need (see docs/performance.md)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def resolve_model_dir(source: str | Path) -> Path:
+    """A local directory for `source`: the directory itself, or the hub snapshot of a hub id."""
+    if looks_like_path(str(source)):
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"model directory not found: {source}", reason="not_found")
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(load_pretrained(snapshot_download, str(source), "model"))
+
+
+class FastEngine:
+    """A converted model (`inference.fastcache`) with its tokenizer and image processor, on the CPU."""
+
+    device = SimpleNamespace(type="cpu")
+
+    def __init__(self, folder: Path, image_processor: Any, tokenizer: Any, generation_config: Any, *,
+                 version: str, batch_size: int = 8, threads: int = 1) -> None:
+        if batch_size < 1:
+            raise EngineConfigError(f"batch size must be at least 1, got {batch_size}", reason="bad_batch_size")
+        self.folder = folder
+        self.meta = json.loads((folder / META_FILE).read_text())
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.generation_config = generation_config
+        self.version = version
+        self.batch_size = batch_size
+        self.threads = threads
+        self.encoder = ort_session(folder / "encoder.onnx", threads)
+        self.decoder = ort_session(folder / "decoder.onnx", threads)
+
+    @classmethod
+    def load(cls, source: str | Path, *, batch_size: int = 8, threads: int = 1, cache_dir: Path | None = None,
+             quantize: bool = True) -> "FastEngine":
+        """Load `source` (model directory or hub id), converting it first when its conversion is missing or stale."""
+        started = time.perf_counter()
+        model_dir = resolve_model_dir(source)
+        processor = load_pretrained(AutoImageProcessor.from_pretrained, model_dir, "image processor")
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model_dir, "tokenizer")
+        folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize)
+        version = load_metadata(model_dir).version if has_metadata(model_dir) else str(source)
+        engine = cls(folder, processor, tokenizer, _generation_config(model_dir, tokenizer),
+                     version=version, batch_size=batch_size, threads=threads)
+        log.info("fast model loaded", extra={"source": str(source), "version": version, "conversion": str(folder),
+                                             "threads": threads, "load_ms": round((time.perf_counter() - started) * 1000)})
+        return engine
+
+    def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        """Caption RGB images in batches of `batch_size`, in order."""
+        check_options(options)
+        outputs: list[EngineOutput] = []
+        for start in range(0, len(images), self.batch_size):
+            outputs.extend(self._generate_batch(images[start:start + self.batch_size], options))
+        return outputs
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> Any:
+        """The model's input tensor for decoded RGB images (the shared image path, `inference.pixels`)."""
+        return pixel_values(self.image_processor, images)
+
+    def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        t0 = time.perf_counter()
+        pixels = self.pixel_values(images).numpy()
+        t1 = time.perf_counter()
+        spec = search_spec(options, self.generation_config)
+        if spec.max_new_tokens + 1 > self.meta["max_positions"]:
+            raise EngineConfigError(f"max new tokens must be below {self.meta['max_positions']} for this model",
+                                    reason="bad_options")
+        cross = self.encoder.run(["cross_kv"], {"pixel_values": pixels})[0]
+        result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
+        generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options)
+        t2 = time.perf_counter()
+        n = len(images)
+        timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
+        return [EngineOutput(g.text, g.token_ids, dict(timings), g.confidence, g.alternatives) for g in generated]
+
+    def _stepper(self, cross: np.ndarray, rows: int):
+        meta = self.meta
+        past = np.zeros((meta["layers"], 2, rows, meta["heads"], 0, meta["head_dim"]), dtype=np.float32)
+
+        def step(tokens: np.ndarray, origin: np.ndarray | None) -> np.ndarray:
+            nonlocal past
+            if origin is not None:
+                past = np.take(past, origin, axis=2)
+            logprobs, past = self.decoder.run(None, {"input_ids": tokens.astype(np.int64), "past": past, "cross_kv": cross})
+            return logprobs
+
+        return step
+
+
+def _generation_config(model_dir: Path, tokenizer: Any) -> Any:
+    """The model's generation config with capbot's special tokens, set by the one function that sets them."""
+    config = load_pretrained(AutoConfig.from_pretrained, model_dir, "model config")
+    try:
+        generation = GenerationConfig.from_pretrained(model_dir)
+    except OSError:  # no generation_config.json: generate would use the defaults
+        generation = GenerationConfig()
+    shim = SimpleNamespace(config=config, decoder=SimpleNamespace(config=config.decoder), generation_config=generation)
+    set_token_ids(shim, tokenizer)
+    return generation
