@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import VisionEncoderDecoderModel
 
-from inference.fastgraph import DecoderStep, EncoderGraph, empty_past
+from inference.fastgraph import DecoderStep, EncoderGraph, state_names
 
 OPSET = 17
 
@@ -31,21 +31,26 @@ def export_graphs(model: VisionEncoderDecoderModel, out_dir: Path) -> dict:
     channels = config.encoder.num_channels
     pixels = torch.zeros(2, channels, size, size)
     with torch.inference_mode():
-        cross = EncoderGraph(model)(pixels)
-    layers, _, _, heads, tokens, head_dim = cross.shape
+        cross = [t.clone() for t in EncoderGraph(model)(pixels)]
+    layers = len(cross) // 2
+    _, heads, tokens, head_dim = cross[0].shape
+    past_names, cross_names, present_names = state_names(layers)
     with torch.no_grad():
         torch.onnx.export(
             EncoderGraph(model), (pixels,), str(out_dir / "encoder.onnx"), dynamo=False, opset_version=OPSET,
-            input_names=["pixel_values"], output_names=["cross_kv"],
-            dynamic_axes={"pixel_values": {0: "images"}, "cross_kv": {2: "images"}},
+            input_names=["pixel_values"], output_names=cross_names,
+            dynamic_axes={"pixel_values": {0: "images"}, **{name: {0: "images"} for name in cross_names}},
         )
         ids = torch.zeros(4, dtype=torch.long)  # 2 images x 2 beams, 3 tokens already cached
-        past = torch.zeros(layers, 2, 4, heads, 3, head_dim)
+        past = [torch.zeros(4, heads, 3, head_dim) for _ in past_names]
         torch.onnx.export(
-            DecoderStep(model), (ids, past, cross.clone()), str(out_dir / "decoder.onnx"), dynamo=False,
-            opset_version=OPSET, input_names=["input_ids", "past", "cross_kv"], output_names=["logprobs", "present"],
-            dynamic_axes={"input_ids": {0: "rows"}, "past": {2: "rows", 4: "cached"}, "cross_kv": {2: "images"},
-                          "logprobs": {0: "rows"}, "present": {2: "rows", 4: "grown"}},
+            DecoderStep(model), (ids, *past, *cross), str(out_dir / "decoder.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["input_ids", *past_names, *cross_names],
+            output_names=["logprobs", *present_names],
+            dynamic_axes={"input_ids": {0: "rows"}, "logprobs": {0: "rows"},
+                          **{name: {0: "rows", 2: "cached"} for name in past_names},
+                          **{name: {0: "images"} for name in cross_names},
+                          **{name: {0: "rows", 2: "grown"} for name in present_names}},
         )
     return {"layers": layers, "heads": heads, "image_tokens": tokens, "head_dim": head_dim,
             "image_size": size, "channels": channels, "vocab_size": config.decoder.vocab_size,

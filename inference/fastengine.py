@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, Generati
 from inference.device import EngineConfigError
 from inference.engine import EngineOutput
 from inference.fastcache import META_FILE, ensure_built
+from inference.fastgraph import state_names
 from inference.generation import assemble_captions, check_options, search_spec
 from inference.hub import ModelLoadError, load_pretrained, looks_like_path
 from inference.modeldir import has_metadata, load_metadata, set_token_ids
@@ -80,6 +81,7 @@ class FastEngine:
         self.threads = threads
         self.encoder = ort_session(folder / "encoder.onnx", threads)
         self.decoder = ort_session(folder / "decoder.onnx", threads)
+        self._past_names, self._cross_names, self._present_names = state_names(self.meta["layers"])
 
     @classmethod
     def load(cls, source: str | Path, *, batch_size: int = 8, threads: int = 1, cache_dir: Path | None = None,
@@ -117,7 +119,7 @@ class FastEngine:
         if spec.max_new_tokens + 1 > self.meta["max_positions"]:
             raise EngineConfigError(f"max new tokens must be below {self.meta['max_positions']} for this model",
                                     reason="bad_options")
-        cross = self.encoder.run(["cross_kv"], {"pixel_values": pixels})[0]
+        cross = self.encoder.run(self._cross_names, {"pixel_values": pixels})
         result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
         generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options)
         t2 = time.perf_counter()
@@ -125,15 +127,19 @@ class FastEngine:
         timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
         return [EngineOutput(g.text, g.token_ids, dict(timings), g.confidence, g.alternatives) for g in generated]
 
-    def _stepper(self, cross: np.ndarray, rows: int):
-        meta = self.meta
-        past = np.zeros((meta["layers"], 2, rows, meta["heads"], 0, meta["head_dim"]), dtype=np.float32)
+    def _stepper(self, cross: list[np.ndarray], rows: int):
+        """The step function `inference.search` drives: runs the decoder graph and carries its cache."""
+        empty = np.zeros((rows, self.meta["heads"], 0, self.meta["head_dim"]), dtype=np.float32)
+        feed = {**dict(zip(self._cross_names, cross)), **{name: empty for name in self._past_names}}
+        outputs = ["logprobs", *self._present_names]
 
         def step(tokens: np.ndarray, origin: np.ndarray | None) -> np.ndarray:
-            nonlocal past
-            if origin is not None:
-                past = np.take(past, origin, axis=2)
-            logprobs, past = self.decoder.run(None, {"input_ids": tokens.astype(np.int64), "past": past, "cross_kv": cross})
+            feed["input_ids"] = tokens.astype(np.int64)
+            if origin is not None:  # beam search moved sequences: their caches follow
+                for name in self._past_names:
+                    feed[name] = np.take(feed[name], origin, axis=0)
+            logprobs, *present = self.decoder.run(outputs, feed)
+            feed.update(zip(self._past_names, present))
             return logprobs
 
         return step

@@ -46,9 +46,9 @@ def torch_stepper(model, pixels, beams):
     state = {"past": empty_past(model.config, len(pixels) * beams)}
 
     def step(tokens, origin):
-        past = state["past"] if origin is None else state["past"][:, :, torch.from_numpy(origin)]
+        past = state["past"] if origin is None else [t[torch.from_numpy(origin)] for t in state["past"]]
         with torch.inference_mode():
-            logprobs, state["past"] = decoder(torch.from_numpy(tokens), past, cross)
+            logprobs, *state["past"] = decoder(torch.from_numpy(tokens), *past, *cross)
         return logprobs.numpy()
 
     return step
