@@ -8,11 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
 from PIL import Image
 
-from inference.device import resolve_device, resolve_mode, resolve_threads
-from inference.engine import CaptionEngine
+from inference.device import resolve_mode, resolve_threads, runs_on_cpu
 from inference.generation import check_options
 from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from inference.pixels import decode_image
@@ -20,18 +18,23 @@ from inference.types import Caption, GenerationOptions, ImageInput
 
 log = logging.getLogger(__name__)
 
-EngineLoader = Callable[..., CaptionEngine]
+EngineLoader = Callable[..., Any]  # (model, *, device, dtype, batch_size, precision, threads, cache_dir) -> engine
 
 
 def load_engine(model: str | Path, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                 precision: str = "exact", threads: int = 0, cache_dir: Path | None = None) -> Any:
     """The engine for `precision` (`inference.device.resolve_mode`): the exact `CaptionEngine` (plain
-    `generate`) or the CPU fast path's `FastEngine` (int8 ONNX Runtime graphs, own decode loop)."""
+    `generate`) or the CPU fast path's `FastEngine` (int8 ONNX Runtime graphs, own decode loop). Only the
+    exact engine imports torch and transformers' models."""
     if resolve_mode(precision, device) == "fast":
         from inference.fastengine import FastEngine
 
         return FastEngine.load(model, batch_size=batch_size, threads=resolve_threads(threads), cache_dir=cache_dir)
-    if threads and resolve_device(device).type == "cpu":
+    import torch
+
+    from inference.engine import CaptionEngine
+
+    if threads and runs_on_cpu(device):
         torch.set_num_threads(resolve_threads(threads))  # 0: leave torch's own choice (all cores) alone
     return CaptionEngine.load(model, device=device, dtype=dtype, batch_size=batch_size)
 
@@ -98,7 +101,7 @@ class LocalCaptioner:
             for out, ms in zip(outputs, decode_ms)
         ]
 
-    def pixel_values(self, images: Sequence[ImageInput]) -> torch.Tensor:
+    def pixel_values(self, images: Sequence[ImageInput]) -> Any:
         """The tensor the serving model sees for `images` (the intake, then the model's preprocessing)."""
         return self._current().pixel_values([self.decode(image) for image in images])
 
@@ -123,6 +126,8 @@ class LocalCaptioner:
         with self._lock:
             engine, self._engine = self._engine, None
         if engine is not None and engine.device.type == "cuda":
+            import torch
+
             del engine
             torch.cuda.empty_cache()
 

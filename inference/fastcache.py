@@ -7,7 +7,9 @@ removed once the new one is in place. A read-only model directory (a shared volu
 owned by someone else) falls back to `<fallback>/<key>/`.
 
 The conversion runs in a child process (`python -m inference.fastbuild`): it loads the fp32 model,
-which the serving process then never holds (the memory a server keeps is the converted model's).
+which the serving process then never holds (the memory a server keeps is the converted model's). A
+process that has imported torch already (tests, training, a GPU server) converts in-process: it saves
+the child's ~10 s of imports and has nothing left to save in memory.
 """
 
 from __future__ import annotations
@@ -109,16 +111,14 @@ def _writable_root(model_dir: Path, fallback: Path | None) -> Path:
 
 def _build(model_dir: Path, root: Path, key: str, quantize: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
-    command = [sys.executable, "-m", "inference.fastbuild", str(model_dir), str(tmp)]
-    if not quantize:
-        command.append("--no-quantize")
     started = time.perf_counter()
     log.info("building the fast path's model", extra={"model_dir": str(model_dir), "cache": str(root / key)})
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
+    try:
+        _convert(model_dir, tmp, quantize)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise FastBuildError(f"converting {model_dir} for the fast path failed: {' | '.join(tail)}", reason="build_failed")
+        raise
+    tmp.chmod(0o755)  # mkdtemp makes it private; serving processes of other users read it
     meta = json.loads((tmp / META_FILE).read_text())
     meta["key"] = key
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -128,8 +128,32 @@ def _build(model_dir: Path, root: Path, key: str, quantize: bool) -> Path:
     return out
 
 
+def _convert(model_dir: Path, out: Path, quantize: bool) -> None:
+    if "torch" in sys.modules:
+        from inference.fastbuild import build
+
+        build(model_dir, out, quantize=quantize)
+        return
+    command = [sys.executable, "-m", "inference.fastbuild", str(model_dir), str(out)]
+    if not quantize:
+        command.append("--no-quantize")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise FastBuildError(f"converting {model_dir} for the fast path failed: {' | '.join(tail)}", reason="build_failed")
+
+
 def _remove_stale(root: Path, keep: str) -> None:
     for entry in root.iterdir():
         if entry.is_dir() and entry.name != keep:
             shutil.rmtree(entry, ignore_errors=True)
             log.info("removed a stale fast path conversion", extra={"path": str(entry)})
+
+
+def state_names(layers: int) -> tuple[list[str], list[str], list[str]]:
+    """The graphs' input/output names of the caches (`inference.fastgraph`): past, cross and present
+    keys/values, k before v per layer."""
+    def names(prefix: str) -> list[str]:
+        return [f"{prefix}_{kind}{i}" for i in range(layers) for kind in ("k", "v")]
+
+    return names("past"), names("cross"), names("present")

@@ -5,7 +5,8 @@ machinery: the encoder graph computes every layer's cross-attention keys/values 
 decoder graph runs one token per step against a self-attention cache, and `inference.search` makes
 `generate`'s choices in NumPy. Captions go through `inference.generation.assemble_captions`, so text,
 confidence and alternatives mean what they mean on the exact path. Why ONNX Runtime: see
-docs/performance.md.
+docs/performance.md. Serving this way never imports torch (`inference.fastfiles`, `inference.pixels`);
+the conversion runs in a child process that does.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
-from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, GenerationConfig
 
 from inference.device import EngineConfigError
-from inference.engine import EngineOutput
-from inference.fastcache import META_FILE, ensure_built
-from inference.fastgraph import state_names
-from inference.generation import assemble_captions, check_options, search_spec
+from inference.fastcache import META_FILE, ensure_built, state_names
+from inference.fastfiles import generation_settings, load_text_decoder
+from inference.generation import EngineOutput, assemble_captions, check_options, search_spec
 from inference.hub import ModelLoadError, load_pretrained, looks_like_path
-from inference.modeldir import has_metadata, load_metadata, set_token_ids
-from inference.pixels import pixel_values
+from inference.modeldir import has_metadata, load_metadata
+from inference.pixels import PixelSpec, pixel_values
 from inference.search import search
 from inference.types import GenerationOptions
 
@@ -37,10 +36,12 @@ log = logging.getLogger(__name__)
 
 def ort_session(path: Path, threads: int) -> Any:
     """An ONNX Runtime CPU session with `threads` intra-op threads that sleep instead of spinning when idle:
-    on a busy machine, spinning workers steal the cores the others need (see docs/performance.md)."""
+    on a busy machine, spinning workers steal the cores the others need (see docs/performance.md). No
+    memory arena: a burst's activations go back to the system afterwards, at no measurable cost in speed."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -89,11 +90,11 @@ class FastEngine:
         """Load `source` (model directory or hub id), converting it first when its conversion is missing or stale."""
         started = time.perf_counter()
         model_dir = resolve_model_dir(source)
-        processor = load_pretrained(AutoImageProcessor.from_pretrained, model_dir, "image processor")
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model_dir, "tokenizer")
+        processor = PixelSpec.from_dir(model_dir) or _transformers_processor(model_dir)
+        tokenizer = load_text_decoder(model_dir)
         folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize)
         version = load_metadata(model_dir).version if has_metadata(model_dir) else str(source)
-        engine = cls(folder, processor, tokenizer, _generation_config(model_dir, tokenizer),
+        engine = cls(folder, processor, tokenizer, generation_settings(model_dir, tokenizer),
                      version=version, batch_size=batch_size, threads=threads)
         log.info("fast model loaded", extra={"source": str(source), "version": version, "conversion": str(folder),
                                              "threads": threads, "load_ms": round((time.perf_counter() - started) * 1000)})
@@ -107,13 +108,13 @@ class FastEngine:
             outputs.extend(self._generate_batch(images[start:start + self.batch_size], options))
         return outputs
 
-    def pixel_values(self, images: Sequence[Image.Image]) -> Any:
-        """The model's input tensor for decoded RGB images (the shared image path, `inference.pixels`)."""
-        return pixel_values(self.image_processor, images)
+    def pixel_values(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The model's input array for decoded RGB images (the shared image path, `inference.pixels`)."""
+        return pixel_values(self.image_processor, images, as_numpy=True)
 
     def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
         t0 = time.perf_counter()
-        pixels = self.pixel_values(images).numpy()
+        pixels = self.pixel_values(images)
         t1 = time.perf_counter()
         spec = search_spec(options, self.generation_config)
         if spec.max_new_tokens + 1 > self.meta["max_positions"]:
@@ -145,13 +146,8 @@ class FastEngine:
         return step
 
 
-def _generation_config(model_dir: Path, tokenizer: Any) -> Any:
-    """The model's generation config with capbot's special tokens, set by the one function that sets them."""
-    config = load_pretrained(AutoConfig.from_pretrained, model_dir, "model config")
-    try:
-        generation = GenerationConfig.from_pretrained(model_dir)
-    except OSError:  # no generation_config.json: generate would use the defaults
-        generation = GenerationConfig()
-    shim = SimpleNamespace(config=config, decoder=SimpleNamespace(config=config.decoder), generation_config=generation)
-    set_token_ids(shim, tokenizer)
-    return generation
+def _transformers_processor(model_dir: Path) -> Any:
+    """A processor `PixelSpec` cannot express runs itself (this imports torch)."""
+    from transformers import AutoImageProcessor
+
+    return load_pretrained(AutoImageProcessor.from_pretrained, model_dir, "image processor")

@@ -141,11 +141,3 @@ def empty_past(model_config: Any, sequences: int, dtype: torch.dtype = torch.flo
     heads = config.num_attention_heads
     shape = (sequences, heads, 0, config.hidden_size // heads)
     return [torch.zeros(shape, dtype=dtype, device=device) for _ in range(2 * config.num_hidden_layers)]
-
-
-def state_names(layers: int) -> tuple[list[str], list[str], list[str]]:
-    """Graph input/output names of the caches: past, cross and present keys/values, k before v per layer."""
-    def names(prefix: str) -> list[str]:
-        return [f"{prefix}_{kind}{i}" for i in range(layers) for kind in ("k", "v")]
-
-    return names("past"), names("cross"), names("present")

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import torch
-from transformers.modeling_outputs import BaseModelOutput
-
 from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
 from inference.search import SearchSpec
@@ -29,7 +26,18 @@ class GeneratedCaption:
     alternatives: tuple[str, ...] = ()
 
 
-def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
+@dataclass(frozen=True)
+class EngineOutput:
+    """One caption text as an engine returns it, with the time its batch spent per image (batch time / size)."""
+
+    text: str
+    token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
+    timings_ms: dict[str, float] = field(default_factory=dict)  # {"preprocess": .., "generate": ..}
+    confidence: float = 0.0  # see inference.confidence
+    alternatives: tuple[str, ...] = ()
+
+
+def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
                       options: GenerationOptions) -> list[GeneratedCaption]:
     """Caption a batch of preprocessed images with `model.generate` (no gradients, deterministic).
 
@@ -37,6 +45,9 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
     its output. With `num_alternatives`, the beam search returns its n-best and the others become
     alternatives (see `pick_alternatives`).
     """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
     check_options(options)
     n_best = n_best_size(options)
     with torch.inference_mode():
@@ -82,9 +93,12 @@ def pick_alternatives(best: str, others: Sequence[str], limit: int) -> tuple[str
     return tuple(chosen)
 
 
-def _token_logprobs(model: Any, hidden: torch.Tensor, ids: torch.Tensor, n_best: int, eos_id: int) -> list[list[float]]:
+def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int) -> list[list[float]]:
     """Each row's generated tokens' log-probabilities under the model (teacher-forced, no search penalties),
     up to and including the first EOS; padding after it is left out."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
     encoded = BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_best, dim=0))
     logits = model(encoder_outputs=encoded, decoder_input_ids=ids[:, :-1]).logits
     chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]

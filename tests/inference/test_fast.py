@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,9 @@ def photos():
 @pytest.fixture(scope="module")
 def model_copy(tiny_model_dir, tmp_path_factory):
     """A private copy of the tiny model: the fast path writes its conversion beside the weights."""
-    return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("fast") / "model"))
+    copy = Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("fast") / "model"))
+    shutil.rmtree(copy / CACHE_DIRNAME, ignore_errors=True)  # another test may have served the original fast
+    return copy
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,7 @@ def test_fp32_graphs_in_a_fallback_cache_give_the_exact_tokens(exact, tiny_model
     """A model directory that cannot take the conversion (here a file blocks the cache folder) uses the
     fallback cache; and the exported graphs, unquantised, reproduce plain generate's tokens."""
     blocked = Path(shutil.copytree(tiny_model_dir, tmp_path / "blocked"))
+    shutil.rmtree(blocked / CACHE_DIRNAME, ignore_errors=True)  # another test may have served it fast
     (blocked / CACHE_DIRNAME).write_text("not a folder")
     engine = FastEngine.load(blocked, batch_size=3, threads=1, cache_dir=tmp_path / "fallback", quantize=False)
     assert engine.folder.parent == tmp_path / "fallback" / "blocked"
@@ -118,3 +123,23 @@ def test_modes_and_threads_resolve_with_clear_errors():
     assert 1 <= resolve_threads(0) <= 4 and resolve_threads(3) == 3
     with pytest.raises(EngineConfigError, match="threads"):
         resolve_threads(-1)
+
+
+def test_a_server_process_serves_fast_without_torch_and_converts_in_a_child(tiny_model_dir, tmp_path, photos):
+    """What `capbot run` does on a CPU: torch (a third of a fast server's memory) is never imported; the
+    conversion, which needs it, runs in a child process."""
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    shutil.rmtree(model / CACHE_DIRNAME, ignore_errors=True)
+    (tmp_path / "photo.png").write_bytes(photos[2])
+    script = (
+        "import sys, pathlib\n"
+        "from inference.captioner import LocalCaptioner\n"
+        f"captioner = LocalCaptioner({str(model)!r}, precision='auto', device='auto', threads=1)\n"
+        f"caption = captioner.caption([pathlib.Path({str(tmp_path / 'photo.png')!r}).read_bytes()])[0]\n"
+        "print(type(captioner.engine).__name__, 'torch' in sys.modules, bool(caption.text), 0 < caption.confidence <= 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["FastEngine", "False", "True", "True"]
+    assert conversions(model) == [weights_key(model)]
