@@ -11,6 +11,7 @@ the conversion runs in a child process that does.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import time
@@ -83,6 +84,7 @@ class FastEngine:
         self.encoder = ort_session(folder / "encoder.onnx", threads)
         self.decoder = ort_session(folder / "decoder.onnx", threads)
         self._past_names, self._cross_names, self._present_names = state_names(self.meta["layers"])
+        _return_freed_memory()  # the graph files' parse buffers
 
     @classmethod
     def load(cls, source: str | Path, *, batch_size: int = 8, threads: int = 1, cache_dir: Path | None = None,
@@ -123,6 +125,8 @@ class FastEngine:
         cross = self.encoder.run(self._cross_names, {"pixel_values": pixels})
         result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
         generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options)
+        del cross, result
+        _return_freed_memory()
         t2 = time.perf_counter()
         n = len(images)
         timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
@@ -144,6 +148,26 @@ class FastEngine:
             return logprobs
 
         return step
+
+
+def _return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's malloc_trim). A batch's caches are tens of
+    megabytes; glibc keeps freed blocks of that size for reuse, so without this a server's resident
+    memory stays at its largest burst's. Costs well under a millisecond; a no-op off glibc."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _transformers_processor(model_dir: Path) -> Any:
