@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], help="extra server setting, e.g. CAPBOT_THREADS=1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    env = {"CAPBOT_WORKERS": "32", "CAPBOT_BATCH_SIZE": "32", "CAPBOT_BATCH_WAIT_MS": "10"}
+    env = {"CAPBOT_WORKERS": "32"}  # otherwise the shipped defaults (batch 8, 10 ms wait, auto threads)
     env.update(item.split("=", 1) for item in args.env)
     payload = run(full_size_model(args.model_dir).resolve(), args.repeats, args.requests, env)
     print_results(payload)

@@ -34,6 +34,11 @@ from inference.types import GenerationOptions
 
 log = logging.getLogger(__name__)
 
+# The encoder's int8 products slow down per image beyond a few images (its activations, ~20 MB an image,
+# leave the caches): 8 images a run took half the time per image of 32 (docs/performance.md). The
+# decoder step still runs over the whole batch, where more rows share each weight read.
+ENCODER_CHUNK = 8
+
 
 def ort_session(path: Path, threads: int) -> Any:
     """An ONNX Runtime CPU session with `threads` intra-op threads that sleep instead of spinning when idle:
@@ -122,7 +127,7 @@ class FastEngine:
         if spec.max_new_tokens + 1 > self.meta["max_positions"]:
             raise EngineConfigError(f"max new tokens must be below {self.meta['max_positions']} for this model",
                                     reason="bad_options")
-        cross = self.encoder.run(self._cross_names, {"pixel_values": pixels})
+        cross = self._encode(pixels)
         result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
         generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options)
         del cross, result
@@ -131,6 +136,18 @@ class FastEngine:
         n = len(images)
         timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
         return [EngineOutput(g.text, g.token_ids, dict(timings), g.confidence, g.alternatives) for g in generated]
+
+    def _encode(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Cross keys/values of every layer, the encoder run over at most `ENCODER_CHUNK` images at a time."""
+        first = self.encoder.run(self._cross_names, {"pixel_values": pixels[:ENCODER_CHUNK]})
+        if len(pixels) <= ENCODER_CHUNK:
+            return first
+        cross = [np.empty((len(pixels), *t.shape[1:]), dtype=t.dtype) for t in first]
+        for i in range(0, len(pixels), ENCODER_CHUNK):
+            part = first if i == 0 else self.encoder.run(self._cross_names, {"pixel_values": pixels[i:i + ENCODER_CHUNK]})
+            for whole, piece in zip(cross, part):
+                whole[i:i + len(piece)] = piece
+        return cross
 
     def _stepper(self, cross: list[np.ndarray], rows: int):
         """The step function `inference.search` drives: runs the decoder graph and carries its cache."""

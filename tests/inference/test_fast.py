@@ -143,3 +143,12 @@ def test_a_server_process_serves_fast_without_torch_and_converts_in_a_child(tiny
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["FastEngine", "False", "True", "True"]
     assert conversions(model) == [weights_key(model)]
+
+
+def test_encoder_chunks_give_the_same_captions(fast, photos, monkeypatch):
+    from inference import fastengine
+
+    options = GenerationOptions(num_beams=2, max_new_tokens=6)
+    whole = [c.text for c in fast.caption(photos, options)]
+    monkeypatch.setattr(fastengine, "ENCODER_CHUNK", 2)  # batches of 3: encoder runs of 2 + 1
+    assert [c.text for c in fast.caption(photos, options)] == whole
