@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 CACHE_DIRNAME = ".capbot-fast"
 META_FILE = "fast.json"
 # Bump when the graphs or the quantisation recipe change: old conversions then count as stale.
-RECIPE = "onnx-int8-v3"
+RECIPE = "onnx-int8-v4"
 _HASHED_SUFFIXES = (".safetensors", ".bin")
 _HASHED_NAMES = ("config.json", "generation_config.json")
 

@@ -34,10 +34,11 @@ from inference.types import GenerationOptions
 
 log = logging.getLogger(__name__)
 
-# The encoder's int8 products slow down per image beyond a few images (its activations, ~20 MB an image,
-# leave the caches): 8 images a run took half the time per image of 32 (docs/performance.md). The
-# decoder step still runs over the whole batch, where more rows share each weight read.
-ENCODER_CHUNK = 8
+# Images per encoder run. One: the encoder's int8 activations are quantised per run, so a run of several
+# images would make an image's caption depend on the others in its batch (micro-batching must not change
+# anyone's caption); and per image, runs of 1 to 4 images cost about the same while 32 took twice as long
+# (docs/performance.md). The decoder step runs over the whole batch: more rows share each weight read.
+ENCODER_CHUNK = 1
 
 
 def ort_session(path: Path, threads: int) -> Any:
