@@ -58,9 +58,10 @@ def weights_key(model_dir: Path, recipe: str = RECIPE) -> str:
     return digest.hexdigest()[:20]
 
 
-def cache_roots(model_dir: Path, fallback: Path | None) -> list[Path]:
-    """Candidate cache folders, preferred first: beside the model, then the fallback location."""
-    roots = [model_dir / CACHE_DIRNAME]
+def cache_roots(model_dir: Path, fallback: Path | None, *, beside: bool = True) -> list[Path]:
+    """Candidate cache folders, preferred first: beside the model (unless `beside` is False, e.g. for a
+    hub snapshot, which belongs to the hub's cache), then the fallback location."""
+    roots = [model_dir / CACHE_DIRNAME] if beside else []
     roots.append((fallback or default_fallback()).expanduser() / model_dir.name)
     return roots
 
@@ -70,25 +71,25 @@ def default_fallback() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "capbot" / "fast"
 
 
-def find_built(model_dir: Path, key: str, fallback: Path | None = None) -> Path | None:
+def find_built(model_dir: Path, key: str, fallback: Path | None = None, *, beside: bool = True) -> Path | None:
     """The folder holding a complete conversion for `key`, if any."""
-    for root in cache_roots(model_dir, fallback):
+    for root in cache_roots(model_dir, fallback, beside=beside):
         candidate = root / key
         if (candidate / META_FILE).is_file():
             return candidate
     return None
 
 
-def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: bool = True) -> Path:
+def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: bool = True, beside: bool = True) -> Path:
     """The conversion folder for `model_dir`'s current weights, building it first when missing or stale."""
     recipe = RECIPE if quantize else RECIPE + "-fp32"
     key = weights_key(model_dir, recipe)
-    found = find_built(model_dir, key, fallback)
+    found = find_built(model_dir, key, fallback, beside=beside)
     if found:
         return found
-    root = _writable_root(model_dir, fallback)
+    root = _writable_root(model_dir, fallback, beside)
     with FileLock(str(root / ".lock"), timeout=3600):
-        found = find_built(model_dir, key, fallback)  # another process may have built it while we waited
+        found = find_built(model_dir, key, fallback, beside=beside)  # another process may have built it meanwhile
         if found:
             return found
         out = _build(model_dir, root, key, quantize)
@@ -96,8 +97,8 @@ def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: boo
     return out
 
 
-def _writable_root(model_dir: Path, fallback: Path | None) -> Path:
-    for root in cache_roots(model_dir, fallback):
+def _writable_root(model_dir: Path, fallback: Path | None, beside: bool) -> Path:
+    for root in cache_roots(model_dir, fallback, beside=beside):
         try:
             root.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=root, prefix=".probe-")
@@ -106,7 +107,7 @@ def _writable_root(model_dir: Path, fallback: Path | None) -> Path:
         except OSError:
             continue
     raise FastBuildError(f"no writable cache folder for the fast path's conversion of {model_dir} "
-                         f"(tried {', '.join(str(r) for r in cache_roots(model_dir, fallback))})", reason="read_only")
+                         f"(tried {', '.join(str(r) for r in cache_roots(model_dir, fallback, beside=beside))})", reason="read_only")
 
 
 def _build(model_dir: Path, root: Path, key: str, quantize: bool) -> Path:

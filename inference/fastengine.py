@@ -100,7 +100,7 @@ class FastEngine:
         model_dir = resolve_model_dir(source)
         processor = PixelSpec.from_dir(model_dir) or _transformers_processor(model_dir)
         tokenizer = load_text_decoder(model_dir)
-        folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize)
+        folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize, beside=looks_like_path(str(source)))
         version = load_metadata(model_dir).version if has_metadata(model_dir) else str(source)
         engine = cls(folder, processor, tokenizer, generation_settings(model_dir, tokenizer),
                      version=version, batch_size=batch_size, threads=threads)
