@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lock clean
+.PHONY: install run test lock clean bench bench-gpu
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ run: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Benchmarks (not tests; docs/performance.md): plain Hugging Face against capbot side by side, interleaved.
+# Prints Markdown tables and writes JSON under bench/results/. Builds its models under bench/.models/ first
+# (the full-size model in a minute; the trained tiny fixture for the fidelity table in ~20 min on 2 cores).
+bench: install
+	$(PY) -m bench.cpu
+	$(PY) -m bench.serving
+	$(PY) -m bench.fidelity
+	$(PY) -m bench.train --steps 60
+
+# The GPU benchmarks, on a CUDA machine (`make test` runs them on the CPU in smoke mode).
+bench-gpu: install
+	$(PY) -m bench.gpu
 
 # Regenerate requirements.lock from the current venv (after changing pyproject.toml's dependencies).
 lock:

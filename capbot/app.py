@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
-from capbot.captioning import generation_options, local_captioner, modal_captioner
+from capbot.captioning import generation_options, modal_captioner, serving_captioner
 from capbot.follow import RegistryFollower
 from capbot.metrics import Metrics
 from capbot.settings import Settings
@@ -58,7 +58,7 @@ def build_captioner(settings: Settings, model: str) -> Captioner:
     missing credentials or a missing deployment stop `capbot run` with one line."""
     if settings.captioner == "modal":
         return modal_captioner(settings).check()
-    return local_captioner(settings, model)
+    return serving_captioner(settings, model)
 
 
 def serving_options(settings: Settings) -> GenerationOptions:

@@ -16,13 +16,17 @@ def generation_options(settings, *, num_beams: int | None = None, max_new_tokens
 
 def local_captioner(settings, model: str | None = None, *, device: str | None = None,
                     batch_size: int | None = None, options: GenerationOptions | None = None):
-    """An in-process `LocalCaptioner` configured from settings (model, device, dtype, batch, image limits)."""
+    """An in-process `LocalCaptioner` configured from settings (model, device, dtype, precision mode,
+    threads, batch, image limits); fast-path conversions of a read-only model go under data_dir/cache."""
     from inference.captioner import LocalCaptioner
 
     return LocalCaptioner(
         model or settings.model,
         device=device or settings.device,
         dtype=settings.dtype,
+        precision=settings.precision,
+        threads=settings.threads,
+        cache_dir=settings.data_dir / "cache" / "fast",
         batch_size=batch_size or settings.batch_size,
         max_image_bytes=settings.max_image_bytes,
         max_image_pixels=settings.max_image_pixels,
@@ -60,3 +64,14 @@ def configured_captioner(settings, model: str | None = None, *, device: str | No
                             "the registry's active version", reason="modal_fixed_model")
         return modal_captioner(settings, options=options)
     return local_captioner(settings, model, device=device, batch_size=batch_size, options=options)
+
+
+def serving_captioner(settings, model: str | None = None):
+    """The server's local captioner: `local_captioner`, with micro-batching of concurrent requests
+    unless CAPBOT_BATCH_WAIT_MS is 0."""
+    captioner = local_captioner(settings, model)
+    if settings.batch_wait_ms <= 0:
+        return captioner
+    from inference.batching import BatchingCaptioner
+
+    return BatchingCaptioner(captioner, max_images=settings.batch_size, wait_ms=settings.batch_wait_ms)

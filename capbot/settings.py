@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     captioner: Literal["local", "modal"] = Field("local", description="local: in-process; modal: the deployed Modal GPU class (docs/modal.md).")
     registry_poll_s: float = Field(30.0, gt=0, description="How often serving checks the registry for a newly promoted version.")
     batch_size: int = Field(8, ge=1, le=256, description="Images per forward pass in the local engine.")
+    precision: Literal["auto", "exact", "fast"] = Field("auto", description="Local engine: exact = plain generate (fp32 on CPU); fast = int8 ONNX Runtime graphs with capbot's own decode loop (CPU only); auto = fast on CPU, exact on GPU.")
+    threads: int = Field(0, ge=0, le=256, description="Intra-op CPU threads of the local engine; 0 = the cores this process may use, at most 4 (exact mode: torch's own default).")
+    batch_wait_ms: float = Field(10.0, ge=0, le=1000, description="Micro-batching: how long a caption request waits for concurrent ones to share its forward pass (up to batch_size images); 0 = off.")
 
     # --- generation defaults ---
     num_beams: int = Field(1, ge=1, le=16, description="1 = greedy search; >1 = beam search.")
@@ -61,7 +64,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(10, ge=1, description="Caption requests one user may make per minute.")
     correction_rate_limit_per_minute: int = Field(20, ge=1, description="Corrections one user may send per minute.")
     queue_size: int = Field(64, ge=1, description="Caption jobs waiting at most; beyond this users are told the bot is busy.")
-    workers: int = Field(1, ge=1, le=32, description="Threads taking caption jobs off the queue.")
+    workers: int = Field(8, ge=1, le=64, description="Threads taking caption jobs off the queue; concurrent jobs share forward passes (CAPBOT_BATCH_WAIT_MS).")
     fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout for fetching an image by URL.")
     fetch_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed when fetching an image by URL.")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,24 +16,13 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, VisionEncoderDecoderModel
 
 from inference.device import EngineConfigError, resolve_placement
-from inference.generation import check_options, generate_captions
+from inference.generation import EngineOutput, check_options, generate_captions
 from inference.hub import ModelLoadError, load_pretrained
 from inference.modeldir import has_metadata, load_metadata, set_token_ids
 from inference.pixels import pixel_values
 from inference.types import GenerationOptions
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class EngineOutput:
-    """One caption text with the time its batch spent per image (batch time / batch size)."""
-
-    text: str
-    token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
-    timings_ms: dict[str, float] = field(default_factory=dict)  # {"preprocess": .., "generate": ..}
-    confidence: float = 0.0  # see inference.confidence
-    alternatives: tuple[str, ...] = ()
-
 
 class CaptionEngine:
     """A loaded model, image processor and tokenizer on one device."""

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import torch
-from transformers.modeling_outputs import BaseModelOutput
-
 from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
+from inference.search import SearchSpec
 from inference.types import GenerationOptions
 
 
@@ -28,7 +26,18 @@ class GeneratedCaption:
     alternatives: tuple[str, ...] = ()
 
 
-def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
+@dataclass(frozen=True)
+class EngineOutput:
+    """One caption text as an engine returns it, with the time its batch spent per image (batch time / size)."""
+
+    text: str
+    token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
+    timings_ms: dict[str, float] = field(default_factory=dict)  # {"preprocess": .., "generate": ..}
+    confidence: float = 0.0  # see inference.confidence
+    alternatives: tuple[str, ...] = ()
+
+
+def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
                       options: GenerationOptions) -> list[GeneratedCaption]:
     """Caption a batch of preprocessed images with `model.generate` (no gradients, deterministic).
 
@@ -36,6 +45,9 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
     its output. With `num_alternatives`, the beam search returns its n-best and the others become
     alternatives (see `pick_alternatives`).
     """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
     check_options(options)
     n_best = n_best_size(options)
     with torch.inference_mode():
@@ -44,11 +56,19 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: torch.Tensor,
         ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
                              **generate_kwargs(options))
         logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
-    texts = [clean_caption(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-    rows = ids.tolist()
+    return assemble_captions(tokenizer, ids.tolist(), logprobs, options)
+
+
+def assemble_captions(tokenizer: Any, rows: list[list[int]], token_logprobs: list[list[float]],
+                      options: GenerationOptions) -> list[GeneratedCaption]:
+    """Captions from a search's output, `n_best_size(options)` rows per image (best first): clean text,
+    confidence from the best row's token log-probabilities, alternatives from the other rows.
+    Every engine path (plain `generate`, the fast path's own loop) ends here."""
+    n_best = n_best_size(options)
+    texts = [clean_caption(t) for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
     captions = []
     for first in range(0, len(rows), n_best):
-        best_logprobs = logprobs[first]
+        best_logprobs = token_logprobs[first]
         captions.append(GeneratedCaption(
             texts[first], rows[first], best_logprobs, caption_confidence(best_logprobs),
             pick_alternatives(texts[first], texts[first + 1:first + n_best], options.num_alternatives),
@@ -73,9 +93,12 @@ def pick_alternatives(best: str, others: Sequence[str], limit: int) -> tuple[str
     return tuple(chosen)
 
 
-def _token_logprobs(model: Any, hidden: torch.Tensor, ids: torch.Tensor, n_best: int, eos_id: int) -> list[list[float]]:
+def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int) -> list[list[float]]:
     """Each row's generated tokens' log-probabilities under the model (teacher-forced, no search penalties),
     up to and including the first EOS; padding after it is left out."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
     encoded = BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_best, dim=0))
     logits = model(encoder_outputs=encoded, decoder_input_ids=ids[:, :-1]).logits
     chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
@@ -95,6 +118,28 @@ def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
         "do_sample": False,
         "use_cache": True,  # a model saved mid-training may carry use_cache=False (gradient checkpointing)
     }
+
+
+def search_spec(options: GenerationOptions, generation_config: Any) -> SearchSpec:
+    """The fast path's own decode loop's arguments for `options`: what `generate_kwargs` asks of `generate`,
+    with the special tokens, length penalty and early stopping `generate` reads from the model's
+    generation config (`inference.modeldir.set_token_ids` fills the tokens)."""
+    check_options(options)
+    eos = generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    pad = generation_config.pad_token_id if generation_config.pad_token_id is not None else eos
+    return SearchSpec(
+        start_id=generation_config.decoder_start_token_id, eos_id=eos, pad_id=pad,
+        max_new_tokens=options.max_new_tokens, num_beams=options.num_beams,
+        no_repeat_ngram_size=options.no_repeat_ngram_size, n_best=n_best_size(options),
+        length_penalty=_or_default(generation_config.length_penalty, 1.0),
+        early_stopping=_or_default(generation_config.early_stopping, False),
+    )
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    # transformers 5 leaves unset generation parameters None and applies its defaults inside generate.
+    return default if value is None else value
 
 
 def clean_caption(text: str) -> str:

@@ -16,16 +16,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-from transformers import PreTrainedTokenizerBase
-
-try:  # transformers 5: the PIL backend, used without torchvision (the default class would warn and fall back)
-    from transformers import ViTImageProcessorPil as _ViTProcessor
-except ImportError:  # pragma: no cover - older transformers
-    from transformers import ViTImageProcessor as _ViTProcessor
+from typing import TYPE_CHECKING, Any
 
 from capbot.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +89,7 @@ def set_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> None:
         raise ModelDirError("the tokenizer has no end-of-sequence token; a caption decoder needs one", reason="invalid")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    bos, eos, pad = special_token_ids(tokenizer)
 
     # The composite config drives shift_tokens_right in training; token ids are not generation
     # parameters, so save_pretrained accepts them on the config.
@@ -112,8 +107,22 @@ def set_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> None:
     gen.pad_token_id = pad
 
 
+def special_token_ids(tokenizer: Any) -> tuple[int, int, int]:
+    """(decoder start, end, padding) token ids by `set_token_ids`' rule: start from bos (eos when the
+    tokenizer has none), pad with pad (eos when none). Works on any object with the `*_token_id` attributes."""
+    eos = tokenizer.eos_token_id
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    return bos, eos, pad
+
+
 def make_image_processor(image_size: int) -> Any:
     """The image processor new models use: resize to a square, scale to [-1, 1] (ViT's convention)."""
+    try:  # transformers 5: the PIL backend, used without torchvision (the default class would warn and fall back)
+        from transformers import ViTImageProcessorPil as _ViTProcessor
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import ViTImageProcessor as _ViTProcessor
+
     return _ViTProcessor(
         do_resize=True,
         size={"height": image_size, "width": image_size},

@@ -1,0 +1,160 @@
+"""Where the fast path's converted model lives, and when it must be rebuilt.
+
+The model directory format does not change: the fast path's ONNX graphs are built from it and cached
+beside it, in `<model dir>/.capbot-fast/<key>/`, where the key hashes the weights and configs (and the
+recipe that converts them). New weights give a new key, so a stale conversion is never used; it is
+removed once the new one is in place. A read-only model directory (a shared volume, a hub snapshot
+owned by someone else) falls back to `<fallback>/<key>/`.
+
+The conversion runs in a child process (`python -m inference.fastbuild`): it loads the fp32 model,
+which the serving process then never holds (the memory a server keeps is the converted model's). A
+process that has imported torch already (tests, training, a GPU server) converts in-process: it saves
+the child's ~10 s of imports and has nothing left to save in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from capbot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CACHE_DIRNAME = ".capbot-fast"
+META_FILE = "fast.json"
+# Bump when the graphs or the quantisation recipe change: old conversions then count as stale.
+RECIPE = "onnx-int8-v4"
+_HASHED_SUFFIXES = (".safetensors", ".bin")
+_HASHED_NAMES = ("config.json", "generation_config.json")
+
+
+class FastBuildError(UserError):
+    """The fast path's conversion of a model directory failed."""
+
+
+def weights_key(model_dir: Path, recipe: str = RECIPE) -> str:
+    """A short hash of the weights, configs and conversion recipe: equal keys mean an equal conversion."""
+    digest = hashlib.sha256(recipe.encode())
+    files = sorted(p for p in model_dir.iterdir()
+                   if p.is_file() and (p.suffix in _HASHED_SUFFIXES or p.name in _HASHED_NAMES))
+    if not any(p.suffix in _HASHED_SUFFIXES for p in files):
+        raise FastBuildError(f"{model_dir} has no weights (*.safetensors) to convert", reason="invalid")
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:20]
+
+
+def cache_roots(model_dir: Path, fallback: Path | None, *, beside: bool = True) -> list[Path]:
+    """Candidate cache folders, preferred first: beside the model (unless `beside` is False, e.g. for a
+    hub snapshot, which belongs to the hub's cache), then the fallback location."""
+    roots = [model_dir / CACHE_DIRNAME] if beside else []
+    roots.append((fallback or default_fallback()).expanduser() / model_dir.name)
+    return roots
+
+
+def default_fallback() -> Path:
+    """The per-user cache used when neither the model directory nor a configured folder is writable."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "capbot" / "fast"
+
+
+def find_built(model_dir: Path, key: str, fallback: Path | None = None, *, beside: bool = True) -> Path | None:
+    """The folder holding a complete conversion for `key`, if any."""
+    for root in cache_roots(model_dir, fallback, beside=beside):
+        candidate = root / key
+        if (candidate / META_FILE).is_file():
+            return candidate
+    return None
+
+
+def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: bool = True, beside: bool = True) -> Path:
+    """The conversion folder for `model_dir`'s current weights, building it first when missing or stale."""
+    recipe = RECIPE if quantize else RECIPE + "-fp32"
+    key = weights_key(model_dir, recipe)
+    found = find_built(model_dir, key, fallback, beside=beside)
+    if found:
+        return found
+    root = _writable_root(model_dir, fallback, beside)
+    with FileLock(str(root / ".lock"), timeout=3600):
+        found = find_built(model_dir, key, fallback, beside=beside)  # another process may have built it meanwhile
+        if found:
+            return found
+        out = _build(model_dir, root, key, quantize)
+        _remove_stale(root, keep=key)
+    return out
+
+
+def _writable_root(model_dir: Path, fallback: Path | None, beside: bool) -> Path:
+    for root in cache_roots(model_dir, fallback, beside=beside):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=root, prefix=".probe-")
+            probe.close()
+            return root
+        except OSError:
+            continue
+    raise FastBuildError(f"no writable cache folder for the fast path's conversion of {model_dir} "
+                         f"(tried {', '.join(str(r) for r in cache_roots(model_dir, fallback, beside=beside))})", reason="read_only")
+
+
+def _build(model_dir: Path, root: Path, key: str, quantize: bool) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
+    started = time.perf_counter()
+    log.info("building the fast path's model", extra={"model_dir": str(model_dir), "cache": str(root / key)})
+    try:
+        _convert(model_dir, tmp, quantize)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.chmod(0o755)  # mkdtemp makes it private; serving processes of other users read it
+    meta = json.loads((tmp / META_FILE).read_text())
+    meta["key"] = key
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    out = root / key
+    os.replace(tmp, out)
+    log.info("fast path model built", extra={"cache": str(out), "build_s": round(time.perf_counter() - started, 1)})
+    return out
+
+
+def _convert(model_dir: Path, out: Path, quantize: bool) -> None:
+    if "torch" in sys.modules:
+        from inference.fastbuild import build
+
+        build(model_dir, out, quantize=quantize)
+        return
+    command = [sys.executable, "-m", "inference.fastbuild", str(model_dir), str(out)]
+    if not quantize:
+        command.append("--no-quantize")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise FastBuildError(f"converting {model_dir} for the fast path failed: {' | '.join(tail)}", reason="build_failed")
+
+
+def _remove_stale(root: Path, keep: str) -> None:
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("removed a stale fast path conversion", extra={"path": str(entry)})
+
+
+def state_names(layers: int) -> tuple[list[str], list[str], list[str]]:
+    """The graphs' input/output names of the caches (`inference.fastgraph`): past, cross and present
+    keys/values, k before v per layer."""
+    def names(prefix: str) -> list[str]:
+        return [f"{prefix}_{kind}{i}" for i in range(layers) for kind in ("k", "v")]
+
+    return names("past"), names("cross"), names("present")

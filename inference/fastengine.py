@@ -1,0 +1,195 @@
+"""The CPU fast path: int8 ONNX Runtime graphs driven by capbot's own decode loop.
+
+Same interface as `CaptionEngine` (`generate`, `pixel_values`, `version`, `tokenizer`), different
+machinery: the encoder graph computes every layer's cross-attention keys/values once per image, the
+decoder graph runs one token per step against a self-attention cache, and `inference.search` makes
+`generate`'s choices in NumPy. Captions go through `inference.generation.assemble_captions`, so text,
+confidence and alternatives mean what they mean on the exact path. Why ONNX Runtime: see
+docs/performance.md. Serving this way never imports torch (`inference.fastfiles`, `inference.pixels`);
+the conversion runs in a child process that does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from inference.device import EngineConfigError
+from inference.fastcache import META_FILE, ensure_built, state_names
+from inference.fastfiles import generation_settings, load_text_decoder
+from inference.generation import EngineOutput, assemble_captions, check_options, search_spec
+from inference.hub import ModelLoadError, load_pretrained, looks_like_path
+from inference.modeldir import has_metadata, load_metadata
+from inference.pixels import PixelSpec, pixel_values
+from inference.search import search
+from inference.types import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+# Images per encoder run. One: the encoder's int8 activations are quantised per run, so a run of several
+# images would make an image's caption depend on the others in its batch (micro-batching must not change
+# anyone's caption); and per image, runs of 1 to 4 images cost about the same while 32 took twice as long
+# (docs/performance.md). The decoder step runs over the whole batch: more rows share each weight read.
+ENCODER_CHUNK = 1
+
+
+def ort_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session with `threads` intra-op threads that sleep instead of spinning when idle:
+    on a busy machine, spinning workers steal the cores the others need (see docs/performance.md). No
+    memory arena: a burst's activations go back to the system afterwards, at no measurable cost in speed."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def resolve_model_dir(source: str | Path) -> Path:
+    """A local directory for `source`: the directory itself, or the hub snapshot of a hub id."""
+    if looks_like_path(str(source)):
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"model directory not found: {source}", reason="not_found")
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(load_pretrained(snapshot_download, str(source), "model"))
+
+
+class FastEngine:
+    """A converted model (`inference.fastcache`) with its tokenizer and image processor, on the CPU."""
+
+    device = SimpleNamespace(type="cpu")
+
+    def __init__(self, folder: Path, image_processor: Any, tokenizer: Any, generation_config: Any, *,
+                 version: str, batch_size: int = 8, threads: int = 1) -> None:
+        if batch_size < 1:
+            raise EngineConfigError(f"batch size must be at least 1, got {batch_size}", reason="bad_batch_size")
+        self.folder = folder
+        self.meta = json.loads((folder / META_FILE).read_text())
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.generation_config = generation_config
+        self.version = version
+        self.batch_size = batch_size
+        self.threads = threads
+        self.encoder = ort_session(folder / "encoder.onnx", threads)
+        self.decoder = ort_session(folder / "decoder.onnx", threads)
+        self._past_names, self._cross_names, self._present_names = state_names(self.meta["layers"])
+        _return_freed_memory()  # the graph files' parse buffers
+
+    @classmethod
+    def load(cls, source: str | Path, *, batch_size: int = 8, threads: int = 1, cache_dir: Path | None = None,
+             quantize: bool = True) -> "FastEngine":
+        """Load `source` (model directory or hub id), converting it first when its conversion is missing or stale."""
+        started = time.perf_counter()
+        model_dir = resolve_model_dir(source)
+        processor = PixelSpec.from_dir(model_dir) or _transformers_processor(model_dir)
+        tokenizer = load_text_decoder(model_dir)
+        folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize, beside=looks_like_path(str(source)))
+        version = load_metadata(model_dir).version if has_metadata(model_dir) else str(source)
+        engine = cls(folder, processor, tokenizer, generation_settings(model_dir, tokenizer),
+                     version=version, batch_size=batch_size, threads=threads)
+        log.info("fast model loaded", extra={"source": str(source), "version": version, "conversion": str(folder),
+                                             "threads": threads, "load_ms": round((time.perf_counter() - started) * 1000)})
+        return engine
+
+    def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        """Caption RGB images in batches of `batch_size`, in order."""
+        check_options(options)
+        outputs: list[EngineOutput] = []
+        for start in range(0, len(images), self.batch_size):
+            outputs.extend(self._generate_batch(images[start:start + self.batch_size], options))
+        return outputs
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The model's input array for decoded RGB images (the shared image path, `inference.pixels`)."""
+        return pixel_values(self.image_processor, images, as_numpy=True)
+
+    def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        t0 = time.perf_counter()
+        pixels = self.pixel_values(images)
+        t1 = time.perf_counter()
+        spec = search_spec(options, self.generation_config)
+        if spec.max_new_tokens + 1 > self.meta["max_positions"]:
+            raise EngineConfigError(f"max new tokens must be below {self.meta['max_positions']} for this model",
+                                    reason="bad_options")
+        cross = self._encode(pixels)
+        result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
+        generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options)
+        del cross, result
+        _return_freed_memory()
+        t2 = time.perf_counter()
+        n = len(images)
+        timings = {"preprocess": (t1 - t0) * 1000 / n, "generate": (t2 - t1) * 1000 / n}
+        return [EngineOutput(g.text, g.token_ids, dict(timings), g.confidence, g.alternatives) for g in generated]
+
+    def _encode(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Cross keys/values of every layer, the encoder run over at most `ENCODER_CHUNK` images at a time."""
+        first = self.encoder.run(self._cross_names, {"pixel_values": pixels[:ENCODER_CHUNK]})
+        if len(pixels) <= ENCODER_CHUNK:
+            return first
+        cross = [np.empty((len(pixels), *t.shape[1:]), dtype=t.dtype) for t in first]
+        for i in range(0, len(pixels), ENCODER_CHUNK):
+            part = first if i == 0 else self.encoder.run(self._cross_names, {"pixel_values": pixels[i:i + ENCODER_CHUNK]})
+            for whole, piece in zip(cross, part):
+                whole[i:i + len(piece)] = piece
+        return cross
+
+    def _stepper(self, cross: list[np.ndarray], rows: int):
+        """The step function `inference.search` drives: runs the decoder graph and carries its cache."""
+        empty = np.zeros((rows, self.meta["heads"], 0, self.meta["head_dim"]), dtype=np.float32)
+        feed = {**dict(zip(self._cross_names, cross)), **{name: empty for name in self._past_names}}
+        outputs = ["logprobs", *self._present_names]
+
+        def step(tokens: np.ndarray, origin: np.ndarray | None) -> np.ndarray:
+            feed["input_ids"] = tokens.astype(np.int64)
+            if origin is not None:  # beam search moved sequences: their caches follow
+                for name in self._past_names:
+                    feed[name] = np.take(feed[name], origin, axis=0)
+            logprobs, *present = self.decoder.run(outputs, feed)
+            feed.update(zip(self._past_names, present))
+            return logprobs
+
+        return step
+
+
+def _return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's malloc_trim). A batch's caches are tens of
+    megabytes; glibc keeps freed blocks of that size for reuse, so without this a server's resident
+    memory stays at its largest burst's. Costs well under a millisecond; a no-op off glibc."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _transformers_processor(model_dir: Path) -> Any:
+    """A processor `PixelSpec` cannot express runs itself (this imports torch)."""
+    from transformers import AutoImageProcessor
+
+    return load_pretrained(AutoImageProcessor.from_pretrained, model_dir, "image processor")
