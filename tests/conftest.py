@@ -66,8 +66,13 @@ def database_url(request, tmp_path):
     at CAPBOT_TEST_POSTGRES_URL cannot be reached.
     """
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'capbot.db'}"
-        return
+        return f"sqlite:///{tmp_path / 'capbot.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of an EMPTY Postgres schema, dropped afterwards (mark tests using it `postgres`)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
 

@@ -39,15 +39,11 @@ def retrain_config_from_settings(settings: Any, engine: Any, *, no_renames: bool
 
 def retrain_from_settings(settings: Any, **overrides: Any):
     """Run `training.retrain.retrain` against the configured store; returns its `RetrainResult`."""
-    from storage import db
+    from capbot.cli.database import open_database
     from training.retrain import retrain
 
-    engine = db.create_engine_for(settings.database_url)
-    try:
-        db.require_current_schema(engine)
+    with open_database(settings.database_url) as engine:
         return retrain(retrain_config_from_settings(settings, engine, **overrides))
-    finally:
-        engine.dispose()
 
 
 @app.command("retrain")
