@@ -164,8 +164,8 @@ def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
     torch.set_num_threads(1)  # a model this small trains faster on one thread, and far faster on a busy machine
     try:
         result = train(TrainArgs(
-            model=str(untrained), data=str(data.out_dir), out=root / "run", eval_limit=None, eval_meteor=False,
-            tensorboard=False, progress=False, log_every=50, **TRAINED_TINY_RECIPE["train"],
+            model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
+            eval_meteor=False, tensorboard=False, progress=False, log_every=50, **TRAINED_TINY_RECIPE["train"],
         ))
     finally:
         torch.set_num_threads(threads)
