@@ -141,13 +141,11 @@ class Run:
             self.board.scalars(step, {f"eval/{k}": v for k, v in evaluation.scores.items()})
             self._log_samples(step, predictions, refs)
             log.info("evaluated", extra={"step": step, **{k: round(v, 4) for k, v in evaluation.scores.items()}})
-            if self._best_evaluation() is None or evaluation.cider > self._best_evaluation().cider:
+            best = self.saved.evaluation if self.saved else None
+            if best is None or evaluation.cider > best.cider:
                 self.save_model(step, evaluation, metrics.to_dict())
                 log.info("new best model", extra={"step": step, "cider": round(evaluation.cider, 4), "path": str(self.args.out)})
         dist_utils.barrier(self.info)
-
-    def _best_evaluation(self) -> Evaluation | None:
-        return self.saved.evaluation if self.saved else None
 
     @torch.no_grad()
     def predict(self, images: list[Path]) -> list[str]:
