@@ -29,9 +29,10 @@ def reports(trained_tiny_model):
         }
 
 
-def test_names_colour_and_shape_of_held_out_images(trained_tiny_model, reports):
+def test_names_colour_and_shape_of_held_out_images(trained_tiny_model, reports, record_property):
     scenes = load_scenes(trained_tiny_model.data_dir, "test")
     accuracy = concept_accuracy(reports["trained"].predictions, scenes)
+    record_property("concept_accuracy", {key: accuracy[key] for key in ("n", "colour", "shape", "both")})  # --junitxml
     assert accuracy["n"] == len(scenes)
     assert accuracy["both"] >= 0.90, accuracy
     untrained = concept_accuracy(reports["untrained"].predictions, scenes)
