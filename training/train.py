@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -80,9 +80,21 @@ def train(args: TrainArgs) -> TrainResult:
     # 1. Processes, devices and seeds.
     info = dist_utils.setup(args.device)
     try:
-        return _train(args, info, started)
+        with _cpu_threads(args.cpu_threads if info.device.type == "cpu" else 0):
+            return _train(args, info, started)
     finally:
         dist_utils.teardown(info)
+
+
+@contextmanager
+def _cpu_threads(threads: int) -> Iterator[None]:
+    """Use `threads` torch threads (0: leave torch's setting), restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or saved)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainResult:
@@ -112,7 +124,8 @@ def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainR
     meter = Meter()
     precision = precision_for(args, info.device)
     if info.is_main:
-        log.info("training", extra={"device": str(info.device), "precision": precision, "world_size": info.world_size,
+        log.info("training", extra={"device": str(info.device), "threads": torch.get_num_threads(),
+                                    "precision": precision, "world_size": info.world_size,
                                     "steps": args.steps, "from_step": position.step, "out": str(args.out),
                                     "run_dir": str(args.run_dir)})
     with run.progress(position.step, last_step) as bar:

@@ -164,3 +164,20 @@ def test_training_shows_a_bar_on_a_terminal_and_log_lines_elsewhere(terminal, ti
     assert {r.levelno for r in lines} == {logging.DEBUG if terminal else logging.INFO}
     drawn = stderr.getvalue()
     assert ("3/3" in drawn and "samples/s" in drawn and "loss" in drawn) if terminal else "samples/s" not in drawn
+
+
+def test_cpu_threads_hold_for_the_run_only(tiny_model_dir, synthetic_dataset, tmp_path, caplog):
+    import torch
+
+    caplog.set_level(logging.INFO, logger="training.train")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads, name in ((1, "one"), (0, "default")):
+            train(TrainArgs(model=str(tiny_model_dir), data=str(synthetic_dataset.out_dir), out=tmp_path / name,
+                            run_dir=tmp_path / f"{name}-run", steps=1, batch_size=4, val_split=None, tensorboard=False,
+                            cpu_threads=threads))
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [r.threads for r in caplog.records if r.getMessage() == "training"] == [1, 2]
