@@ -61,7 +61,7 @@ def trained_tiny_model(root: Path) -> Path:
     untrained = root / "untrained"
     init_model(untrained, preset="tiny", captions=read_captions(data.annotations("train")), seed=0, overwrite=True)
     torch.set_num_threads(1)
-    result = train(TrainArgs(model=str(untrained), data=str(data.out_dir), out=root / "run", eval_limit=None,
+    result = train(TrainArgs(model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
                              eval_meteor=False, tensorboard=False, progress=False, log_every=500,
                              **TRAINED_TINY_RECIPE["train"]))
     return Path(result.model_dir)

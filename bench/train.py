@@ -41,7 +41,7 @@ def capbot_train(model_dir: Path, data_dir: Path, steps: int, batch: int, device
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        train(TrainArgs(model=str(model_dir), data=str(data_dir), out=Path(out), val_split=None, steps=steps,
+        train(TrainArgs(model=str(model_dir), data=str(data_dir), out=Path(out) / "model", run_dir=Path(out) / "run", val_split=None, steps=steps,
                         batch_size=batch, warmup_steps=1, log_every=steps, tensorboard=False, progress=False,
                         device=device, keep_checkpoints=1))
         return time.perf_counter() - started

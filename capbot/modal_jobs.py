@@ -286,13 +286,14 @@ def train_model(runs_volume: Any, models_volume: Any, *, data: str, name: str, m
 
     settings = container_settings()
     engine = _migrated_engine(settings)
-    args = TrainArgs(model=model or _active_or_base(engine, settings), out=settings.runs_dir / name,
+    run_dir = settings.runs_dir / name
+    args = TrainArgs(model=model or _active_or_base(engine, settings), out=run_dir / "model", run_dir=run_dir,
                      data=str(_dataset_path(settings, data)), steps=steps, batch_size=batch_size, lr=lr,
                      resume=True, progress=False, device="auto")
     with committing_every(runs_volume, CHECKPOINT_COMMIT_S):
         result = train(args)
     version = _publish(Path(result.model_dir), settings.models_dir, models_volume, engine, made_from=args.model)
-    return {"version": version, "steps": result.steps, "metrics": result.metrics, "run_dir": str(args.out)}
+    return {"version": version, "steps": result.steps, "metrics": result.metrics, "run_dir": str(args.run_dir)}
 
 
 def evaluate(*, model: str, data: str, split: str, limit: int) -> dict:

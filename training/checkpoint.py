@@ -1,8 +1,8 @@
 """Training checkpoints that resume exactly: model, optimizer, scheduler, RNG states and data position.
 
-Layout under a run's output directory:
+Layout under a run directory (`TrainArgs.run_dir`):
     checkpoints/step-000200/model/      the weights as a `save_pretrained` directory (loads without capbot)
-    checkpoints/step-000200/state.pt    optimizer, scheduler, RNG states, position, best score, arguments
+    checkpoints/step-000200/state.pt    optimizer, scheduler, RNG states, position, evaluations, arguments
     checkpoints/LATEST                  the name of the newest complete checkpoint
 
 A checkpoint is written to a temporary directory and renamed into place before LATEST points at it, so a
@@ -46,6 +46,29 @@ class Position:
     samples_seen: int = 0  # training examples over all ranks
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The scores of one evaluation of the validation set."""
+
+    step: int
+    scores: dict[str, float]  # metric name -> score: bleu_1..bleu_4, rouge_l, cider (meteor when asked for)
+    n_images: int
+
+    @property
+    def cider(self) -> float:
+        """The score that picks the best model."""
+        return self.scores["cider"]
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """The version a run wrote to its model directory."""
+
+    step: int
+    version: str
+    evaluation: Evaluation | None = None  # None without a validation set: the last weights are the model
+
+
 @dataclass
 class Checkpoint:
     """Everything besides the weights that a resumed run needs."""
@@ -54,8 +77,19 @@ class Checkpoint:
     optimizer: dict
     scheduler: dict
     rng: list[dict]  # one entry per rank: each process draws its own dropout masks
-    best: dict = field(default_factory=dict)  # {"cider": float, "step": int, "version": str}
+    saved: SavedModel | None = None  # the best model so far (already in the model directory)
+    history: list[Evaluation] = field(default_factory=list)  # every evaluation so far
     args: dict = field(default_factory=dict)  # the TrainArgs that started the run, for reference
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Checkpoint":
+        """Rebuild from `asdict(checkpoint)` as saved in state.pt."""
+        saved = state.get("saved")
+        if saved is not None:
+            evaluation = saved.get("evaluation")
+            saved = SavedModel(**{**saved, "evaluation": Evaluation(**evaluation) if evaluation else None})
+        return cls(**{**state, "position": Position(**state["position"]), "saved": saved,
+                      "history": [Evaluation(**e) for e in state.get("history", [])]})
 
 
 def rng_state() -> dict:
@@ -75,14 +109,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_dir(out_dir: str | Path) -> Path:
+def checkpoint_dir(run_dir: str | Path) -> Path:
     """Where a run keeps its checkpoints."""
-    return Path(out_dir) / "checkpoints"
+    return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(out_dir: str | Path, model: Any, ckpt: Checkpoint, *, keep: int = 2) -> Path:
+def save_checkpoint(run_dir: str | Path, model: Any, ckpt: Checkpoint, *, keep: int = 2) -> Path:
     """Write a checkpoint for `ckpt.position.step`, point LATEST at it, and prune all but the newest `keep`."""
-    root = checkpoint_dir(out_dir)
+    root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{ckpt.position.step:07d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
@@ -102,9 +136,9 @@ def save_checkpoint(out_dir: str | Path, model: Any, ckpt: Checkpoint, *, keep: 
     return final
 
 
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run, or None when it has none."""
-    root = checkpoint_dir(out_dir)
+    root = checkpoint_dir(run_dir)
     try:
         name = (root / LATEST).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -123,8 +157,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"no checkpoint at {path}", reason="missing_checkpoint") from None
     except Exception as exc:  # a truncated or foreign file
         raise CheckpointError(f"cannot read checkpoint {file}: {exc}", reason="bad_checkpoint") from exc
-    raw["position"] = Position(**raw["position"])
-    return Checkpoint(**raw)
+    try:
+        return Checkpoint.from_state(raw)
+    except (TypeError, KeyError) as exc:  # another capbot version's layout
+        raise CheckpointError(f"checkpoint {file} has an unexpected layout ({exc}); start a new run",
+                              reason="bad_checkpoint") from exc
 
 
 def _write_latest(root: Path, name: str) -> None:

@@ -416,8 +416,8 @@ def default_trainer(job: FineTune) -> Path:
     n_images = len(load_split(job.data_dir, "train", check_images=False))
     steps = max(1, math.ceil(n_images * job.epochs / job.batch_size))
     result = train(TrainArgs(
-        model=job.init_model, out=job.work_dir, data=str(job.data_dir), train_split="train",
-        val_split=None,  # retrain scores candidate and active itself, on held-out sets training never sees
+        model=job.init_model, out=job.work_dir / "model", run_dir=job.work_dir, data=str(job.data_dir),
+        train_split="train", val_split=None,  # retrain scores candidate and active itself, on held-out sets training never sees
         steps=steps, batch_size=job.batch_size, lr=job.learning_rate, warmup_steps=min(100, steps // 10),
         seed=job.seed, made_by="retrain", tensorboard=True, freeze_encoder=job.freeze_encoder,
     ))

@@ -106,8 +106,8 @@ def serve_tensorboard(logdir: str | Path, *, host: str = "127.0.0.1", port: int 
 
     path = Path(logdir).expanduser()
     if not path.is_dir():
-        raise UserError(f"no training logs at {path}; train first (`capbot train --out {path}/RUN ...`) or pass --logdir",
-                        reason="missing_logdir")
+        raise UserError(f"no training logs at {path}; train first (`capbot train` writes them under its --run-dir) "
+                        "or pass --logdir", reason="missing_logdir")
     from tensorboard import program
 
     board = program.TensorBoard()

@@ -6,9 +6,10 @@ The driver reads top to bottom as numbered steps in `train`; each step is a help
   rows, or `TrainArgs.train_pairs` given directly (the retraining mix).
 - Data-parallel under `torchrun` (gloo on CPU, NCCL on GPUs); only rank 0 evaluates and writes.
 - Every `eval_every` steps and at the end, rank 0 captions the validation set and scores it; the best
-  CIDEr so far is saved as a self-describing model directory `<out>/model` (and registered as a
-  candidate version when `database_url` is set).
-- Checkpoints (`training.checkpoint`) resume exactly: the same run split in two gives identical weights.
+  CIDEr so far is saved as a self-describing model directory at `out`. Registering it as a version is
+  the caller's business (`capbot train`, the retraining job): training never touches the database.
+- Checkpoints (`training.checkpoint`, under `run_dir`) resume exactly: the same run split in two gives
+  identical weights.
 """
 
 from __future__ import annotations
@@ -17,115 +18,60 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from capbot.errors import UserError
 from training import distributed as dist_utils
+from training.args import Pair, TrainArgs, TrainingError
 from training.checkpoint import (
-    MODEL_DIR, Checkpoint, Position, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    MODEL_DIR, Checkpoint, Evaluation, Position, SavedModel, latest_checkpoint, load_checkpoint, set_rng_state,
 )
 from training.collate import CaptionCollator
 from training.schedule import warmup_cosine
 from training.train_run import Meter, Run
 
+__all__ = ["Pair", "TrainArgs", "TrainResult", "TrainingError", "read_jsonl_pairs", "train"]
+
 log = logging.getLogger(__name__)
-
-Pair = tuple[Path, str]  # (image file, caption): one training example
-
-
-class TrainingError(UserError):
-    """Training cannot start: missing or empty data, a model that does not load, bad arguments."""
-
-
-@dataclass
-class TrainArgs:
-    """Everything one training run needs. Paths may be strings; see each field's comment."""
-
-    model: str  # model directory or hub id to start from
-    out: Path  # run directory: checkpoints/, tb/ (TensorBoard), model/ (the best version)
-    model_out: Path | None = None  # where the best model directory goes instead of <out>/model
-    data: str | None = None  # COCO-format dataset directory or a .jsonl of {"image", "caption"} rows
-    train_split: str = "train"
-    val_split: str | None = "val"  # None: no evaluation; the last weights become the model
-    train_pairs: Sequence[Pair] | None = None  # overrides `data` for training: fixed (image, caption) rows
-    val_data: str | None = None  # dataset directory of the val split when it is not `data` (e.g. with train_pairs)
-    steps: int = 1000  # optimizer steps of the whole run; the schedule is planned for this many
-    epochs: float | None = None  # when set, replaces `steps`: this many passes over the training examples
-    stop_at: int | None = None  # stop (with a checkpoint) after this step, e.g. to split a run in time-limited jobs
-    batch_size: int = 32  # examples per process per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1  # cosine decays to lr * this
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    max_length: int = 32  # caption tokens including EOS; longer captions are cut
-    freeze_encoder: bool = False  # train only the decoder (and the encoder-to-decoder projection)
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPUs that support it, else fp32
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    eval_every: int = 0  # steps between evaluations; 0 = only at the end
-    eval_limit: int | None = 500  # validation images per evaluation (None = all)
-    eval_batch_size: int = 64
-    eval_meteor: bool = False  # METEOR starts a JVM (~9 s): off for training-time evaluations by default
-    num_beams: int = 1
-    max_new_tokens: int = 24
-    no_repeat_ngram_size: int = 3
-    save_every: int = 0  # steps between checkpoints; 0 = at each evaluation (and always at the end)
-    keep_checkpoints: int = 2
-    resume: bool = False  # continue from the newest checkpoint in `out` (fresh start when there is none)
-    seed: int = 0
-    log_every: int = 10
-    num_workers: int = 0  # DataLoader worker processes (images decode in them)
-    tensorboard: bool = True
-    samples: int = 8  # captioned validation images drawn into TensorBoard at each evaluation
-    database_url: str | None = None  # register the best model as a candidate version here
-    made_by: str = "train"  # recorded in the model's metadata ("retrain" when the loop calls this)
-    progress: bool = True  # a progress bar on the main process
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        self.model_out = Path(self.model_out) if self.model_out is not None else self.out / "model"
-        checks = {
-            "steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
-            "lr": self.lr > 0, "max_length": self.max_length >= 2, "warmup_steps": self.warmup_steps >= 0,
-            "eval_every": self.eval_every >= 0, "save_every": self.save_every >= 0, "log_every": self.log_every >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise TrainingError(f"invalid training arguments: {', '.join(bad)}", reason="bad_args")
-        if self.data is None and self.train_pairs is None:
-            raise TrainingError("no training data: give a dataset directory (--data) or training pairs", reason="no_data")
-        if self.epochs is not None and self.epochs <= 0:
-            raise TrainingError("epochs must be positive", reason="bad_args")
-        if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
-            raise TrainingError(f"stop_at must be between 1 and steps ({self.steps})", reason="bad_args")
 
 
 @dataclass
 class TrainResult:
     """What a run produced."""
 
-    model_dir: Path | None  # the best version's directory (None when the run stopped early via stop_at)
-    version: str | None
+    model_dir: Path | None  # `args.out` once the run is complete (None when stop_at ended it early, and on other ranks)
+    saved: SavedModel | None  # the version in model_dir: id, step and evaluation
+    parent_version: str | None  # the version of the model training started from (from its capbot.json)
     steps: int  # optimizer steps completed
-    best_step: int | None
-    metrics: dict[str, Any] = field(default_factory=dict)  # the best evaluation's scores
-    history: list[dict[str, Any]] = field(default_factory=list)  # every evaluation: {"step", "cider", ...}
+    history: list[Evaluation] = field(default_factory=list)  # every evaluation of the run, resumed parts included
     final_loss: float = math.nan  # mean training loss over the last logging window
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, window mean) as logged by this call
     samples_per_second: float = 0.0
     seconds: float = 0.0
     resumed_from: int | None = None  # the step of the checkpoint resumed from
-    registered: bool = False
     device: str = "cpu"  # where the main process trained, e.g. "cuda:0"
     precision: str = "fp32"  # "bf16" when the forward pass ran under bf16 autocast
+
+    @property
+    def version(self) -> str | None:
+        """The id of the saved model version."""
+        return self.saved.version if self.saved else None
+
+    @property
+    def best_step(self) -> int | None:
+        """The step whose weights were saved."""
+        return self.saved.step if self.saved else None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The saved model's validation scores and image count, as the registry records them ({} without one)."""
+        evaluation = self.saved.evaluation if self.saved else None
+        return {**evaluation.scores, "n_images": evaluation.n_images} if evaluation else {}
 
 
 def train(args: TrainArgs) -> TrainResult:
@@ -134,56 +80,88 @@ def train(args: TrainArgs) -> TrainResult:
     # 1. Processes, devices and seeds.
     info = dist_utils.setup(args.device)
     try:
-        return _train(args, info, started)
+        with _cpu_threads(args.cpu_threads if info.device.type == "cpu" else 0):
+            return _train(args, info, started)
     finally:
         dist_utils.teardown(info)
 
 
+@contextmanager
+def _cpu_threads(threads: int) -> Iterator[None]:
+    """Use `threads` torch threads (0: leave torch's setting), restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or saved)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainResult:
     torch.manual_seed(args.seed + info.rank)  # dropout differs per rank; DDP copies rank 0's weights
-    if args.database_url and info.is_main:
-        _check_registry(args.database_url)  # fail before hours of training, not after
     # 2. Data: the training examples and the evaluation set.
     source = _train_source(args)
     val = _val_set(args)
     if args.epochs is not None:
         args.steps = _steps_for_epochs(len(source(0)), args, info)
     # 3. Model, tokenizer and image processor: from the newest checkpoint when resuming.
-    ckpt_path = latest_checkpoint(args.out) if args.resume else None
+    ckpt_path = latest_checkpoint(args.run_dir) if args.resume else None
+    _check_out(args, resuming=ckpt_path is not None)
     model, tokenizer, processor, parent = _load_model(args, ckpt_path)
     model.to(info.device)
     wrapped = _wrap(model, info)
     collator = CaptionCollator(processor, tokenizer, max_length=args.max_length)
-    # 4. Optimizer and schedule; restore their state (and RNG, data position, best score) on resume.
+    # 4. Optimizer and schedule; restore their state (and RNG, data position, evaluations) on resume.
     optimizer = _optimizer(model, args, info)
     scheduler = warmup_cosine(optimizer, warmup_steps=args.warmup_steps, total_steps=args.steps, min_ratio=args.min_lr_ratio)
-    position, best = Position(), {}
-    if ckpt_path is not None:
-        position, best = _restore(ckpt_path, optimizer, scheduler, info)
-    run = Run(args, info, model, tokenizer, processor, collator, val, parent, best, position.step if ckpt_path else None)
+    resumed = _restore(ckpt_path, optimizer, scheduler, info) if ckpt_path is not None else None
+    position = resumed.position if resumed else Position()  # advanced in place by the loop
+    resumed_from = position.step if resumed else None
+    run = Run(args, info, model, tokenizer, processor, collator, val, parent, resumed)
     # 5. The loop: micro-batches -> accumulated gradients -> optimizer step -> log / evaluate / checkpoint.
     last_step = args.stop_at or args.steps
     stream = _batches(source, position, args, info, collator)
     meter = Meter()
+    precision = precision_for(args, info.device)
     if info.is_main:
-        log.info("training", extra={"device": str(info.device), "precision": precision_for(args, info.device),
-                                    "world_size": info.world_size, "steps": args.steps, "from_step": position.step})
+        log.info("training", extra={"device": str(info.device), "threads": torch.get_num_threads(),
+                                    "precision": precision, "world_size": info.world_size,
+                                    "steps": args.steps, "from_step": position.step, "out": str(args.out),
+                                    "run_dir": str(args.run_dir)})
     with run.progress(position.step, last_step) as bar:
         while position.step < last_step:
             loss = _optimizer_step(wrapped, optimizer, scheduler, stream, position, args, info)
             meter.add(loss, args.batch_size * args.grad_accum * info.world_size)
             position.samples_seen += args.batch_size * args.grad_accum * info.world_size
-            bar(1)
+            bar.advance(1)
             if position.step % args.log_every == 0 or position.step == last_step:
-                run.log_train(position.step, meter, scheduler.get_last_lr()[0])
+                run.log_train(position.step, last_step, meter, scheduler.get_last_lr()[0])
             evaluate_now = (args.eval_every and position.step % args.eval_every == 0) or position.step == args.steps
-            if evaluate_now:
-                run.evaluate(position.step)
             save_now = (args.save_every and position.step % args.save_every == 0) or (evaluate_now and not args.save_every)
-            if save_now or position.step == last_step:
-                run.checkpoint(position, optimizer, scheduler)
-    # 6. The result: the best model directory, registered as a candidate version.
-    return run.finish(position, meter, time.perf_counter() - started)
+            with meter.paused():
+                if evaluate_now:
+                    run.evaluate(position.step)
+                if save_now or position.step == last_step:
+                    run.checkpoint(position, optimizer, scheduler)
+    # 6. The result: the model directory (when the run is complete) and what it scored.
+    run.finish(position)
+    complete = position.step >= args.steps and run.saved is not None
+    return TrainResult(
+        model_dir=args.out if complete else None, saved=run.saved, parent_version=parent, steps=position.step,
+        history=list(run.history), final_loss=meter.last_loss, losses=list(run.losses),
+        samples_per_second=meter.samples_per_second, seconds=time.perf_counter() - started,
+        resumed_from=resumed_from, device=str(info.device), precision=precision,
+    )
+
+
+def _check_out(args: TrainArgs, *, resuming: bool) -> None:
+    """Refuse to replace a directory this run did not write (the best model overwrites `out`)."""
+    out = args.out
+    if not out.exists():
+        return
+    if not out.is_dir() or (any(out.iterdir()) and not (resuming and (out / "capbot.json").is_file())):
+        raise TrainingError(f"--out {out} already exists; choose a new model directory (or --resume the run that "
+                            "wrote it)", reason="out_exists")
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -297,16 +275,6 @@ def _batches(source: _PairSource, position: Position, args: TrainArgs, info: dis
         position.epoch, position.batch_in_epoch = position.epoch + 1, 0
 
 
-def _check_registry(url: str) -> None:
-    from storage import db
-
-    engine = db.create_engine_for(url)
-    try:
-        db.require_current_schema(engine)  # DatabaseUnavailable (a UserError) names `capbot db upgrade`
-    finally:
-        engine.dispose()
-
-
 # --- model ---------------------------------------------------------------------------------------------
 
 
@@ -401,7 +369,7 @@ def _optimizer_step(wrapped, optimizer, scheduler, stream, position: Position, a
     return total
 
 
-def _restore(path: Path, optimizer, scheduler, info: dist_utils.DistInfo) -> tuple[Position, dict]:
+def _restore(path: Path, optimizer, scheduler, info: dist_utils.DistInfo) -> Checkpoint:
     ckpt = load_checkpoint(path)
     optimizer.load_state_dict(ckpt.optimizer)
     scheduler.load_state_dict(ckpt.scheduler)
@@ -410,4 +378,4 @@ def _restore(path: Path, optimizer, scheduler, info: dist_utils.DistInfo) -> tup
     else:  # resumed on a different number of processes: the data order holds, dropout masks differ
         log.warning("checkpoint RNG states are for another world size", extra={"saved": len(ckpt.rng), "now": info.world_size})
     log.info("resumed", extra={"path": str(path), "step": ckpt.position.step})
-    return ckpt.position, ckpt.best
+    return ckpt

@@ -20,9 +20,12 @@ def synthetic(
     test: int = typer.Option(500, "--test", min=0, help="Images in the test split."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     image_size: int = typer.Option(64, "--image-size", help="Square image side in pixels (32-1024)."),
+    shapes: Optional[str] = typer.Option(
+        None, "--shapes", help="Comma-separated shapes to draw, at least two of circle, square, triangle, star (default: all)."
+    ),
 ) -> None:
     """Generate a deterministic COCO-format captioning dataset of coloured shapes (works offline)."""
-    from training.data.synthetic import generate_synthetic
+    from training.data.synthetic import SHAPES, generate_synthetic
 
     if out is None:
         from capbot.settings import get_settings
@@ -34,6 +37,7 @@ def synthetic(
         task = progress.add_task("images", total=train + val + test)
         summary = generate_synthetic(
             out, n_train=train, n_val=val, n_test=test, seed=seed, image_size=image_size,
+            shapes=[name.strip() for name in shapes.split(",")] if shapes else SHAPES,
             progress=lambda n: progress.advance(task, n),
         )
     counts = ", ".join(f"{split} {n}" for split, n in summary.images.items())

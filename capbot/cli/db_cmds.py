@@ -30,17 +30,13 @@ class _Store:
 
 @contextmanager
 def _open_store() -> Iterator[_Store]:
-    """The configured database (which must be migrated) and blob directory."""
+    """The configured database (migrated first when it is the embedded SQLite one) and blob directory."""
+    from capbot.cli.database import open_database
     from capbot.settings import get_settings
-    from storage import db
 
     settings = get_settings()
-    engine = db.create_engine_for(settings.database_url)
-    try:
-        db.require_current_schema(engine)
+    with open_database(settings.database_url) as engine:
         yield _Store(engine=engine, blob_dir=Path(settings.blob_dir or settings.data_dir / "blobs"))
-    finally:
-        engine.dispose()
 
 
 def _shown(url: str) -> str:

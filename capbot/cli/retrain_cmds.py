@@ -73,15 +73,11 @@ def _first(option: Any, setting: Any) -> Any:
 
 def retrain_from_settings(settings: Settings, options: RetrainOptions = RetrainOptions()) -> RetrainResult:
     """Run `training.retrain.retrain` against the configured store; returns its `RetrainResult`."""
-    from storage import db
+    from capbot.cli.database import open_database
     from training.retrain import retrain
 
-    engine = db.create_engine_for(settings.database_url)
-    try:
-        db.require_current_schema(engine)
+    with open_database(settings.database_url) as engine:
         return retrain(retrain_config(settings, engine, options))
-    finally:
-        engine.dispose()
 
 
 @app.command("retrain")

@@ -1,84 +1,136 @@
 """`capbot train` (fine-tune a model on a dataset) and `capbot tensorboard` (serve the training logs).
 
+The options of `capbot train` are the fields of `training.args.TrainArgs` (name, type, default, help),
+plus `--register` and `--json`; a few defaults come from settings (`FROM_SETTINGS`).
+
 Several GPUs: `torchrun --nproc_per_node N -m capbot train ...` (every process runs this command; only
 rank 0 evaluates, writes and prints the result).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import logging
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
 from capbot.cli.root import app
-from capbot.errors import UserError
+from training.args import TrainArgs
+
+log = logging.getLogger(__name__)
+
+# TrainArgs fields whose default on the command line comes from settings: (what --help says, how to get it).
+FROM_SETTINGS: dict[str, tuple[str, Callable[[Any, dict[str, Any]], Any]]] = {
+    "model": ("CAPBOT_MODEL", lambda settings, given: settings.model),
+    "run_dir": ("CAPBOT_DATA_DIR/runs/<name of --out>", lambda settings, given: settings.runs_dir / Path(given["out"]).name),
+    "device": ("CAPBOT_DEVICE", lambda settings, given: settings.device),
+    "num_beams": ("CAPBOT_NUM_BEAMS", lambda settings, given: settings.num_beams),
+    "max_new_tokens": ("CAPBOT_MAX_NEW_TOKENS", lambda settings, given: settings.max_new_tokens),
+    "no_repeat_ngram_size": ("CAPBOT_NO_REPEAT_NGRAM_SIZE", lambda settings, given: settings.no_repeat_ngram_size),
+}
+REQUIRED = {"data"}  # optional for library callers (they may give train_pairs), required here
+RESULT_PANEL = "Result"
 
 
-@app.command("train")
-def train_command(
-    data: str = typer.Option(..., "--data", help="COCO-format dataset directory (synthetic, COCO 2017, Karpathy) or a .jsonl of {image, caption} rows."),
-    out: Path = typer.Option(..., "--out", help="Run directory: checkpoints/, tb/ (TensorBoard logs) and model/ (the best version)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model directory or hub id to start from (default: settings.model)."),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Optimizer steps of the whole run."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Examples per process per micro-batch."),
-    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimizer step."),
-    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Peak learning rate (AdamW), reached after warmup."),
-    warmup: int = typer.Option(100, "--warmup", min=0, help="Linear warmup steps before the cosine decay."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay", min=0.0, help="AdamW weight decay (not on biases and norms)."),
-    train_split: str = typer.Option("train", "--train-split", help="Split to train on (train, train2017, or a Karpathy split)."),
-    val_split: str = typer.Option("val", "--val-split", help="Split to evaluate on; 'none' to skip evaluation."),
-    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N steps (0: only at the end)."),
-    eval_limit: int = typer.Option(500, "--eval-limit", min=1, help="Validation images per evaluation."),
-    meteor: bool = typer.Option(False, "--meteor/--no-meteor", help="Include METEOR in evaluations (starts a JVM)."),
-    save_every: int = typer.Option(0, "--save-every", min=0, help="Checkpoint every N steps (0: at each evaluation)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
-    freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Train only the decoder."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Trade compute for memory."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on capable GPUs, else fp32), fp32 or bf16."),
-    max_length: int = typer.Option(32, "--max-length", min=2, help="Longest training caption in tokens (with EOS)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes decoding images."),
-    seed: int = typer.Option(0, "--seed", help="Seed for data order and dropout."),
-    register: bool = typer.Option(True, "--register/--no-register", help="Register the best model as a candidate version in the database."),
-    tensorboard: bool = typer.Option(True, "--tensorboard/--no-tensorboard", help="Write TensorBoard logs to OUT/tb."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
-) -> None:
-    """Fine-tune a captioning model; the best checkpoint by CIDEr becomes OUT/model."""
+def train_command(*, register: bool, as_json: bool, **options: Any) -> None:
+    """Fine-tune a captioning model; the best version by validation CIDEr becomes the model directory --out.
+
+    With the database (CAPBOT_DATABASE_URL, default SQLite under CAPBOT_DATA_DIR) the model is registered
+    as a candidate version; `capbot models promote VERSION` makes it serve.
+    """
     from capbot.settings import get_settings
-    from training.train import TrainArgs, train
+    from training.train import train
 
     settings = get_settings()
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UserError(f"--precision must be auto, fp32 or bf16, not {precision!r}", reason="bad_args")
-    args = TrainArgs(
-        model=model or settings.model, data=data, out=out, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
-        lr=lr, warmup_steps=warmup, weight_decay=weight_decay, train_split=train_split,
-        val_split=None if val_split.lower() == "none" else val_split, eval_every=eval_every, eval_limit=eval_limit,
-        eval_meteor=meteor, save_every=save_every, resume=resume, freeze_encoder=freeze_encoder,
-        gradient_checkpointing=gradient_checkpointing, precision=precision, max_length=max_length,  # type: ignore[arg-type]
-        device=settings.device, num_workers=workers, seed=seed, tensorboard=tensorboard,
-        num_beams=settings.num_beams, max_new_tokens=settings.max_new_tokens,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-        database_url=settings.database_url if register else None,
-    )
+    args = TrainArgs(**_with_settings(options, settings))
+    if register:  # before hours of training, not after: migrate SQLite, or refuse a Postgres that is behind
+        from capbot.cli.database import ensure_schema
+
+        ensure_schema(settings.database_url)
     result = train(args)
-    if result.model_dir is None:  # a non-main torchrun process, or stopped before the end
+    if result.model_dir is None:  # a non-main torchrun process, or stopped before the end (--stop-at)
         return
-    summary = {
-        "model_dir": str(result.model_dir), "version": result.version, "steps": result.steps,
-        "best_step": result.best_step, "metrics": result.metrics, "final_loss": result.final_loss,
-        "samples_per_second": round(result.samples_per_second, 2), "seconds": round(result.seconds, 1),
-        "registered": result.registered,
-    }
+    registered = register and _register(settings.database_url, result)
+    _report(result, registered, as_json)
+
+
+def _with_settings(options: dict[str, Any], settings: Any) -> dict[str, Any]:
+    values = dict(options)
+    for name, (_, default) in FROM_SETTINGS.items():
+        if values.get(name) is None:
+            values[name] = default(settings, values)
+    return values
+
+
+def _register(database_url: str, result: Any) -> bool:
+    """Record the trained model as a candidate version (once: a resumed run that finishes again is fine)."""
+    from capbot.cli.database import open_database
+    from storage import registry
+    from storage.db import session_scope
+    from storage.errors import VersionExists
+
+    try:
+        with open_database(database_url) as engine, session_scope(engine) as session:
+            registry.register_version(
+                session, version_id=result.version, location=str(Path(result.model_dir).resolve()),
+                parent_id=result.parent_version, metrics=result.metrics, status="candidate",
+            )
+    except VersionExists:
+        log.info("version already registered", extra={"version": result.version})
+    return True
+
+
+def _report(result: Any, registered: bool, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps({
+            "model_dir": str(result.model_dir), "version": result.version, "steps": result.steps,
+            "best_step": result.best_step, "metrics": result.metrics, "final_loss": result.final_loss,
+            "samples_per_second": round(result.samples_per_second, 2), "seconds": round(result.seconds, 1),
+            "registered": registered,
+        }))
         return
     cider = result.metrics.get("cider")
     typer.echo(f"model {result.version} saved to {result.model_dir} (best step {result.best_step}"
                + (f", CIDEr {cider:.3f})" if cider is not None else ")"))
-    if result.registered:
+    if registered:
         typer.echo(f"registered as a candidate version; make it serve with `capbot models promote {result.version}`")
+
+
+def _options() -> list[inspect.Parameter]:
+    """One typer option per command-line field of TrainArgs, then the command's own options."""
+    types = typing.get_type_hints(TrainArgs)
+    params = [_option(f, types[f.name]) for f in dataclasses.fields(TrainArgs) if f.metadata.get("cli", True)]
+    own = {
+        "register": (bool, typer.Option(True, "--register/--no-register", rich_help_panel=RESULT_PANEL,
+                                        help="Register the model as a candidate version in the database.")),
+        "as_json": (bool, typer.Option(False, "--json", help="Print the result as one JSON object.", rich_help_panel=RESULT_PANEL)),
+    }
+    return params + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t) for n, (t, o) in own.items()]
+
+
+def _option(field: dataclasses.Field, kind: Any) -> inspect.Parameter:
+    flag = "--" + field.name.replace("_", "-")
+    help_text, default = field.metadata["help"], field.default
+    if field.name in FROM_SETTINGS:
+        kind, default = Optional[kind], None
+        help_text += f" (default: {FROM_SETTINGS[field.name][0]})"
+    elif default is dataclasses.MISSING or field.name in REQUIRED:
+        default = ...  # required
+    if kind is bool:
+        flag = f"{flag}/--no-{flag[2:]}"
+    option = typer.Option(default, flag, help=help_text, rich_help_panel=field.metadata["panel"])
+    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+
+
+# typer reads a command's options from its signature: give the command the generated one.
+train_command.__signature__ = inspect.Signature(_options())  # type: ignore[attr-defined]
+train_command.__annotations__ = {p.name: p.annotation for p in train_command.__signature__.parameters.values()}
+app.command("train")(train_command)
 
 
 @app.command("tensorboard")

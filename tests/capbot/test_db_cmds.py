@@ -30,11 +30,26 @@ def _engine(url):
     return create_engine_for(url)
 
 
-def test_commands_refuse_an_unmigrated_database(env, capsys):
-    assert main(["models", "list"]) == 2
-    assert "capbot db upgrade" in capsys.readouterr().err
+# Every command that uses the database, as a new user would first run it (before `capbot db upgrade`).
+DATABASE_COMMANDS = [
+    ["models", "list"], ["models", "promote", "v1"], ["models", "rollback"], ["feedback", "export", "--out", "f.jsonl"],
+    ["forget-user", "U1", "--yes"], ["retrain", "--dry-run"],
+]
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
+def test_commands_migrate_the_embedded_database_and_refuse_an_unmigrated_server(env, command, capsys):
     assert main(["db", "current"]) == 0
-    assert "needs `capbot db upgrade`" in capsys.readouterr().out
+    assert "needs `capbot db upgrade`" in capsys.readouterr().out  # db current only looks
+    code = main(command)
+    err = capsys.readouterr().err
+    assert main(["db", "current"]) == 0
+    state = capsys.readouterr().out
+    if env.startswith("sqlite"):  # created and migrated on first use, as `capbot run` does
+        assert "capbot db upgrade" not in err and "up to date" in state
+    else:  # a server database is migrated on purpose only
+        assert code == 2 and err.splitlines()[-1].startswith("error: the database schema is at nothing")
+        assert err.splitlines()[-1].endswith("run `capbot db upgrade`") and "needs `capbot db upgrade`" in state
 
 
 def test_upgrade_then_models_promote_list_rollback(env, capsys):

@@ -51,9 +51,10 @@ def test_retrain_cli_stops_early_then_dry_runs_then_refuses_under_the_lock(monke
     assert "another retraining run is already in progress" in capsys.readouterr().err
 
 
-def test_retrain_cli_needs_a_migrated_database(monkeypatch, tmp_path, capsys):
+@pytest.mark.postgres
+def test_retrain_cli_needs_a_migrated_server_database(monkeypatch, tmp_path, capsys, postgres_url):
     monkeypatch.setenv("CAPBOT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CAPBOT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("CAPBOT_DATABASE_URL", postgres_url)  # SQLite would be migrated on first use
     assert main(["retrain"]) == 2
     assert "capbot db upgrade" in capsys.readouterr().err
 

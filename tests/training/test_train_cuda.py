@@ -20,8 +20,8 @@ from training.train import TrainArgs, train
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def _args(model, data, out, **overrides) -> TrainArgs:
-    base = dict(model=str(model), data=str(data), out=out, steps=30, batch_size=8, warmup_steps=3, lr=2e-3,
+def _args(model, data, run, **overrides) -> TrainArgs:
+    base = dict(model=str(model), data=str(data), out=run / "model", run_dir=run, steps=30, batch_size=8, warmup_steps=3, lr=2e-3,
                 val_split=None, log_every=1, tensorboard=False, progress=False, device="auto")
     return TrainArgs(**{**base, **overrides})
 

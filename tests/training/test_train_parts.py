@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
+import sys
 
 import pytest
 from PIL import Image
+from rich.console import Console
 
 from capbot.errors import UserError
 from training.collate import IGNORE_INDEX, CaptionCollator, caption_labels
 from training.schedule import lr_factor
+from training.progress import step_bar
 from training.tb import caption_grid
 from training.train import TrainArgs, read_jsonl_pairs, train
 
@@ -105,13 +110,74 @@ def test_bad_jsonl_is_a_user_error(tmp_path, content, reason):
 
 
 def test_missing_data_or_model_is_a_clear_user_error(tmp_path, tiny_model_dir, synthetic_dataset):
+    where = dict(out=tmp_path / "model", run_dir=tmp_path / "run")
     with pytest.raises(UserError, match="does not exist"):
-        train(TrainArgs(model=str(tiny_model_dir), data=str(tmp_path / "no-such-data"), out=tmp_path / "run"))
+        train(TrainArgs(model=str(tiny_model_dir), data=str(tmp_path / "no-such-data"), **where))
     with pytest.raises(UserError, match="not found"):
-        train(TrainArgs(model=str(tmp_path / "no-such-model"), data=str(synthetic_dataset.out_dir), out=tmp_path / "run"))
+        train(TrainArgs(model=str(tmp_path / "no-such-model"), data=str(synthetic_dataset.out_dir), **where))
     with pytest.raises(UserError, match="no training data"):
-        TrainArgs(model=str(tiny_model_dir), out=tmp_path / "run")
+        TrainArgs(model=str(tiny_model_dir), **where)
     with pytest.raises(UserError, match="invalid training arguments: steps, lr"):
-        TrainArgs(model=str(tiny_model_dir), data="d", out=tmp_path / "run", steps=0, lr=-1)
-    assert not (tmp_path / "run" / "model").exists()
+        TrainArgs(model=str(tiny_model_dir), data="d", steps=0, lr=-1, **where)
+    with pytest.raises(UserError, match="invalid training arguments: precision, eval_limit"):
+        TrainArgs(model=str(tiny_model_dir), data="d", precision="fp16", eval_limit=-1, **where)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "run").exists()
     assert math.isfinite(lr_factor(5, warmup_steps=0, total_steps=5))
+
+
+def test_progress_bar_shows_steps_loss_throughput_and_time_left_on_a_terminal():
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    with step_bar(0, 10, console=console) as bar:
+        bar.advance(4)
+        bar.show(1.23456, 321.04)
+    drawn = console.file.getvalue()
+    assert bar.shown and "4/10" in drawn and "loss 1.2346" in drawn and "321.0 samples/s" in drawn and "ETA" in drawn
+    plain = Console(file=io.StringIO())
+    with step_bar(0, 10, console=plain) as bar:
+        bar.advance(4)
+        bar.show(1.0, 2.0)
+    assert not bar.shown and plain.file.getvalue() == ""
+
+
+class _Stderr(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "not-a-terminal"])
+def test_training_shows_a_bar_on_a_terminal_and_log_lines_elsewhere(terminal, tiny_model_dir, synthetic_dataset, tmp_path,
+                                                                    monkeypatch, caplog):
+    stderr = _Stderr(terminal)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    caplog.set_level(logging.DEBUG, logger="training.train_run")
+    train(TrainArgs(model=str(tiny_model_dir), data=str(synthetic_dataset.out_dir), out=tmp_path / "model",
+                    run_dir=tmp_path / "run", steps=3, batch_size=4, warmup_steps=1, log_every=1, val_split=None,
+                    tensorboard=False))
+    lines = [r for r in caplog.records if r.getMessage() == "train step"]
+    assert [r.step for r in lines] == [1, 2, 3] and {r.of for r in lines} == {3}
+    assert all(r.loss > 0 and r.samples_per_s > 0 for r in lines) and lines[-1].eta_s == 0
+    # On a terminal the bar carries the numbers and the lines drop to DEBUG; elsewhere they are the record.
+    assert {r.levelno for r in lines} == {logging.DEBUG if terminal else logging.INFO}
+    drawn = stderr.getvalue()
+    assert ("3/3" in drawn and "samples/s" in drawn and "loss" in drawn) if terminal else "samples/s" not in drawn
+
+
+def test_cpu_threads_hold_for_the_run_only(tiny_model_dir, synthetic_dataset, tmp_path, caplog):
+    import torch
+
+    caplog.set_level(logging.INFO, logger="training.train")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads, name in ((1, "one"), (0, "default")):
+            train(TrainArgs(model=str(tiny_model_dir), data=str(synthetic_dataset.out_dir), out=tmp_path / name,
+                            run_dir=tmp_path / f"{name}-run", steps=1, batch_size=4, val_split=None, tensorboard=False,
+                            cpu_threads=threads))
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [r.threads for r in caplog.records if r.getMessage() == "training"] == [1, 2]

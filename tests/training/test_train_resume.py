@@ -16,8 +16,9 @@ from training.train import TrainArgs, train
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _args(model, data, out, **overrides) -> TrainArgs:
-    base = dict(model=str(model), data=str(data), out=out, steps=6, batch_size=4, warmup_steps=2, lr=2e-3,
+def _args(model, data, run, **overrides) -> TrainArgs:
+    """A short run with its checkpoints in `run` and its model in `run/model`."""
+    base = dict(model=str(model), data=str(data), out=run / "model", run_dir=run, steps=6, batch_size=4, warmup_steps=2, lr=2e-3,
                 val_split=None, log_every=1, tensorboard=False, progress=False, keep_checkpoints=5)
     return TrainArgs(**{**base, **overrides})
 
@@ -103,9 +104,38 @@ def test_gradient_checkpointing_gives_the_same_training(plain_run, tiny_model_di
     assert json.loads((ckpt.model_dir / "config.json").read_text())["decoder"].get("use_cache", True) is True
 
 
-def test_epochs_set_the_step_count_and_model_out_the_destination(tiny_model_dir, synthetic_dataset, tmp_path):
+def test_epochs_set_the_step_count(tiny_model_dir, synthetic_dataset, tmp_path):
     # 40 training images, 8 per step: one epoch is 5 steps. Asked to resume, a new run starts fresh.
     result = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", epochs=1, batch_size=8,
-                         model_out=tmp_path / "candidate", resume=True))
+                         out=tmp_path / "candidate", resume=True))
     assert result.steps == 5 and result.model_dir == tmp_path / "candidate" and result.resumed_from is None
     assert (tmp_path / "candidate" / "capbot.json").is_file() and not (tmp_path / "run" / "model").exists()
+
+
+def test_a_resumed_run_keeps_its_evaluations_and_its_best_model(tiny_model_dir, synthetic_dataset, tmp_path):
+    from inference.modeldir import load_metadata
+
+    common = dict(steps=4, eval_every=2, val_split="val", eval_limit=4)
+    first = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", stop_at=2, **common))
+    assert first.model_dir is None and [e.step for e in first.history] == [2] and first.saved.step == 2
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert ckpt.saved == first.saved and ckpt.history == first.history  # typed state survives the file
+    assert ckpt.saved.evaluation.n_images == 4 and "cider" in ckpt.saved.evaluation.scores
+    second = train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", resume=True, **common))
+    assert second.resumed_from == 2 and [e.step for e in second.history] == [2, 4]
+    best = max(second.history, key=lambda e: e.cider)  # the first of equals, as training keeps only a better one
+    assert second.saved.evaluation == best and second.best_step == best.step
+    assert second.metrics == {**best.scores, "n_images": 4}
+    assert load_metadata(second.model_dir).version == second.version
+
+
+def test_a_new_run_never_replaces_an_existing_directory(tiny_model_dir, synthetic_dataset, tmp_path):
+    from capbot.errors import UserError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"not yours to delete")
+    for resume in (False, True):
+        with pytest.raises(UserError, match="already exists"):
+            train(_args(tiny_model_dir, synthetic_dataset.out_dir, tmp_path / "run", out=photos, resume=resume))
+    assert [p.name for p in photos.iterdir()] == ["cat.jpg"]
