@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -49,21 +48,24 @@ def _caption_files(captioner, paths: list[Path], options, console: Console, as_j
         task = progress.add_task("images", total=len(paths))
         for start in range(0, len(paths), batch_size):
             batch = paths[start:start + batch_size]
-            decoded = {p: _read(captioner, p) for p in batch}
-            good = [p for p in batch if isinstance(decoded[p], Image.Image)]
-            captions = dict(zip(good, captioner.caption([decoded[p] for p in good], options))) if good else {}
+            read = {p: _read(captioner, p) for p in batch}
+            good = [p for p in batch if isinstance(read[p], bytes)]
+            captions = dict(zip(good, captioner.caption([read[p] for p in good], options))) if good else {}
             for path in batch:
                 if path in captions:
                     _print_caption(path, captions[path], as_json)
                 else:
                     failed += 1
-                    console.print(f"error: {path}: {decoded[path]}", markup=False, highlight=False, soft_wrap=True)
+                    console.print(f"error: {path}: {read[path]}", markup=False, highlight=False, soft_wrap=True)
             progress.advance(task, len(batch))
     return failed
 
 
-def _read(captioner, path: Path) -> Image.Image | str:
-    """The decoded image, or the reason it cannot be captioned."""
+def _read(captioner, path: Path) -> bytes | str:
+    """The file's bytes once the intake accepts them, or the reason it cannot be captioned.
+
+    The captioner gets the file as it is (a remote one sends it unchanged); checking here first keeps
+    one bad file from failing the rest of its batch."""
     from inference.images import load_image
 
     try:
@@ -75,9 +77,10 @@ def _read(captioner, path: Path) -> Image.Image | str:
     except OSError as exc:
         return exc.strerror or str(exc)
     try:
-        return load_image(data, max_bytes=captioner.max_image_bytes, max_pixels=captioner.max_image_pixels)
+        load_image(data, max_bytes=captioner.max_image_bytes, max_pixels=captioner.max_image_pixels)
     except UserError as exc:
         return exc.message
+    return data
 
 
 def _print_caption(path: Path, cap, as_json: bool) -> None:
