@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
+from inference.images import load_image
 from inference.modeldir import METADATA_FILE, load_metadata, new_metadata
 from inference.types import Caption
 from storage import db
@@ -74,6 +75,8 @@ class TableCaptioner:
     default: str = "a thing"
 
     def caption(self, images, options=None):
+        for data in images:
+            load_image(data)  # the real intake: refuses what the engine would refuse, with an ImageError
         return [Caption(self.table.get(hashlib.sha256(b).hexdigest(), self.default), self.model_version) for b in images]
 
 

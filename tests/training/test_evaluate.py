@@ -6,11 +6,12 @@ One METEOR JVM (~9 s to start) is shared by the whole module through the `scorer
 from __future__ import annotations
 
 import hashlib
+import shutil
 from typing import Sequence
 
 import pytest
 
-from capbot.errors import UserError
+from inference.images import load_image
 from inference.types import Caption, Captioner, GenerationOptions
 from training.data.coco import load_split, references
 from training.evaluate import (
@@ -49,13 +50,10 @@ class ReferenceCaptioner:
 
     def caption(self, images: Sequence[bytes], options: GenerationOptions | None = None) -> list[Caption]:
         self.batches.append((len(images), options))
-        out = []
         for data in images:
-            text = self.by_sha.get(hashlib.sha256(data).hexdigest())
-            if text is None:
-                raise UserError("not an image I know", reason="not_image")
-            out.append(Caption(text=text, model_version=self._version))
-        return out
+            load_image(data)  # the real intake: a file that is not an image is refused as the engine would
+        return [Caption(text=self.by_sha[hashlib.sha256(data).hexdigest()], model_version=self._version)
+                for data in images]
 
 
 def _captioner_for(dataset, pick) -> ReferenceCaptioner:
@@ -147,10 +145,11 @@ def test_evaluate_model_captions_every_image_in_batches(synthetic_dataset, score
 
 
 def test_evaluate_model_names_the_image_the_captioner_refused(synthetic_dataset, tmp_path):
-    test = load_split(synthetic_dataset.out_dir, "test").subset(4)
+    copy = shutil.copytree(synthetic_dataset.out_dir, tmp_path / "data")
+    test = load_split(copy, "test").subset(4)
     picky = _captioner_for(test, lambda item: item.captions[0])
-    del picky.by_sha[hashlib.sha256(test.items[2].path.read_bytes()).hexdigest()]
-    with pytest.raises(EvaluationError, match=f"cannot caption {test.items[2].path}: not an image I know"):
+    test.items[2].path.write_bytes(b"<html>not a picture</html>")
+    with pytest.raises(EvaluationError, match=f"cannot caption {test.items[2].path}: the file is not an image"):
         evaluate_model(picky, test, batch_size=4)
     with pytest.raises(EvaluationError, match="batch size"):
         evaluate_model(picky, test, batch_size=0)

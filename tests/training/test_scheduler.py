@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
 from capbot.errors import UserError
 from training.scheduler import InvalidCron, JOB_ID, next_run_time, parse_cron, start_scheduler, stop_scheduler
@@ -80,8 +81,10 @@ def test_scheduler_runs_the_job_once_at_a_time_and_survives_errors():
         assert next_run_time(scheduler) > datetime.now(timezone.utc)
         _fire_now(scheduler)
         assert _wait_for(lambda: len(calls) == 1)
-        _fire_now(scheduler)  # a tick while the first run is still going: skipped
-        time.sleep(0.3)
+        skipped = threading.Event()
+        scheduler.add_listener(lambda _event: skipped.set(), EVENT_JOB_MAX_INSTANCES)
+        _fire_now(scheduler)  # a tick while the first run is still going: skipped, and the scheduler says so
+        assert skipped.wait(10)
         assert len(calls) == 1
         release.set()
         assert _wait_for(lambda: len(finished) == 1)
