@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, VisionEncoderDecoderModel
 
 from inference.device import EngineConfigError, resolve_placement
-from inference.generation import EngineOutput, check_options, generate_captions
+from inference.generation import EngineOutput, generate_captions, in_batches
 from inference.hub import ModelLoadError, load_pretrained
 from inference.modeldir import has_metadata, load_metadata, set_token_ids
 from inference.pixels import pixel_values
@@ -59,11 +59,7 @@ class CaptionEngine:
 
     def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
         """Caption RGB images in batches of `batch_size`, in order."""
-        check_options(options)
-        outputs: list[EngineOutput] = []
-        for start in range(0, len(images), self.batch_size):
-            outputs.extend(self._generate_batch(images[start:start + self.batch_size], options))
-        return outputs
+        return in_batches(images, self.batch_size, options, self._generate_batch)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Preprocess images into the model's input tensor on its device and dtype."""

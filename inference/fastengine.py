@@ -25,7 +25,7 @@ from PIL import Image
 from inference.device import EngineConfigError
 from inference.fastcache import META_FILE, ensure_built, state_names
 from inference.fastfiles import generation_settings, load_text_decoder
-from inference.generation import EngineOutput, assemble_captions, check_options, search_spec
+from inference.generation import EngineOutput, assemble_captions, in_batches, search_spec
 from inference.hub import ModelLoadError, load_pretrained, looks_like_path
 from inference.modeldir import has_metadata, load_metadata
 from inference.pixels import PixelSpec, pixel_values
@@ -110,11 +110,7 @@ class FastEngine:
 
     def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
         """Caption RGB images in batches of `batch_size`, in order."""
-        check_options(options)
-        outputs: list[EngineOutput] = []
-        for start in range(0, len(images), self.batch_size):
-            outputs.extend(self._generate_batch(images[start:start + self.batch_size], options))
-        return outputs
+        return in_batches(images, self.batch_size, options, self._generate_batch)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> np.ndarray:
         """The model's input array for decoded RGB images (the shared image path, `inference.pixels`)."""

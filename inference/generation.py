@@ -7,7 +7,7 @@ both call `generate_captions`, so a caption scored during training is produced e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
@@ -107,6 +107,17 @@ def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int)
         end = row_ids.index(eos_id) + 1 if eos_id in row_ids else len(row_ids)
         rows.append(row_logprobs[:end])
     return rows
+
+
+def in_batches(images: Sequence[Any], batch_size: int, options: GenerationOptions,
+               one_batch: Callable[[Sequence[Any], GenerationOptions], list[Any]]) -> list[Any]:
+    """`one_batch` over `images` in slices of `batch_size`, outputs in order; options checked first, so a bad
+    option fails before any work (each engine's `generate`)."""
+    check_options(options)
+    outputs: list[Any] = []
+    for start in range(0, len(images), batch_size):
+        outputs.extend(one_batch(images[start:start + batch_size], options))
+    return outputs
 
 
 def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:

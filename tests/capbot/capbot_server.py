@@ -42,7 +42,7 @@ def running_capbot(workdir: Path, model_dir: Path, *, timeout_s: float = 180, **
                                stderr=subprocess.PIPE, text=True)
     log: list[str] = []
     try:
-        url = _wait_for_url(process, log, timeout_s)
+        url = wait_for_url(process, log, timeout_s)
         drain = threading.Thread(target=lambda: log.extend(process.stderr), daemon=True)  # never block on a full pipe
         drain.start()
         yield RunningCapbot(url, data_dir, log)
@@ -55,7 +55,8 @@ def running_capbot(workdir: Path, model_dir: Path, *, timeout_s: float = 180, **
             process.wait()
 
 
-def _wait_for_url(process: subprocess.Popen, log: list[str], timeout_s: float) -> str:
+def wait_for_url(process: subprocess.Popen, log: list[str], timeout_s: float = 180) -> str:
+    """The URL `capbot run` says it listens on, read from its stderr (every line read is kept in `log`)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         line = process.stderr.readline()

@@ -15,12 +15,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.capbot.capbot_server import wait_for_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "## Try it offline"
@@ -85,7 +86,7 @@ def _serve(line: Line, cwd: Path, image: Path) -> dict:
                                stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
-        url = _wait_for_url(process, lines)
+        url = wait_for_url(process, lines)
         page = httpx.get(url, timeout=30)
         assert page.status_code == 200 and "<html" in page.text.lower()
         reply = httpx.post(url + "api/captions", files={"file": (image.name, image.read_bytes(), "image/png")}, timeout=60)
@@ -96,19 +97,6 @@ def _serve(line: Line, cwd: Path, image: Path) -> dict:
         process.kill()
     assert process.returncode == 0, "".join(lines) + rest
     return reply.json()
-
-
-def _wait_for_url(process: subprocess.Popen, lines: list[str], timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"url=(http://\S+)", line)
-        if found and "listening" in line:
-            return found.group(1)
-    raise AssertionError("capbot run did not start:\n" + "".join(lines))
 
 
 def test_the_block_is_capbot_commands_ending_with_the_server():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from slack_sdk.signature import SignatureVerifier
 from capbot.serve import plan_components
 from capbot.settings import get_settings
 from tests.bots.slack.conftest import file_share
+from tests.capbot.capbot_server import wait_for_url
 from tests.fakes.http_images import png_bytes
 from tests.fakes.slack_api import TEAM, FakeSlack
 
@@ -33,24 +33,11 @@ def _start(tmp_path, tiny_model_dir, **env):
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_url(process, lines, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"url=(http://\S+)", line)
-        if found and "listening" in line:
-            return found.group(1)
-    raise AssertionError("capbot run did not start:\n" + "".join(lines))
-
-
 def test_run_without_tokens_serves_and_stops_cleanly(tmp_path, tiny_model_dir):
     process = _start(tmp_path, tiny_model_dir)
     lines: list[str] = []
     try:
-        url = _wait_for_url(process, lines)
+        url = wait_for_url(process, lines)
         health = httpx.get(url + "healthz", timeout=10)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         process.send_signal(signal.SIGTERM)
@@ -108,7 +95,7 @@ def test_run_captions_slack_images_served_by_the_configured_slack_host(tmp_path,
                          CAPBOT_SLACK_SIGNING_SECRET=SLACK_SECRET, CAPBOT_SLACK_API_URL=slack.api_url)
         lines: list[str] = []
         try:
-            url = _wait_for_url(process, lines)
+            url = wait_for_url(process, lines)
             reader = _keep_reading(process, lines)
             event = {"token": "legacy", "team_id": TEAM, "api_app_id": "A1", "type": "event_callback",
                      "event_id": "EvRun1", "event_time": int(time.time()), "event": file_share([photo])}
