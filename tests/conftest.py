@@ -199,7 +199,10 @@ def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
     from training.train import TrainArgs, train
 
     recipe = {part: {**values, "seed": LEARNING_SEED} for part, values in TRAINED_TINY_RECIPE.items()}
-    root = tmp_path_factory.mktemp("trained_tiny")
+    cached = _fixture_cache_dir(recipe)
+    if cached is not None and (cached / "done").exists():
+        return _trained_tiny_at(cached)
+    root = tmp_path_factory.mktemp("trained_tiny") if cached is None else cached
     data = generate_synthetic(root / "data", **recipe["data"])
     untrained = root / "untrained"
     init_model(untrained, captions=read_captions(data.annotations("train")), **recipe["init"])
@@ -207,4 +210,46 @@ def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
         model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
         eval_meteor=False, tensorboard=False, progress=False, log_every=50, **recipe["train"],
     ))
+    if cached is not None:
+        import pickle
+
+        (cached / "result.pickle").write_bytes(pickle.dumps(result))
+        (cached / "done").write_text("trained\n")
     return TrainedTinyModel(model_dir=result.model_dir, untrained_dir=untrained, data_dir=data.out_dir, result=result)
+
+
+# The code that decides what the fixture's weights are: data, initialisation, image path and training loop.
+_FIXTURE_SOURCES = (
+    "training/train.py", "training/train_run.py", "training/collate.py", "training/args.py", "training/checkpoint.py",
+    "training/data/synthetic.py", "training/data/coco.py", "inference/model_init.py", "inference/presets.py",
+    "inference/pixels.py", "inference/images.py", "inference/modeldir.py",
+)
+
+
+def _fixture_cache_dir(recipe: dict) -> "_Path | None":
+    """Where to keep the trained fixture between sessions, when CAPBOT_TEST_FIXTURE_CACHE names a directory.
+
+    For development only (several people or agents iterating on learning tests would each spend minutes
+    retraining it): the key is the recipe and the training code's sources, so a change to either trains
+    afresh (`_FIXTURE_SOURCES`; delete the directory after changing other code the fixture uses). CI never sets it, so every clean clone trains its own.
+    """
+    import hashlib
+    import json
+
+    root = os.environ.get("CAPBOT_TEST_FIXTURE_CACHE")
+    if not root:
+        return None
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
+    for source in _FIXTURE_SOURCES:
+        digest.update((REPO / source).read_bytes())
+    path = _Path(root) / f"trained_tiny-{digest.hexdigest()[:16]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _trained_tiny_at(root: "_Path") -> TrainedTinyModel:
+    import pickle
+
+    result = pickle.loads((root / "result.pickle").read_bytes())
+    return TrainedTinyModel(model_dir=result.model_dir, untrained_dir=root / "untrained", data_dir=root / "data",
+                            result=result)
