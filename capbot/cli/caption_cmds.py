@@ -32,6 +32,11 @@ def caption(
     settings = get_settings()
     options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
     console = Console(stderr=True)
+    if not any(path.is_file() for path in images):
+        # Nothing to caption: say so per file without first loading (or downloading) a model.
+        for path in images:
+            console.print(f"error: {path}: {_unreadable(path)}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(1)
     source = f"Modal app {settings.modal_app_name}" if settings.captioner == "modal" else (model or settings.model)
     with console.status(f"loading model {source}"):
         captioner = configured_captioner(settings, model, device=device, options=options)
@@ -81,6 +86,13 @@ def _read(captioner, path: Path) -> bytes | str:
     except UserError as exc:
         return exc.message
     return data
+
+
+def _unreadable(path: Path) -> str:
+    """Why `path` (not a regular file) cannot be read as an image."""
+    if path.is_dir():
+        return "is a directory"
+    return "no such file" if not path.exists() else "not a regular file"
 
 
 def _print_caption(path: Path, cap, as_json: bool) -> None:

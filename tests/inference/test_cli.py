@@ -65,3 +65,13 @@ def test_bad_or_unknown_options_are_usage_errors_not_tracebacks(capsys):
     assert main(["retrain", "--feedback-fraction", "2"]) == 2  # out of the option's range
     assert "Invalid value for '--feedback-fraction'" in capsys.readouterr().err
     assert main(["--help"]) == 0
+
+
+def test_caption_without_a_readable_file_says_so_before_loading_any_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    # The model is a hub id this machine cannot reach: were it loaded first, its error would hide the files'.
+    args = ["caption", str(tmp_path / "missing.png"), str(tmp_path / "folder"), "--model", "nobody/no-such-model"]
+    assert main(args) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [f"error: {tmp_path / 'missing.png'}: no such file", f"error: {tmp_path / 'folder'}: is a directory"]
