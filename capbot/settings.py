@@ -108,7 +108,9 @@ class Settings(BaseSettings):
         # Hosting providers hand out postgres:// URLs; SQLAlchemy needs a dialect+driver name.
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix):]
+                url = "postgresql+psycopg://" + url[len(prefix):]
+        if url:
+            _check_database_url(url)
         return url
 
     @field_validator("slack_api_url", "discord_api_url", "discord_gateway_url")
@@ -176,3 +178,17 @@ def _split(value: str) -> list[str]:
 def get_settings(**overrides: object) -> Settings:
     """Build settings from the environment and `.env`, with explicit keyword overrides on top."""
     return Settings(**overrides)
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse a URL capbot cannot store to, naming what it accepts (not SQLAlchemy's plugin error later)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"is not a database URL: {url.split('@')[-1]!r}; use sqlite:///PATH or postgresql://...") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://...")
+

@@ -46,3 +46,18 @@ def test_platform_urls_must_be_absolute_urls_of_the_right_scheme(monkeypatch, ca
     assert main(["models", "list"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: invalid settings: {name}:") and "absolute" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("value, says", [
+    ("foo://x", "unsupported database 'foo'"),
+    ("mysql://user:hunter2@db.example/capbot", "unsupported database 'mysql'"),
+    ("not a url", "is not a database URL"),
+])
+def test_database_url_must_be_sqlite_or_postgres(monkeypatch, capsys, value, says):
+    from capbot.cli import main
+
+    monkeypatch.setenv("CAPBOT_DATABASE_URL", value)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: invalid settings: CAPBOT_DATABASE_URL:") and says in err and "\n" not in err
+    assert "hunter2" not in err
