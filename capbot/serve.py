@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -17,6 +18,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from capbot.app import Services, build_web_app
+from capbot.errors import UserError
 from capbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,10 +104,29 @@ def _slack_app(services: Services) -> Any:
     )
 
 
+def bind_web_socket(host: str, port: int) -> socket.socket:
+    """The web server's listening socket, bound now: a busy port is one clear error before anything starts
+    (uvicorn would log a traceback from inside its task and exit 3 after the bots had started)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what is using it, or choose "
+                        "another address with CAPBOT_PORT / CAPBOT_HOST (or --port / --host)",
+                        reason="address_unavailable") from None
+    return sock
+
+
 async def serve(services: Services, retrain_job: Callable[[], object] | None = None,
-                *, on_started: Callable[[int], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or until the web server stops), then shut everything down cleanly."""
+                *, on_started: Callable[[int], None] | None = None, sock: socket.socket | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or until the web server stops), then shut everything down cleanly.
+
+    `sock`: the listening socket from `bind_web_socket` (bound here from the settings when not given)."""
     settings = services.settings
+    sock = sock or bind_web_socket(settings.host, settings.port)
     components = plan_components(settings)
     for c in components:
         log.info("%s: %s (%s)", c.name, "on" if c.enabled else "off", c.why)
@@ -128,13 +149,14 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
     try:
         # Inside the try: a bot that cannot start (say, Slack refuses the token) still stops what did start.
         await _start_background(services, components, slack_app, retrain_job, stop, background)
-        serving = asyncio.create_task(server.serve(), name="capbot-web")
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="capbot-web")
         await _announce(server, serving, on_started)
         await serving
     finally:
         stop.set()
         await _stop_background(background)
         services.close()
+        sock.close()
         log.info("capbot stopped")
 
 

@@ -23,13 +23,18 @@ def run(
     bots are off and why.
     """
     from capbot.app import build_services
-    from capbot.serve import serve
+    from capbot.serve import bind_web_socket, serve
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = get_settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
-    services = build_services(settings)
-    asyncio.run(serve(services, retrain_job=_retrain_job(settings)))
+    sock = bind_web_socket(settings.host, settings.port)  # before the model loads: a busy port fails at once
+    try:
+        services = build_services(settings)
+    except BaseException:
+        sock.close()
+        raise
+    asyncio.run(serve(services, retrain_job=_retrain_job(settings), sock=sock))
 
 
 def _retrain_job(settings):

@@ -61,6 +61,27 @@ def test_run_with_unloadable_model_says_why(tmp_path):
     assert last_line.startswith("error: model directory not found") and "Traceback" not in done.stderr
 
 
+def test_run_on_a_busy_port_says_so_in_one_line(tmp_path):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CAPBOT_")}
+    # No model would load either: the port is checked first, so the answer is about the port.
+    environ.update(CAPBOT_DATA_DIR=str(tmp_path / "data"), CAPBOT_MODEL=str(tmp_path / "no-such-model"),
+                   CAPBOT_PORT=str(port))
+    try:
+        done = subprocess.run([sys.executable, "-m", "capbot", "run"], cwd=tmp_path, env=environ,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert "CAPBOT_PORT" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_components_follow_credentials(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = get_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", discord_token="d",
