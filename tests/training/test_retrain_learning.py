@@ -18,6 +18,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 
@@ -134,7 +135,8 @@ class Rounds:
     captions_after_rollback: dict[int, str]
 
 
-def _renamer_for(pairs) -> callable:
+def _renamer_for(pairs) -> Callable[[str], str]:
+    """What users write once they call each `old` shape `new` (singular and plural)."""
     plurals = {"box": "boxes"}
     swaps = [(re.compile(rf"\b{old}(s?)\b"), new, plurals.get(new, new + "s")) for old, new in pairs]
 
