@@ -3,9 +3,10 @@
 The steps (issue 5, "Retraining"):
  0. Take the run lock (`training.lock`); a run left 'running' by a dead process is marked failed.
  1. Export feedback; stop early when too few corrections arrived since the last finished run.
- 2. Split feedback into train / held-out; find systematic renames in the training feedback ("users call
-    circles balls", `training.data.renames`) and rewrite the base references with them; mix the train
-    part with a base subset; record the run.
+ 2. Split feedback into train / held-out; rewrite the base references with the renames the active
+    version's lineage adopted in earlier rounds (`training.inherited_renames`), then with the systematic
+    renames found in this run's training feedback ("users call circles balls", `training.data.renames`);
+    mix the train part with a base subset; record the run.
  3. Fine-tune from the ACTIVE registry version (or the configured base model when none is active).
  4. Register the candidate, then score candidate and active on the same held-out base and feedback sets.
  5. Gate (`training.gate`), then ONE transaction: candidate metrics + gate verdict, promotion if it
@@ -52,6 +53,7 @@ from training.data.feedback import split_feedback
 from training.data.mix import Mix, build_mix, image_hashes, write_coco_split
 from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, image_frequencies, renamer
 from training.gate import Comparison, GateDecision, ModelScores, Scores, decide_promotion
+from training.inherited_renames import InheritedRenames, all_renames, inherited_renamer, lineage_renames
 from training.lock import run_lock_for
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class RetrainConfig:
     min_feedback_gain: float = 0.0  # held-out feedback CIDEr must improve by more than this
     epochs: int = 3
     freeze_encoder: bool = False  # train only the decoder: the new words, not new vision
-    rename_rules: RenameRules | None = field(default_factory=RenameRules)  # None: never rewrite base references
+    rename_rules: RenameRules | None = field(default_factory=RenameRules)  # None: find no new renames (inherited still apply)
     learning_rate: float = 5e-5
     batch_size: int = 16
     eval_batch_size: int = 16
@@ -128,7 +130,8 @@ class DataCounts:
     feedback_in_eval_dropped: int = 0  # feedback images left out because the base evaluation set has them
     base: int = 0  # base images mixed in
     base_eval: int = 0  # held-out base images scored
-    renames: int = 0  # systematic renames applied to the base references
+    renames: int = 0  # systematic renames found in this run's feedback and applied to the base references
+    inherited_renames: int = 0  # renames adopted in earlier rounds (the active version's lineage), applied first
 
 
 @dataclass
@@ -144,7 +147,8 @@ class RetrainResult:
     metrics: Comparison | None = None  # candidate and active on the held-out sets
     gate: GateDecision | None = None
     recovered_runs: list[int] = field(default_factory=list)  # stale runs this run marked failed
-    renames: list[Rename] = field(default_factory=list)  # systematic renames applied to the base references
+    renames: list[Rename] = field(default_factory=list)  # systematic renames found in this run's feedback
+    inherited_renames: list[InheritedRenames] = field(default_factory=list)  # earlier rounds', oldest first
 
     def to_dict(self) -> dict:
         """JSON-ready form (the CLI's --json)."""
@@ -161,6 +165,7 @@ class _Plan:
     base_eval: CocoCaptions
     counts: DataCounts
     renames: list[Rename]
+    inherited: list[InheritedRenames]
 
 
 def retrain(
@@ -185,6 +190,7 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         active = registry.get_active(session)
         since_train, since_new = _feedback_windows(session)
         rows = storage_feedback.export_feedback(session, config.blobs, since=since_train, until=now)
+        inherited = lineage_renames(session, active.id if active else None)
     new = [r for r in rows if since_new is None or (r.created_at and r.created_at > since_new)]
     active_id = active.id if active else None
     if len(new) < config.min_feedback:
@@ -197,10 +203,10 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         return RetrainResult(SKIPPED, message, DataCounts(feedback_new=len(new)), active_version=active_id)
 
     # 2. Hold out part of the feedback, adopt the users' renames in the base data, mix the rest with it.
-    plan = _plan(config, active, rows, len(new))
+    plan = _plan(config, active, rows, len(new), inherited)
     if config.dry_run:
         return RetrainResult(DRY_RUN, _dry_run_message(plan, config), plan.counts, active_version=active_id,
-                             renames=plan.renames)
+                             renames=plan.renames, inherited_renames=plan.inherited)
     if plan.counts.feedback == 0 or not plan.held_out:
         raise RetrainError(
             f"cannot retrain on {len(rows)} corrected image(s): {plan.counts.feedback} left to train on after "
@@ -217,18 +223,24 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         raise
 
 
-def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[FeedbackRow], n_new: int) -> _Plan:
+def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[FeedbackRow], n_new: int,
+          inherited: list[InheritedRenames]) -> _Plan:
     base_train, base_eval = _load_base(config)
     train_rows, held_out = split_feedback(rows, config.held_out_fraction, min_held_out=config.min_held_out)
+    # Earlier rounds' renames first: the active version speaks them, and new renames are judged against them.
+    base_train, base_eval = _inherited(base_train, base_eval, inherited)
     renames = _renames(config, train_rows, base_train)
-    base_train, base_eval = _renamed(base_train, renames), _renamed(base_eval, renames)
+    if renames:
+        rename = renamer(renames)
+        base_train, base_eval = _renamed(base_train, rename), _renamed(base_eval, rename)
     eval_hashes = image_hashes(item.path for item in base_eval.items)
     mix = build_mix(train_rows, base_train, feedback_fraction=config.feedback_fraction,
                     eval_hashes=eval_hashes, feedback_repeats=config.feedback_repeats, seed=config.seed)
     counts = DataCounts(feedback_new=n_new, feedback=mix.counts.feedback, feedback_held_out=len(held_out),
                         feedback_in_eval_dropped=mix.counts.feedback_in_eval_dropped, base=mix.counts.base,
-                        base_eval=len(base_eval), renames=len(renames))
-    return _Plan(active, mix, held_out, base_eval, counts, renames)
+                        base_eval=len(base_eval), renames=len(renames),
+                        inherited_renames=len(all_renames(inherited)))
+    return _Plan(active, mix, held_out, base_eval, counts, renames, inherited)
 
 
 def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, trainer: Trainer,
@@ -250,7 +262,9 @@ def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, traine
     # 4. Register the candidate (unpromoted), then score both models on the same held-out sets.
     with session_scope(config.engine) as session:
         registry.register_version(session, version_id=candidate_id, location=str(candidate_dir),
-                                  parent_id=job.parent_version, metrics={"run_id": run_id})
+                                  parent_id=job.parent_version,
+                                  # what this version learned beyond its parent: later runs inherit it
+                                  metrics={"run_id": run_id, "renames": [r.to_dict() for r in plan.renames]})
     scores = _score_both(config, make_captioner, str(candidate_dir), init_model, plan.base_eval,
                          _feedback_eval_set(plan.held_out))
 
@@ -266,13 +280,14 @@ def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, traine
             registry.promote(session, candidate_id)
         runs.finish_run(session, run_id, status=status, result_version=candidate_id,
                         metrics={**asdict(scores), "gate": decision.to_dict(),
-                                 "renames": [r.to_dict() for r in plan.renames]},
+                                 "renames": [r.to_dict() for r in plan.renames],
+                                 "inherited_renames": [i.to_dict() for i in plan.inherited]},
                         reason=None if decision.promote else decision.reason)
     log.info("retrain finished", extra={"run_id": run_id, "status": status, "candidate": candidate_id,
                                         "reason": decision.reason})
     return RetrainResult(status, decision.reason, plan.counts, run_id=run_id, candidate_version=candidate_id,
                          active_version=active.id if active else None, metrics=scores, gate=decision,
-                         renames=plan.renames)
+                         renames=plan.renames, inherited_renames=plan.inherited)
 
 
 def _recover_interrupted_runs(engine: Engine) -> list[int]:
@@ -362,10 +377,17 @@ def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: C
     return renames
 
 
-def _renamed(data: CocoCaptions, renames: list[Rename]) -> CocoCaptions:
-    if not renames:
-        return data
-    rename = renamer(renames)
+def _inherited(base_train: CocoCaptions, base_eval: CocoCaptions,
+               inherited: list[InheritedRenames]) -> tuple[CocoCaptions, CocoCaptions]:
+    if not inherited:
+        return base_train, base_eval
+    log.info("renames from earlier rounds applied to the base references",
+             extra={"renames": [f"{r.old}->{r.new} ({i.version})" for i in inherited for r in i.renames]})
+    rename = inherited_renamer(inherited)
+    return _renamed(base_train, rename), _renamed(base_eval, rename)
+
+
+def _renamed(data: CocoCaptions, rename: Callable[[str], str]) -> CocoCaptions:
     items = tuple(CocoItem(i.image_id, i.path, tuple(rename(c) for c in i.captions)) for i in data.items)
     return CocoCaptions(items, data.annotations, data.images_dir)
 
@@ -406,7 +428,12 @@ def _dry_run_message(plan: _Plan, config: RetrainConfig) -> str:
         f"feedback + {counts.base} base images ({counts.feedback_in_eval_dropped} feedback images dropped as "
         f"they are in the evaluation set), then score on {counts.feedback_held_out} held-out feedback and "
         f"{counts.base_eval} base images" + (f"; base references renamed: {adopted}" if plan.renames else "")
+        + (f"; renamed in earlier rounds: {_earlier(plan.inherited)}" if plan.inherited else "")
     )
+
+
+def _earlier(inherited: list[InheritedRenames]) -> str:
+    return ", ".join(f'"{r.old}" -> "{r.new}" (version {i.version})' for i in inherited for r in i.renames)
 
 
 def default_trainer(job: FineTune) -> Path:

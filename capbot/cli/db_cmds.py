@@ -113,10 +113,16 @@ def rollback() -> None:
     from storage import registry
     from storage.db import session_scope
 
+    from training.inherited_renames import all_renames, lineage_renames
+
     with _open_store() as store, session_scope(store.engine) as session:
         before = registry.get_active(session)
         restored = registry.rollback(session)
+        kept = all_renames(lineage_renames(session, restored.id))
     typer.echo(f"rolled back {before.id if before else 'nothing'} -> active model version: {restored.id}")
+    # Retraining applies the renames of the active version's lineage, so a rollback changes them too.
+    typer.echo("renames the next retraining applies to the base data: "
+               + (", ".join(f"{r.old!r} -> {r.new!r}" for r in kept) or "none"))
     _warn_if_missing(restored.location)
 
 

@@ -34,7 +34,7 @@ class RetrainOptions:
     epochs: int | None = None
     learning_rate: float | None = None
     batch_size: int | None = None
-    renames: bool = True  # False: never rewrite the base references
+    renames: bool = True  # False: find no new renames (those the active version learned still apply)
     dry_run: bool = False
 
 
@@ -90,7 +90,7 @@ def retrain_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Fine-tuning epochs over the mix."),
     learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Training batch size."),
-    no_renames: bool = typer.Option(False, "--no-renames", help="Do not rewrite base references with renames users made systematically (e.g. every \"circle\" corrected to \"ball\")."),
+    no_renames: bool = typer.Option(False, "--no-renames", help="Look for no new renames users made systematically (e.g. every \"circle\" corrected to \"ball\"); those the active version learned in earlier runs still apply (roll back to drop them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained and change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
@@ -127,6 +127,10 @@ def _print_result(result: RetrainResult) -> None:
     if result.recovered_runs:
         console.print(f"marked interrupted run(s) {', '.join(map(str, result.recovered_runs))} as failed")
     console.print("data: " + ", ".join(f"{k}={v}" for k, v in asdict(result.data_counts).items()))
+    for earlier in result.inherited_renames:
+        for rename in earlier.renames:
+            console.print(f"renamed in base references (learned by version {escape(earlier.version)}): "
+                          f"{escape(repr(rename.old))} -> {escape(repr(rename.new))}")
     for rename in result.renames:
         console.print(f"renamed in base references: {rename.old!r} -> {rename.new!r} "
                       f"({rename.support} of {rename.uses} corrections, {rename.users} users)")

@@ -59,10 +59,11 @@ def test_upgrade_then_models_promote_list_rollback(env, capsys):
     assert main(["models", "list"]) == 0
     assert "no model versions" in capsys.readouterr().out
     engine = _engine(env)
-    with session_scope(engine) as session:
-        for version_id in ("v1", "v2"):
-            registry.register_version(session, version_id=version_id, location=f"/m/{version_id}",
-                                      metrics={"cider": 0.5})
+    with session_scope(engine) as session:  # retraining runs that renamed circles, then squares
+        for version_id, parent, old, new in (("v1", None, "circle", "ball"), ("v2", "v1", "square", "box")):
+            rename = {"old": old, "new": new, "support": 9, "uses": 9, "users": 3}
+            registry.register_version(session, version_id=version_id, location=f"/m/{version_id}", parent_id=parent,
+                                      metrics={"cider": 0.5, "renames": [rename]})
     engine.dispose()
     assert main(["models", "promote", "v1"]) == 0
     assert main(["models", "promote", "v2"]) == 0
@@ -76,7 +77,9 @@ def test_upgrade_then_models_promote_list_rollback(env, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert {v["id"]: v["status"] for v in listed} == {"v1": "retired", "v2": "active"}
     assert main(["models", "rollback"]) == 0
-    assert "rolled back v2 -> active model version: v1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rolled back v2 -> active model version: v1" in out
+    assert "renames the next retraining applies to the base data: 'circle' -> 'ball'\n" in out
     assert main(["models", "promote", "nope"]) == 2
     assert "no model version 'nope'" in capsys.readouterr().err
 

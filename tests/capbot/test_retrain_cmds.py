@@ -15,7 +15,9 @@ from capbot.settings import get_settings
 from inference.images import ImageError
 from storage import db
 from training.data.coco import load_split
+from training.data.renames import Rename
 from training.gate import Comparison, ModelScores, Scores, decide_promotion
+from training.inherited_renames import InheritedRenames
 from training.lock import FileRunLock
 from training.retrain import DataCounts, RetrainResult, default_captioner_factory
 
@@ -126,6 +128,22 @@ def test_the_printed_outcome_names_it_once(capsys):
     assert out.startswith("promoted: better on held-out feedback (held-out feedback CIDEr 0.500 -> 1.000)")
     assert "promoted: promoted" not in out and out.count("promoted") == 1
     assert "data: feedback_new=30, feedback=20," in out and "candidate version: v2" in out
+
+
+def test_the_printed_result_names_the_renames_learned_in_earlier_rounds_and_this_ones(capsys):
+    earlier = [InheritedRenames("v1", 1, (Rename("circle", "ball", 9, 9, 4), Rename("circles", "balls", 6, 7, 3))),
+               InheritedRenames("v2", 2, (Rename("square", "box", 8, 8, 5),))]
+    _print_result(RetrainResult("dry_run", "dry run", DataCounts(feedback_new=30, renames=1, inherited_renames=3),
+                                renames=[Rename("triangle", "wedge", 7, 8, 3)], inherited_renames=earlier))
+    lines = capsys.readouterr().out.splitlines()
+    renamed = [line for line in lines if line.startswith("renamed in base references")]
+    assert renamed == [
+        "renamed in base references (learned by version v1): 'circle' -> 'ball'",
+        "renamed in base references (learned by version v1): 'circles' -> 'balls'",
+        "renamed in base references (learned by version v2): 'square' -> 'box'",
+        "renamed in base references: 'triangle' -> 'wedge' (7 of 8 corrections, 3 users)",
+    ]
+    assert any("renames=1, inherited_renames=3" in line for line in lines)
 
 
 def test_the_embedded_schedule_runs_retraining_from_the_same_settings(monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset):
