@@ -111,7 +111,9 @@ def serve_tensorboard(logdir: str | Path, *, host: str = "127.0.0.1", port: int 
     from tensorboard import program
 
     board = program.TensorBoard()
-    board.configure(argv=[None, "--logdir", str(path), "--host", host, "--port", str(port)])
+    # --load_fast=false: the in-process Python reader. The Rust data server TensorBoard would otherwise start is
+    # a child process that outlives a caller that only stops this thread (it kept logging after the tests).
+    board.configure(argv=[None, "--logdir", str(path), "--host", host, "--port", str(port), "--load_fast", "false"])
     try:
         url = board.launch()
     except program.TensorBoardServerException as exc:  # e.g. the port is taken
