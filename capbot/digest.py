@@ -89,3 +89,13 @@ def digest_job(settings: Settings, engine: Engine, blobs: BlobStore) -> Digest |
     if not settings.digest_cron:
         return None
     return Digest(settings, engine, blobs)
+
+
+def start_digest(settings: Settings, engine: Engine, blobs: BlobStore):  # -> BackgroundScheduler | None
+    """Start the digest's schedule (job id "capbot-digest"), or return None when it is off."""
+    job = digest_job(settings, engine, blobs)
+    if job is None:
+        return None
+    from training.scheduler import start_scheduler
+
+    return start_scheduler(settings.digest_cron, job, name="digest")

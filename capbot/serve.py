@@ -181,11 +181,10 @@ async def _start_background(services: Services, components: list[Component], sla
         scheduler = start_scheduler(settings.retrain_cron, retrain_job)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, scheduler))
     if _enabled(components, "review digest"):
-        from capbot.digest import digest_job
-        from training.scheduler import start_scheduler, stop_scheduler
+        from capbot.digest import start_digest
+        from training.scheduler import stop_scheduler
 
-        digest = start_scheduler(settings.digest_cron, digest_job(settings, services.engine, services.blobs),
-                                 name="digest")
+        digest = start_digest(settings, services.engine, services.blobs)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, digest))
 
 
