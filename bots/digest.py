@@ -4,9 +4,8 @@ correct it (the "Suggest a better caption" button under each, as under any capti
 
 from __future__ import annotations
 
-from storage.queue import QueueItem
-
 from bots import messages
+from storage.queue import QueueItem
 
 
 def digest_intro(count: int) -> str:
