@@ -8,7 +8,9 @@ drawn at random (same K, same seed). Each set of corrections is retrained on onc
 fine-tune, scoring and gate), and the candidate it produced names colour and shape on a held-out test split
 from the same generator.
 
-Numbers (CAPBOT_TEST_QUEUE_SEEDS; see docs/retraining.md, "Review queue") are in the docstrings below.
+The queue does surface the model's mistakes (asserted); that the corrections it leads to improve the model
+more than random ones does not hold with this fixture and one retrain (an expected failure, with the
+numbers). CAPBOT_TEST_QUEUE_SEEDS (default "0", e.g. "0,1,2") runs the comparison per retrain seed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ SEEDS = [int(seed) for seed in os.environ.get("CAPBOT_TEST_QUEUE_SEEDS", "0").sp
 POOL = 1000  # captioned images waiting for a look
 K = 50  # corrections a reviewer makes: the review budget
 N_TEST = 500
+MIN_GAIN = 0.01  # held-out colour+shape accuracy, queue-driven over random (see the expected failure below)
 SERVING = GenerationOptions(num_beams=3, num_alternatives=2)  # what the bots caption with by default
 POSTER = Origin(platform="slack", workspace="T1", channel="C1", user="poster")
 REVIEWERS = tuple(Origin(platform="slack", workspace="T1", channel="C1", user=f"reviewer{n}") for n in range(3))
@@ -155,8 +158,10 @@ def _retrained_accuracy(strategy, tmp_path, trained_tiny_model, pool, seed) -> t
 
 
 def test_the_queue_surfaces_the_models_mistakes(tmp_path, trained_tiny_model, pool):
-    """Measured 2026-12-02 (pool seed 41): 1000 images, ~55 captions wrong (colour or shape); the queue's top
-    50 held several times the wrong captions of 50 random images (see the printed numbers)."""
+    """Measured 2026-12-02 (pool seed 41, serving options): 43 of 1000 captions wrong (colour or shape); the
+    queue's top 50 held 6, against 2.1 expected from 50 random images (2.9x; greedy captions on another pool
+    gave 10 of 50 against 2.4). Confidence separates right from wrong only weakly (AUROC ~0.58, see
+    tests/inference/test_confidence_learning.py), so the top of the queue is enriched, not pure."""
     engine, blobs, _store, caption_ids = _captioned_store(tmp_path, trained_tiny_model.model_dir, pool)
     try:
         wrong_overall = sum(entry[3] for entry in pool.captions.values())
@@ -170,6 +175,20 @@ def test_the_queue_surfaces_the_models_mistakes(tmp_path, trained_tiny_model, po
     assert wrong_in_queue >= 2 * expected_at_random
 
 
+# The issue asks for corrections from the top of the queue to improve the model more than random ones. A
+# "more" worth the name must beat the seed-to-seed noise of one retrain (about +-0.5 points, 2-3 of 500
+# images), so the assertion asks for one point. Measured 2026-12-02 with the recipe in `_config` (active model
+# 0.946 on the 500 held-out images; the queue's top 50 held 6 wrong captions, 50 random images 0-2):
+#   retrain seed 0: queue-driven 0.954, random 0.950;  seed 1: 0.954 / 0.950;  seed 2: 0.956 / 0.958.
+# Why it does not hold: even an oracle that corrects 50 *wrong* captions does no better than 50 random
+# corrections (pool seed 31, seed 0: lr 3e-5 oracle 0.956 / random 0.958; lr 1e-4 0.940 / 0.946; lr 1e-4 with
+# 71 wrong of 100, 0.936 / 0.950; frozen encoder at 5e-4, 0.940 / 0.946): one small fine-tune does not turn a
+# few corrected mistakes into better recognition on new images, and the gain all retrains show over the
+# active model comes from the base data mixed in. Recorded as an expected failure (strict: the day it holds,
+# e.g. with a sharper confidence, this test fails and the marker must go).
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="one retrain on 50 corrections gains no more from the queue's top than from random "
+                          "images (see the comment above)")
 @pytest.mark.parametrize("seed", SEEDS)
 def test_queue_driven_corrections_beat_random_ones(tmp_path, trained_tiny_model, pool, seed):
     queue, queue_wrong, _ = _retrained_accuracy("queue", tmp_path, trained_tiny_model, pool, seed)
@@ -178,5 +197,4 @@ def test_queue_driven_corrections_beat_random_ones(tmp_path, trained_tiny_model,
     print(f"seed {seed}: colour+shape on {N_TEST} held-out images: active {before:.3f}, after queue-driven "
           f"corrections {queue:.3f} ({queue_wrong} wrong captions corrected), after random ones {rand:.3f} "
           f"({random_wrong})")
-    assert queue_wrong > random_wrong
-    assert queue > rand
+    assert queue >= rand + MIN_GAIN
