@@ -1,4 +1,5 @@
-"""`capbot run`: the web server, the bots that have credentials, and the retraining schedule, in one process.
+"""`capbot run`: the web server, the bots that have credentials, the retraining schedule and the review digest,
+in one process.
 
 uvicorn owns SIGINT/SIGTERM: when it stops serving, everything else is shut down in order (Discord
 closes its gateway, Socket Mode its websocket, the schedule lets a run finish, the core drains its queue).
@@ -64,7 +65,16 @@ def plan_components(settings: Settings) -> list[Component]:
                   "CAPBOT_DISCORD_TOKEN is set" if settings.discord_token else "CAPBOT_DISCORD_TOKEN is not set"),
         Component("retrain schedule", bool(settings.retrain_cron),
                   f"cron {settings.retrain_cron!r}" if settings.retrain_cron else "CAPBOT_RETRAIN_CRON is not set"),
+        _digest(settings),
     ]
+
+
+def _digest(settings: Settings) -> Component:
+    if not settings.digest_cron:
+        return Component("review digest", False, "CAPBOT_DIGEST_CRON is not set")
+    where = [f"{name} {channel}" for name, channel in (("slack", settings.digest_slack_channel),
+                                                        ("discord", settings.digest_discord_channel)) if channel]
+    return Component("review digest", True, f"cron {settings.digest_cron!r} to {', '.join(where)}")
 
 
 def _slack_http(settings: Settings, has_token: bool) -> Component:
@@ -192,6 +202,12 @@ async def _start_background(services: Services, components: list[Component], sla
 
         scheduler = start_scheduler(settings.retrain_cron, retrain_job)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, scheduler))
+    if _enabled(components, "review digest"):
+        from capbot.digest import start_digest
+        from training.scheduler import stop_scheduler
+
+        digest = start_digest(settings, services.engine, services.blobs)
+        stoppers.append(lambda: asyncio.to_thread(stop_scheduler, digest))
 
 
 async def _discord(services: Services, stop: asyncio.Event) -> None:

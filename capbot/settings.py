@@ -7,6 +7,7 @@ file in the working directory. Secrets are `SecretStr` so they never print in lo
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field("", description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; empty = use the connecting address.")
     api_max_beams: int = Field(8, ge=1, le=16, description="Most beams a web or API caller may ask for.")
     api_max_new_tokens: int = Field(64, ge=1, le=128, description="Most caption tokens a web or API caller may ask for.")
+    public_url: str = Field("", description="Public base URL of this capbot's web server (e.g. https://capbot.example.com); the review queue and digest link web captions under it. Empty = no such links.")
 
     # --- retraining ---
     retrain_cron: str | None = Field(None, description="Crontab expression for the embedded retraining schedule, e.g. '0 3 * * 0'; unset = off.")
@@ -83,6 +85,12 @@ class Settings(BaseSettings):
     retrain_feedback_fraction: float = Field(0.5, gt=0, le=1, description="Share of feedback rows in the retraining mix.")
     retrain_cider_tolerance: float = Field(0.05, ge=0, description="Largest drop of base-set CIDEr a promoted version may show, as a fraction of the active version's (0.05 = 5%).")
     retrain_rename_min_users: int = Field(3, ge=1, description="Distinct users (platform + user id) whose corrections must agree before retraining renames a word in the base data (e.g. every 'circle' to 'ball').")
+
+    # --- review digest (docs/retraining.md, "Review queue"): off unless digest_cron is set ---
+    digest_slack_channel: str | None = Field(None, description="Slack channel id (C..., G...) the review digest is posted to; needs CAPBOT_SLACK_BOT_TOKEN.")
+    digest_discord_channel: str | None = Field(None, description="Discord channel id (a number) the review digest is posted to; needs CAPBOT_DISCORD_TOKEN.")
+    digest_size: int = Field(3, ge=1, le=10, description="Images in each review digest: the top of `capbot feedback queue`.")
+    digest_cron: str | None = Field(None, description="Crontab expression (UTC) of the review digest the bots post, e.g. '0 9 * * *' (daily 09:00); unset = off.")
 
     # --- Modal (docs/modal.md): read where `capbot modal deploy` runs; containers get the same values ---
     modal_app_name: str = Field("capbot", min_length=1, max_length=64, description="Modal app that `capbot modal deploy` creates and the modal captioner calls.")
@@ -130,6 +138,49 @@ class Settings(BaseSettings):
         cron = cron.strip()
         if cron and len(cron.split()) != 5:
             raise ValueError(f"a crontab line has 5 fields (minute hour day month weekday), got {cron!r}")
+        return cron
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str) -> str:
+        url = url.strip()
+        parts = urlsplit(url)
+        if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"must be an absolute http:// or https:// URL (or empty), got {url!r}")
+        return url.rstrip("/")
+
+    @field_validator("digest_slack_channel", "digest_discord_channel")
+    @classmethod
+    def _digest_channel(cls, channel: str | None, info) -> str | None:
+        # Checked at start-up, so a digest that could never be posted stops `capbot run` with the setting's name.
+        channel = (channel or "").strip() or None
+        if channel is None:
+            return None
+        slack = info.field_name == "digest_slack_channel"
+        if slack and not re.fullmatch(r"[CGD][A-Z0-9]{2,}", channel):
+            raise ValueError(f"must be a Slack channel id like C0123ABCD (not a #name), got {channel!r}")
+        if not slack and not re.fullmatch(r"[0-9]{5,20}", channel):
+            raise ValueError(f"must be a Discord channel id (a number; Developer Mode > Copy Channel ID), got {channel!r}")
+        token = "slack_bot_token" if slack else "discord_token"
+        if info.data.get(token) is None:
+            raise ValueError(f"is set but CAPBOT_{token.upper()} is not, so there is no bot to post the digest")
+        return channel
+
+    @field_validator("digest_cron")
+    @classmethod
+    def _digest_cron(cls, cron: str | None, info) -> str | None:
+        cron = (cron or "").strip() or None
+        if cron is None:
+            return None
+        from training.scheduler import InvalidCron, parse_cron
+
+        try:
+            parse_cron(cron, setting="digest_cron")
+        except InvalidCron as exc:
+            raise ValueError(exc.message) from None
+        if not (info.data.get("digest_slack_channel") or info.data.get("digest_discord_channel")):
+            raise ValueError("is set but neither CAPBOT_DIGEST_SLACK_CHANNEL nor CAPBOT_DIGEST_DISCORD_CHANNEL is, "
+                             "so the digest has nowhere to go")
         return cron
 
     @field_validator("trusted_proxies")

@@ -24,9 +24,9 @@ JOB_ID = "capbot-retrain"
 class InvalidCron(UserError):
     """The configured crontab expression does not parse."""
 
-    def __init__(self, expr: str, why: str) -> None:
+    def __init__(self, expr: str, why: str, setting: str = "retrain_cron") -> None:
         super().__init__(
-            f"retrain_cron {expr!r} is not a valid crontab expression (minute hour day month weekday): {why}",
+            f"{setting} {expr!r} is not a valid crontab expression (minute hour day month weekday): {why}",
             reason="invalid_cron",
         )
 
@@ -54,8 +54,9 @@ def _weekday_part(part: str) -> str:
     return ",".join(dict.fromkeys(_DAY_NAMES[d % 7] for d in days))
 
 
-def parse_cron(expr: str, timezone: str = "UTC") -> CronTrigger:
-    """A CronTrigger for a 5-field crontab expression (crontab's weekday numbering), or `InvalidCron`."""
+def parse_cron(expr: str, timezone: str = "UTC", *, setting: str = "retrain_cron") -> CronTrigger:
+    """A CronTrigger for a 5-field crontab expression (crontab's weekday numbering), or `InvalidCron`
+    (naming `setting`, the setting the expression came from)."""
     fields = expr.split()
     try:
         if len(fields) != 5:
@@ -66,47 +67,57 @@ def parse_cron(expr: str, timezone: str = "UTC") -> CronTrigger:
             minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone=timezone
         )
     except (ValueError, TypeError) as exc:
-        raise InvalidCron(expr, str(exc)) from None
+        raise InvalidCron(expr, str(exc), setting) from None
 
 
-def _guarded(job: Callable[[], object]) -> Callable[[], None]:
+def _guarded(job: Callable[[], object], name: str) -> Callable[[], None]:
     # A scheduled run has no one to show an error to: log it and keep the schedule alive.
     def run() -> None:
-        log.info("scheduled retrain starting")
+        log.info("scheduled %s starting", name)
         try:
             result = job()
-            log.info("scheduled retrain finished", extra={"result": repr(result)})
+            log.info("scheduled %s finished", name, extra={"result": repr(result)})
         except UserError as exc:
-            log.warning("scheduled retrain stopped: %s", exc.message, extra={"reason": exc.reason})
+            log.warning("scheduled %s stopped: %s", name, exc.message, extra={"reason": exc.reason})
         except Exception:
-            log.exception("scheduled retrain failed")
+            log.exception("scheduled %s failed", name)
 
     return run
 
 
-def start_scheduler(cron: str, job: Callable[[], object], *, timezone: str = "UTC") -> BackgroundScheduler:
-    """Start a background scheduler that calls `job()` on the crontab `cron`; returns it for `stop_scheduler`."""
-    trigger = parse_cron(cron, timezone)
+def start_scheduler(cron: str, job: Callable[[], object], *, timezone: str = "UTC",
+                    name: str = "retrain") -> BackgroundScheduler:
+    """Start a background scheduler that calls `job()` on the crontab `cron`; returns it for `stop_scheduler`.
+
+    `name` tells schedules apart in logs and job ids (the review digest uses "digest"; its cron setting is
+    `{name}_cron`).
+    """
+    trigger = parse_cron(cron, timezone, setting=f"{name}_cron")
     scheduler = BackgroundScheduler(timezone=timezone)
     scheduler.add_job(
-        _guarded(job), trigger, id=JOB_ID, name="retrain",
+        _guarded(job, name), trigger, id=_job_id(name), name=name,
         max_instances=1,  # a tick during a run is skipped, not queued
         coalesce=True,  # after downtime, missed ticks collapse into one run
         misfire_grace_time=3600,
     )
     scheduler.start()
-    log.info("retrain schedule started", extra={"cron": cron, "next_run": str(next_run_time(scheduler))})
+    log.info("%s schedule started", name, extra={"cron": cron, "next_run": str(next_run_time(scheduler, name))})
     return scheduler
 
 
-def next_run_time(scheduler: BackgroundScheduler):
-    """When the retrain job fires next (a timezone-aware datetime), or None when it is not scheduled."""
-    job = scheduler.get_job(JOB_ID)
+def _job_id(name: str) -> str:
+    return JOB_ID if name == "retrain" else f"capbot-{name}"
+
+
+def next_run_time(scheduler: BackgroundScheduler, name: str = "retrain"):
+    """When the `name` job fires next (a timezone-aware datetime), or None when it is not scheduled."""
+    job = scheduler.get_job(_job_id(name))
     return job.next_run_time if job else None
 
 
 def stop_scheduler(scheduler: BackgroundScheduler | None, *, wait: bool = True) -> None:
     """Stop the schedule; with `wait`, let a run in progress finish first."""
     if scheduler is not None and scheduler.running:
+        names = [job.name for job in scheduler.get_jobs()]
         scheduler.shutdown(wait=wait)
-        log.info("retrain schedule stopped")
+        log.info("%s schedule stopped", names[0] if names else "retrain")

@@ -1,5 +1,5 @@
 """Storage commands: `capbot db upgrade|current`, `capbot models list|promote|rollback`,
-`capbot feedback export`, `capbot forget-user`. Each opens the configured database, does one unit of work
+`capbot feedback export|queue`, `capbot forget-user`. Each opens the configured database, does one unit of work
 through storage/ functions and prints the result.
 """
 
@@ -160,6 +160,53 @@ def export(
     written = write_feedback_file(rows, out, fmt)
     window = f" since {start.isoformat()}" if start else ""
     typer.echo(f"wrote {written} feedback rows{window} to {out}")
+
+
+@feedback_app.command("queue")
+def queue(
+    limit: int = typer.Option(20, "--limit", help="How many images to list (1-1000)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only images captioned or corrected after this ISO 8601 time (UTC if no zone)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The captioned images most worth a human look: low confidence first, disputed ones higher still.
+
+    Score = (1 - confidence) + disagreement between the caption and users' corrections (storage.queue).
+    """
+    from capbot.settings import get_settings
+    from storage.blobs import LocalBlobStore
+    from storage.db import session_scope
+    from storage.queue import MAX_LIMIT, review_queue
+
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UserError(f"--limit must be between 1 and {MAX_LIMIT}, got {limit}", reason="bad_limit")
+    start = _parse_time(since, "--since")
+    public_url = get_settings().public_url or None
+    with _open_store() as store, session_scope(store.engine) as session:
+        items = review_queue(session, LocalBlobStore(store.blob_dir), limit=limit, since=start,
+                             public_url=public_url)
+    if as_json:
+        typer.echo(json.dumps([_queue_json(item) for item in items], indent=2))
+        return
+    if not items:
+        typer.echo("nothing to review: no captioned images" + (f" since {start.isoformat()}" if start else ""))
+        return
+    table = Table("score", "confidence", "caption", "corrections", "caption id", "image")
+    for item in items:
+        confidence = "?" if item.confidence is None else f"{item.confidence:.2f}"
+        corrected = "; ".join(item.corrections) + (f" ({item.users} users)" if item.users > 1 else "")
+        table.add_row(f"{item.score:.2f}", confidence, item.caption, corrected, str(item.caption_id),
+                      item.url or str(item.image_path))
+    Console(width=200).print(table)
+
+
+def _queue_json(item) -> dict:  # type: ignore[no-untyped-def]
+    return {"score": round(item.score, 4), "uncertainty": round(item.uncertainty, 4),
+            "disagreement": round(item.disagreement, 4), "image_sha256": item.image_sha256,
+            "image_path": str(item.image_path), "url": item.url, "caption_id": item.caption_id,
+            "caption": item.caption, "confidence": item.confidence, "model_version": item.model_version,
+            "corrections": list(item.corrections), "users": item.users, "platform": item.platform,
+            "channel_id": item.channel_id,
+            "captioned_at": item.captioned_at.isoformat() if item.captioned_at else None}
 
 
 @app.command("forget-user")

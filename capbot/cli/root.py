@@ -14,7 +14,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="Build, list, promote and roll back model versions.", no_args_is_help=True)
 data_app = typer.Typer(help="Download, generate and prepare captioning datasets.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
-feedback_app = typer.Typer(help="Export user corrections for training.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Export user corrections for training; list the images most worth a review.", no_args_is_help=True)
 modal_group = typer.Typer(help="Deploy capbot to Modal and get models onto it (docs/modal.md).", no_args_is_help=True)
 
 

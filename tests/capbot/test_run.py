@@ -85,11 +85,12 @@ def test_run_on_a_busy_port_says_so_in_one_line(tmp_path):
 def test_components_follow_credentials(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = get_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", discord_token="d",
-                            retrain_cron="0 3 * * 0")
+                            retrain_cron="0 3 * * 0", digest_cron="0 9 * * *", digest_slack_channel="C0REVIEW")
     assert all(c.enabled for c in plan_components(settings) if c.name != "slack (socket mode)")
     socket = get_settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1")
     states = {c.name: c.enabled for c in plan_components(socket)}
-    assert states == {"slack (http)": False, "slack (socket mode)": True, "discord": False, "retrain schedule": False}
+    assert states == {"slack (http)": False, "slack (socket mode)": True, "discord": False, "retrain schedule": False,
+                      "review digest": False}
 
 
 def _keep_reading(process, lines) -> threading.Thread:
@@ -139,3 +140,6 @@ def test_run_captions_slack_images_served_by_the_configured_slack_host(tmp_path,
     assert download.args["file"] == "F1" and download.headers["authorization"] == f"Bearer {SLACK_TOKEN}"
     assert "127.0.0.1" in typed_link.args["text"] and "not a public web server" in typed_link.args["text"]
     assert process.returncode == 0 and "Traceback" not in log, log
+    # The review digest is opt-in: with a bot token but no CAPBOT_DIGEST_CRON, nothing is posted unasked.
+    assert "review digest: off (CAPBOT_DIGEST_CRON is not set)" in log
+    assert slack.calls("files.getUploadURLExternal") == [] and len(slack.calls("chat.postMessage")) == 1

@@ -1,7 +1,9 @@
 """A local fake of the Slack Web API (and file downloads, and response_url hooks) on 127.0.0.1.
 
 Speaks what capbot's Slack app calls: auth.test, chat.postMessage, chat.postEphemeral, views.open,
-conversations.history, conversations.info, users.info, files.info, and apps.connections.open (with the
+conversations.history, conversations.info, users.info, files.info, the files_upload_v2 flow
+(files.getUploadURLExternal, `POST /upload/<id>` with the bytes, files.completeUploadExternal: the shared file
+lands in `state.uploads`), and apps.connections.open (with the
 app-level token; it hands out `socket_url`, see tests/fakes/slack_socket.py); `GET /files/<id>/<name>` serves a file's
 bytes only with `Authorization: Bearer <bot token>` and otherwise answers, like Slack, with an HTML sign-in
 page and status 200; `POST /respond/<id>` records slash-command responses. Every Web API call checks the
@@ -41,6 +43,7 @@ class FakeSlackState:
     not_member_of: set[str] = field(default_factory=set)  # channels whose history answers not_in_channel
     app_token: str | None = None  # what apps.connections.open demands (Socket Mode)
     socket_url: str | None = None  # the websocket apps.connections.open hands out
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # file id -> {"data", "filename", "channel", ...}
     calls: list[Call] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -60,6 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         parts = urlsplit(self.path)
+        if parts.path.startswith("/upload/"):
+            return self._upload(parts.path.split("/")[2])
         args = self._read_args()
         if parts.path.startswith("/respond/"):
             self._record("respond", args)
@@ -116,7 +121,35 @@ class _Handler(BaseHTTPRequestHandler):
         entry = self.server.state.files.get(args.get("file", ""))
         return {"ok": True, "file": entry[0]} if entry else {"ok": False, "error": "file_not_found"}
 
+    def _api_files_getUploadURLExternal(self, args: dict) -> dict:  # noqa: N802
+        uploads = self.server.state.uploads
+        file_id = f"FUP{len(uploads) + 1}"
+        uploads[file_id] = {"filename": args.get("filename"), "length": int(args.get("length") or 0), "data": None}
+        return {"ok": True, "file_id": file_id, "upload_url": f"http://{self.headers['Host']}/upload/{file_id}"}
+
+    def _api_files_completeUploadExternal(self, args: dict) -> dict:  # noqa: N802
+        files = args.get("files")
+        files = json.loads(files) if isinstance(files, str) else files or []
+        done = []
+        for entry in files:
+            upload = self.server.state.uploads.get(entry.get("id"))
+            if upload is None or upload["data"] is None:
+                return {"ok": False, "error": "file_not_found"}
+            upload.update(title=entry.get("title"), channel=args.get("channel_id"),
+                          initial_comment=args.get("initial_comment"), thread_ts=args.get("thread_ts"))
+            done.append({"id": entry["id"], "title": entry.get("title"), "name": upload["filename"]})
+        return {"ok": True, "files": done}
+
     # --- helpers ---
+
+    def _upload(self, file_id: str) -> None:
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        upload = self.server.state.uploads.get(file_id)
+        if upload is None or len(data) != upload["length"]:
+            return self._send(400, b"bad upload", "text/plain")
+        upload["data"] = data
+        self._record("upload", {"file": file_id, "bytes": len(data)})
+        self._send(200, b"OK - " + str(len(data)).encode(), "text/plain")
 
     def _download(self, file_id: str) -> None:
         state = self.server.state
