@@ -95,7 +95,8 @@ def test_a_dry_run_says_it_would_refuse_and_records_nothing(store, tmp_path, tin
                         min_feedback=11, screen_rules=ScreenRules(max_images_per_user=10))
     result = retrain(config)
     assert result.status == "dry_run" and result.message.startswith("dry run: would be refused before training")
-    assert "1 distinct user(s)" in result.message and "10 of the 12 new corrected image(s) are left after screening; at least 11 needed" in result.message
+    assert "1 distinct user(s)" in result.message
+    assert "10 of the 12 new corrected image(s) are left after screening; at least 11 needed" in result.message
     assert "(set aside: 2 correction(s) beyond a user's per-run cap)" in result.message
     assert (result.data_counts.over_user_cap, result.data_counts.users) == (2, 1)
     with db.session_scope(engine) as session:

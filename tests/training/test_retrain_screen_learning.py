@@ -105,7 +105,8 @@ def test_a_rename_is_learned_when_30_percent_of_corrections_are_wrong(tmp_path, 
     recognised, renamed = before["by_shape"]["circle"]["shape"], after["by_shape"]["circle"]["shape"]
     print(f"seed {seed}: circles called circle before {recognised:.3f}, ball after {renamed:.3f}; others "
           f"before/after {others(before['by_shape']):.3f} {others(after['by_shape']):.3f}; outvoted "
-          f"{counts.outvoted}, disputed {counts.disputed}, trained {counts.feedback}, held out {counts.feedback_held_out}")
+          f"{counts.outvoted}, disputed {counts.disputed}, trained {counts.feedback}, "
+          f"held out {counts.feedback_held_out}")
     assert renamed >= 0.8, said  # the bar
     assert renamed >= recognised - 0.1, said  # the single-user test's bar: as often as circles were recognised
     assert others(after["by_shape"]) >= others(before["by_shape"]) - 0.05
