@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     retrain_feedback_fraction: float = Field(0.5, gt=0, le=1, description="Share of feedback rows in the retraining mix.")
     retrain_cider_tolerance: float = Field(0.05, ge=0, description="Largest drop of base-set CIDEr a promoted version may show, as a fraction of the active version's (0.05 = 5%).")
     retrain_rename_min_users: int = Field(3, ge=1, description="Distinct users (platform + user id) whose corrections must agree before retraining renames a word in the base data (e.g. every 'circle' to 'ball').")
+    retrain_min_users: int = Field(3, ge=1, description="Fewest distinct users (platform + user id; on the web an API key or client address) the screened feedback of a retraining run must come from; fewer and the run is refused before training, with the reason recorded.")
+    retrain_max_images_per_user: int = Field(25, ge=1, description="Most corrected images one user (on the web one API key or client address) contributes to one retraining run (their earliest); the rest is set aside and counted.")
+    retrain_spam_min_images: int = Field(5, ge=2, description="A correction text written on at least this many unrelated images (sharing no word with the model's captions, nor much with each other) is set aside as copy-paste spam.")
 
     # --- review digest (docs/retraining.md, "Review queue"): off unless digest_cron is set ---
     digest_slack_channel: str | None = Field(None, description="Slack channel id (C..., G...) the review digest is posted to; needs CAPBOT_SLACK_BOT_TOKEN.")

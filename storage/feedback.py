@@ -1,5 +1,11 @@
-"""Export accepted corrections as training rows: one caption per image, latest accepted wins.
+"""Export accepted corrections as training rows.
 
+Two views of the same corrections:
+- `export_corrections`: every accepted correction, one per user and image (storage keeps one accepted
+  correction per platform + user id and image). Retraining and `capbot feedback export` read this and
+  resolve several users' corrections of one image by consensus (`training.data.screen`), since judging
+  agreement needs the training side's word rules;
+- `export_feedback`: one row per image, the latest accepted correction (a quick look; the web tests use it).
 Corrections by opted-out users are excluded before choosing (so another user's earlier correction of
 the same image can still be used); images whose blob is missing are skipped with a warning.
 `FeedbackRow` is the one feedback type from here to training (`storage.feedback_file` writes and reads
@@ -39,6 +45,9 @@ class FeedbackRow:
     correction_id: int | None = None  # None for rows not read from the database (hand-made files, tests)
     created_at: datetime | None = None  # when the correction was made
     users: int = 1  # distinct users with an accepted correction of this image in the export's window
+    # Users ("platform:user_id") whose corrections of this image agree with `caption` (consensus fills it
+    # in; empty for a single correction not yet resolved): rename evidence counts each of them.
+    supporters: tuple[str, ...] = ()
 
     @property
     def user(self) -> str:
@@ -89,14 +98,44 @@ def _users_per_image(since: datetime | None, until: datetime | None):  # type: i
     )
 
 
+def _every_accepted(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
+    candidates = _accepted_corrections(since, until).subquery()
+    users = _users_per_image(since, until)
+    return (
+        select(Correction, Caption.text, users.c.users)
+        .join(candidates, candidates.c.id == Correction.id)
+        .join(Caption, Caption.id == Correction.caption_id)
+        .join(users, users.c.image_sha256 == Correction.image_sha256)
+        .order_by(Correction.created_at, Correction.id)
+    )
+
+
+def export_corrections(
+    session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None
+) -> list[FeedbackRow]:
+    """Every accepted correction created after `since` (and up to `until`), one per user and image, oldest
+    first: the input to consensus (`training.data.consensus`)."""
+    return _rows(session.execute(_every_accepted(since, until)), blobs)
+
+
 def export_feedback(
     session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None
 ) -> list[FeedbackRow]:
-    """Accepted corrections created after `since` (and up to `until`), one per image, oldest first."""
+    """Accepted corrections created after `since` (and up to `until`), one per image (the latest), oldest
+    first."""
+    return _rows(session.execute(_latest_per_image(since, until)), blobs)
+
+
+def _rows(results, blobs: BlobStore) -> list[FeedbackRow]:  # type: ignore[no-untyped-def]
     rows: list[FeedbackRow] = []
-    for correction, model_caption, users in session.execute(_latest_per_image(since, until)):
-        if not blobs.exists(correction.image_sha256):
-            log.warning("feedback image blob missing; skipped", extra={"image_sha256": correction.image_sha256})
+    present: dict[str, bool] = {}  # one blob check (and one warning) per image, however many corrections
+    for correction, model_caption, users in results:
+        sha = correction.image_sha256
+        if sha not in present:
+            present[sha] = blobs.exists(sha)
+            if not present[sha]:
+                log.warning("feedback image blob missing; skipped", extra={"image_sha256": sha})
+        if not present[sha]:
             continue
         rows.append(FeedbackRow(
             image_sha256=correction.image_sha256,

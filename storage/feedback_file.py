@@ -3,7 +3,9 @@
 One record per `storage.feedback.FeedbackRow`, with the fields in `FIELDS`: JSONL (one JSON object per
 line) or CSV (a header row, then one row per record). `created_at` is ISO 8601 with its zone;
 `platform` + `user_id` name who made the correction (retraining counts distinct users before it
-accepts a rename), and `users` how many distinct users corrected that image. Reading needs `image_path` and `caption`; the other fields may be left out (in
+accepts a rename), `users` how many distinct users corrected that image, and `supporters` the users
+("platform:user_id", separated by spaces: Slack, Discord and web ids never contain one) whose corrections agree with
+this caption. Reading needs `image_path` and `caption`; the other fields may be left out (in
 hand-made files; an absent `image_sha256` reads as ""). A relative `image_path` is resolved against the
 file's directory.
 
@@ -27,7 +29,7 @@ from capbot.errors import UserError
 from storage.feedback import FeedbackRow
 
 FIELDS = ("image_sha256", "image_path", "caption", "model_caption", "platform", "user_id", "correction_id",
-          "created_at", "users")
+          "created_at", "users", "supporters")
 REQUIRED = ("image_path", "caption")
 FORMATS = ("jsonl", "csv")
 
@@ -48,6 +50,7 @@ def feedback_record(row: FeedbackRow) -> dict[str, Any]:
         "correction_id": "" if row.correction_id is None else row.correction_id,
         "created_at": row.created_at.isoformat() if row.created_at else "",
         "users": row.users,
+        "supporters": " ".join(row.supporters),
     }
 
 
@@ -72,6 +75,7 @@ def feedback_row(record: Mapping[str, Any], *, base_dir: Path, where: str = "rec
         correction_id=correction_id,
         created_at=created_at,
         users=users,
+        supporters=tuple(str(record.get("supporters") or "").split()),
     )
 
 

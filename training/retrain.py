@@ -2,7 +2,12 @@
 
 The steps (issue 5, "Retraining"):
  0. Take the run lock (`training.lock`); a run left 'running' by a dead process is marked failed.
- 1. Export feedback; stop early when too few corrections arrived since the last finished run.
+ 1. Export feedback (every accepted correction, one per user and image); stop early when too few images
+    were corrected since the last finished run. Screen it (`training.data.screen`): copy-paste spam and
+    corrections beyond a user's per-run cap are set aside, and each image's corrections are resolved by
+    consensus (minorities outvoted, ties disputed). Refuse before training, recording the run as
+    not_promoted with the reason, when what is left comes from fewer than `min_users` distinct users or
+    has fewer than `min_feedback` new images.
  2. Split feedback into train / held-out; rewrite the base references with the renames the active
     version's lineage adopted in earlier rounds (`training.inherited_renames`), then with the systematic
     renames found in this run's training feedback ("users call circles balls", `training.data.renames`);
@@ -15,10 +20,13 @@ The steps (issue 5, "Retraining"):
 Which feedback is used: training takes every correction since the last *promoted* run, so feedback the
 active version has not learned is never dropped because an earlier candidate was refused; the
 early-stop count only looks at corrections since the last *finished* run, so a refused run is not
-repeated on identical data.
+repeated on identical data. A run refused before training is finished (not_promoted) too: the next run
+waits for `min_feedback` newly corrected images, then trains on everything since the last promotion,
+the refused run's feedback included.
 
 Outcomes have one name each, here, in the run record (`storage.runs`) and in `capbot retrain`:
-skipped | dry_run | promoted | not_promoted (failures raise after the run is recorded as failed).
+skipped | dry_run | promoted | not_promoted (refused by the gate, or before training by the junk rules;
+the reason says which) (failures raise after the run is recorded as failed).
 
 Training and captioning are reached through two small seams (`Trainer`, `CaptionerFactory`) whose
 defaults call `training.train.train` and `inference.captioner.LocalCaptioner` (on the configured device
@@ -30,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -52,6 +60,7 @@ from training.data.coco import CocoCaptions, CocoItem, load_split
 from training.data.feedback import split_feedback
 from training.data.mix import Mix, build_mix, image_hashes, write_coco_split
 from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, image_frequencies, renamer
+from training.data.screen import ScreenedFeedback, ScreenRules, screen_feedback
 from training.gate import Comparison, GateDecision, ModelScores, Scores, decide_promotion
 from training.inherited_renames import InheritedRenames, all_renames, inherited_renamer, lineage_renames
 from training.lock import run_lock_for
@@ -108,6 +117,9 @@ class RetrainConfig:
     epochs: int = 3
     freeze_encoder: bool = False  # train only the decoder: the new words, not new vision
     rename_rules: RenameRules | None = field(default_factory=RenameRules)  # None: find no new renames (inherited still apply)
+    screen_rules: ScreenRules = field(default_factory=ScreenRules)  # copy-paste spam and the per-user cap
+    min_users: int = 3  # distinct users the screened feedback must come from, or the run is refused
+    agreement_cap: int = 2  # an image k users agree on is listed min(k, this) times in the mix
     learning_rate: float = 5e-5
     batch_size: int = 16
     eval_batch_size: int = 16
@@ -132,6 +144,13 @@ class DataCounts:
     base_eval: int = 0  # held-out base images scored
     renames: int = 0  # systematic renames found in this run's feedback and applied to the base references
     inherited_renames: int = 0  # renames adopted in earlier rounds (the active version's lineage), applied first
+    # Screening (`training.data.screen`), counted over the training window:
+    corrections: int = 0  # accepted corrections screened (one per user and image)
+    spam: int = 0  # corrections set aside as copy-paste spam
+    over_user_cap: int = 0  # corrections set aside beyond their user's per-run cap
+    outvoted: int = 0  # corrections conflicting with their image's majority
+    disputed: int = 0  # images set aside because their users disagree with no majority
+    users: int = 0  # distinct users behind the feedback kept
 
 
 @dataclass
@@ -189,9 +208,9 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     with session_scope(config.engine) as session:
         active = registry.get_active(session)
         since_train, since_new = _feedback_windows(session)
-        rows = storage_feedback.export_feedback(session, config.blobs, since=since_train, until=now)
+        corrections = storage_feedback.export_corrections(session, config.blobs, since=since_train, until=now)
         inherited = lineage_renames(session, active.id if active else None)
-    new = [r for r in rows if since_new is None or (r.created_at and r.created_at > since_new)]
+    new = {r.image_sha256 for r in corrections if since_new is None or (r.created_at and r.created_at > since_new)}
     active_id = active.id if active else None
     if len(new) < config.min_feedback:
         message = (
@@ -201,9 +220,17 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
         )
         log.info("retrain skipped", extra={"new_feedback": len(new), "min_feedback": config.min_feedback})
         return RetrainResult(SKIPPED, message, DataCounts(feedback_new=len(new)), active_version=active_id)
+    screened = screen_feedback(corrections, config.screen_rules)
+    screen_counts = _screen_counts(screened)
+    refusal = _refusal(config, screened, new)
+    if refusal:
+        counts = DataCounts(feedback_new=len(new), **screen_counts)
+        return _refuse(config, refusal + _set_aside_text(counts), counts, screened, active_id, since_train, now)
+    rows = screened.rows
 
     # 2. Hold out part of the feedback, adopt the users' renames in the base data, mix the rest with it.
     plan = _plan(config, active, rows, len(new), inherited)
+    plan = replace(plan, counts=replace(plan.counts, **screen_counts))
     if config.dry_run:
         return RetrainResult(DRY_RUN, _dry_run_message(plan, config), plan.counts, active_version=active_id,
                              renames=plan.renames, inherited_renames=plan.inherited)
@@ -235,7 +262,8 @@ def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[Fee
         base_train, base_eval = _renamed(base_train, rename), _renamed(base_eval, rename)
     eval_hashes = image_hashes(item.path for item in base_eval.items)
     mix = build_mix(train_rows, base_train, feedback_fraction=config.feedback_fraction,
-                    eval_hashes=eval_hashes, feedback_repeats=config.feedback_repeats, seed=config.seed)
+                    eval_hashes=eval_hashes, feedback_repeats=config.feedback_repeats,
+                    agreement_cap=config.agreement_cap, seed=config.seed)
     counts = DataCounts(feedback_new=n_new, feedback=mix.counts.feedback, feedback_held_out=len(held_out),
                         feedback_in_eval_dropped=mix.counts.feedback_in_eval_dropped, base=mix.counts.base,
                         base_eval=len(base_eval), renames=len(renames),
@@ -288,6 +316,56 @@ def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, traine
     return RetrainResult(status, decision.reason, plan.counts, run_id=run_id, candidate_version=candidate_id,
                          active_version=active.id if active else None, metrics=scores, gate=decision,
                          renames=plan.renames, inherited_renames=plan.inherited)
+
+
+def _screen_counts(screened: ScreenedFeedback) -> dict[str, int]:
+    counts = screened.counts
+    return dict(corrections=counts.corrections, spam=counts.spam, over_user_cap=counts.over_user_cap,
+                outvoted=counts.outvoted, disputed=counts.disputed_images, users=counts.users)
+
+
+def _refusal(config: RetrainConfig, screened: ScreenedFeedback, new: set[str]) -> str | None:
+    """Why the screened feedback is not worth training on, or None when it is."""
+    reasons = []
+    if screened.counts.users < config.min_users:
+        reasons.append(f"the feedback left after screening comes from {screened.counts.users} distinct user(s); "
+                       f"at least {config.min_users} needed (CAPBOT_RETRAIN_MIN_USERS)")
+    kept_new = sum(1 for row in screened.rows if row.image_sha256 in new)
+    if kept_new < config.min_feedback:
+        reasons.append(f"{kept_new} of the {len(new)} new corrected image(s) are left after screening; "
+                       f"at least {config.min_feedback} needed")
+    if not reasons:
+        return None
+    return "refused before training: " + "; ".join(reasons)
+
+
+def set_aside_summary(counts: DataCounts) -> str:
+    """What screening set aside, in words ("12 correction(s) as copy-paste spam, 2 disputed image(s)"), or ""."""
+    values = asdict(counts)
+    return ", ".join(f"{values[key]} {label}" for key, label in (
+        ("spam", "correction(s) as copy-paste spam"), ("over_user_cap", "correction(s) beyond a user's per-run cap"),
+        ("outvoted", "correction(s) outvoted by their image's majority"), ("disputed", "disputed image(s)"))
+        if values[key])
+
+
+def _set_aside_text(counts: DataCounts) -> str:
+    summary = set_aside_summary(counts)
+    return f" (set aside: {summary})" if summary else ""
+
+
+def _refuse(config: RetrainConfig, message: str, counts: DataCounts, screened: ScreenedFeedback,
+            active_id: str | None, since_train: datetime | None, now: datetime) -> RetrainResult:
+    """Record a run refused before training as finished (not_promoted, with the reason): like a gate
+    refusal, it closes the "new feedback" window, so identical feedback is not refused again and again."""
+    log.info("retrain refused before training", extra={"reason": message, **asdict(counts)})
+    if config.dry_run:
+        return RetrainResult(DRY_RUN, f"dry run: would be {message}", counts, active_version=active_id)
+    with session_scope(config.engine) as session:
+        run = runs.start_run(session, base_version=active_id, feedback_since=since_train,
+                             data_counts=asdict(counts), now=now)
+        runs.finish_run(session, run.id, status=NOT_PROMOTED, reason=message,
+                        metrics={"refused_before_training": True, "spam_texts": screened.spam_texts})
+    return RetrainResult(NOT_PROMOTED, message, counts, run_id=run.id, active_version=active_id)
 
 
 def _recover_interrupted_runs(engine: Engine) -> list[int]:
@@ -369,7 +447,9 @@ def _scores(captioner: Captioner, data: CocoCaptions, config: RetrainConfig, sco
 def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: CocoCaptions) -> list[Rename]:
     if config.rename_rules is None:
         return []
-    edits = [CaptionEdit(row.model_caption, row.caption, row.user) for row in train_rows]
+    # Each user who agrees with an image's caption is evidence for its renames (consensus fills supporters).
+    edits = [CaptionEdit(row.model_caption, row.caption, user) for row in train_rows
+             for user in (row.supporters or (row.user,))]
     renames = find_renames(edits, image_frequencies(item.captions for item in base_train.items), config.rename_rules)
     if renames:
         log.info("feedback renames applied to the base references",
@@ -429,6 +509,7 @@ def _dry_run_message(plan: _Plan, config: RetrainConfig) -> str:
         f"they are in the evaluation set), then score on {counts.feedback_held_out} held-out feedback and "
         f"{counts.base_eval} base images" + (f"; base references renamed: {adopted}" if plan.renames else "")
         + (f"; renamed in earlier rounds: {_earlier(plan.inherited)}" if plan.inherited else "")
+        + _set_aside_text(counts)
     )
 
 

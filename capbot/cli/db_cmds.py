@@ -142,11 +142,15 @@ def export(
     until: Optional[str] = typer.Option(None, "--until", help="Only corrections up to this ISO 8601 time."),
     fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
 ) -> None:
-    """Write accepted corrections (one per image, latest wins, opted-out users excluded) for training."""
+    """Write the feedback retraining would use: one caption per image, agreed by its users (opted-out users
+    excluded, copy-paste spam and corrections beyond the per-user cap set aside; see docs/retraining.md)."""
+    from capbot.cli.retrain_cmds import screen_rules
+    from capbot.settings import get_settings
     from storage import feedback, runs
     from storage.blobs import LocalBlobStore
     from storage.db import session_scope
     from storage.feedback_file import write_feedback_file
+    from training.data.screen import screen_feedback
 
     fmt = _export_format(out, fmt)
     if since and since_last_run:
@@ -156,10 +160,14 @@ def export(
         if since_last_run:
             last = runs.last_promoted_run(session)
             start = last.started_at if last else None
-        rows = feedback.export_feedback(session, LocalBlobStore(store.blob_dir), since=start, until=end)
-    written = write_feedback_file(rows, out, fmt)
+        corrections = feedback.export_corrections(session, LocalBlobStore(store.blob_dir), since=start, until=end)
+    screened = screen_feedback(corrections, screen_rules(get_settings()))
+    written = write_feedback_file(screened.rows, out, fmt)
     window = f" since {start.isoformat()}" if start else ""
-    typer.echo(f"wrote {written} feedback rows{window} to {out}")
+    counts = screened.counts
+    typer.echo(f"wrote {written} feedback rows{window} to {out} (from {counts.corrections} corrections by "
+               f"{counts.users} agreeing users; set aside: {counts.spam} copy-paste spam, {counts.over_user_cap} "
+               f"beyond the per-user cap, {counts.outvoted} outvoted, {counts.disputed_images} disputed images)")
 
 
 @feedback_app.command("queue")

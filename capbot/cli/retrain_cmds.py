@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from capbot.settings import Settings
+    from training.data.screen import ScreenRules
     from training.retrain import RetrainConfig, RetrainResult
 
 
@@ -58,6 +59,8 @@ def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions =
         feedback_fraction=_first(options.feedback_fraction, settings.retrain_feedback_fraction),
         cider_tolerance=_first(options.cider_tolerance, settings.retrain_cider_tolerance),
         rename_rules=RenameRules(min_users=settings.retrain_rename_min_users) if options.renames else None,
+        screen_rules=screen_rules(settings),
+        min_users=settings.retrain_min_users,
         device=settings.device,
         dtype=settings.dtype,
         max_image_bytes=settings.max_image_bytes,
@@ -65,6 +68,14 @@ def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions =
         dry_run=options.dry_run,
         **{name: value for name, value in training_choices.items() if value is not None},
     )
+
+
+def screen_rules(settings: Settings) -> ScreenRules:
+    """The junk rules from settings: the same for retraining and `capbot feedback export`."""
+    from training.data.screen import ScreenRules
+
+    return ScreenRules(max_images_per_user=settings.retrain_max_images_per_user,
+                       spam_min_images=settings.retrain_spam_min_images)
 
 
 def _first(option: Any, setting: Any) -> Any:
@@ -122,11 +133,16 @@ def _print_result(result: RetrainResult) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from training.retrain import set_aside_summary
+
     console = Console()
     console.print(f"[bold]{result.status}[/bold]: {escape(result.message)}")
     if result.recovered_runs:
         console.print(f"marked interrupted run(s) {', '.join(map(str, result.recovered_runs))} as failed")
     console.print("data: " + ", ".join(f"{k}={v}" for k, v in asdict(result.data_counts).items()))
+    set_aside = set_aside_summary(result.data_counts)
+    if set_aside and result.status != "skipped":
+        console.print(f"set aside: {escape(set_aside)}")
     for earlier in result.inherited_renames:
         for rename in earlier.renames:
             console.print(f"renamed in base references (learned by version {escape(earlier.version)}): "

@@ -120,6 +120,33 @@ def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
     assert "ISO 8601" in capsys.readouterr().err
 
 
+def test_feedback_export_resolves_several_users_and_sets_junk_aside(env, tmp_path, capsys, monkeypatch):
+    # The same screening as retraining: consensus per image, copy-paste spam and the per-user cap.
+    assert main(["db", "upgrade"]) == 0
+    blobs = LocalBlobStore(tmp_path / "data" / "blobs")
+    engine = _engine(env)
+    with session_scope(engine) as session:
+        ball = make_caption(session, blobs, data=b"ball", text="a red circle")
+        for user, text in (("U1", "a red ball"), ("U2", "A red ball."), ("U3", "a blue ball")):
+            corrections.record_correction(session, caption_id=ball.id, user_id=user, text=text)
+        for n, said in enumerate(("a dog on a beach", "a cat on a sofa", "two men riding horses", "a bowl of soup",
+                                  "a red bus in a street")):
+            caption = make_caption(session, blobs, data=f"other {n}".encode(), text=said)
+            corrections.record_correction(session, caption_id=caption.id, user_id="U9", text="follow my channel")
+    engine.dispose()
+    out = tmp_path / "feedback.jsonl"
+    assert main(["feedback", "export", "--out", str(out)]) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["image_sha256"], row["caption"], row["users"]) == (ball.image_sha256, "A red ball.", 3)
+    assert row["supporters"] == "slack:U1 slack:U2"
+    assert ("wrote 1 feedback rows to" in (said := " ".join(capsys.readouterr().out.split()))
+            and "set aside: 5 copy-paste spam, 0 beyond the per-user cap, 1 outvoted, 0 disputed images" in said)
+    monkeypatch.setenv("CAPBOT_RETRAIN_SPAM_MIN_IMAGES", "6")
+    monkeypatch.setenv("CAPBOT_RETRAIN_MAX_IMAGES_PER_USER", "2")
+    assert main(["feedback", "export", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 3  # no longer spam: two of U9's corrections, over the cap of 2
+
+
 def test_forget_user(env, tmp_path, capsys, monkeypatch):
     import io
 

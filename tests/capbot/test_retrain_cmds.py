@@ -158,3 +158,25 @@ def test_the_embedded_schedule_runs_retraining_from_the_same_settings(monkeypatc
     job = _retrain_job(get_settings(retrain_cron="0 3 * * 0", retrain_min_feedback=13))
     result = job()
     assert result.status == "skipped" and "12 new" in result.message and "at least 13" in result.message
+
+
+def test_the_junk_settings_reach_the_run_and_set_asides_are_printed(monkeypatch, tmp_path, capsys, tiny_model_dir,
+                                                                    synthetic_dataset):
+    engine, blobs = _env(monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
+    test = load_split(synthetic_dataset.out_dir, "test")
+    add_feedback(engine, blobs, [(i.path, "a shape", i.captions[0] + " indeed") for i in test.items])  # 3 users
+    engine.dispose()
+    config = retrain_config(get_settings(retrain_min_users=4, retrain_max_images_per_user=3,
+                                         retrain_spam_min_images=7), engine=None)
+    assert (config.min_users, config.screen_rules.max_images_per_user, config.screen_rules.spam_min_images) == (4, 3, 7)
+
+    monkeypatch.setenv("CAPBOT_RETRAIN_MAX_IMAGES_PER_USER", "3")
+    assert main(["retrain", "--min-feedback", "5", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "over_user_cap=3" in out and "users=3" in out
+    assert "set aside: 3 correction(s) beyond a user's per-run cap" in out
+    monkeypatch.setenv("CAPBOT_RETRAIN_MIN_USERS", "4")
+    assert main(["retrain", "--min-feedback", "5"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("not_promoted: refused before training: the feedback left after screening comes from 3 "
+                          "distinct user(s); at least 4 needed")

@@ -128,3 +128,23 @@ def test_image_posted_again_before_blob_deletion_keeps_its_bytes(engine, blobs):
     assert blobs.exists(mine.image_sha256)
     with session_scope(engine) as session:
         assert [c.user_id for c in captions.captions_for_image(session, mine.image_sha256)] == ["U2"]
+
+
+def test_export_corrections_lists_each_users_accepted_correction(session, blobs):
+    dog = make_caption(session, blobs, data=b"dog")
+    cat = make_caption(session, blobs, data=b"cat", text="a cat")
+    for minutes, text in enumerate(("a brown dog", "a brown dog on sand", "a black dog")):  # one user, three times
+        _correct(session, dog, "U2", text, minutes)
+    _correct(session, dog, "U3", "a brown dog", 5)
+    _correct(session, dog, "U4", "a grey dog", 6)
+    channels.set_user_opt_out(session, platform="slack", user_id="U4", opted_out=True)
+    _correct(session, cat, "U2", "a tabby cat", 7)
+    rows = feedback.export_corrections(session, blobs)
+    assert [(r.image_sha256, r.user, r.caption, r.users) for r in rows] == [
+        (dog.image_sha256, "slack:U2", "a black dog", 2), (dog.image_sha256, "slack:U3", "a brown dog", 2),
+        (cat.image_sha256, "slack:U2", "a tabby cat", 1)]
+    assert rows[0].model_caption == dog.text and rows[0].supporters == ()  # consensus fills supporters in
+    assert [r.caption for r in feedback.export_corrections(session, blobs, since=T0 + timedelta(minutes=5))] == [
+        "a tabby cat"]
+    blobs.delete(dog.image_sha256)
+    assert [r.caption for r in feedback.export_corrections(session, blobs)] == ["a tabby cat"]

@@ -100,3 +100,18 @@ def test_a_base_set_too_small_for_the_fraction_is_logged(tmp_path, synthetic_dat
     (record,) = warnings()
     assert record.getMessage() == "base set too small for the requested feedback fraction"
     assert record.feedback_share == 0.2 and mix.counts.base == 40
+
+
+def test_agreeing_users_raise_an_images_weight_up_to_the_cap(tmp_path, synthetic_dataset):
+    from dataclasses import replace
+
+    base = load_split(synthetic_dataset.out_dir, "train")
+    test = load_split(synthetic_dataset.out_dir, "test")
+    one, two, five = (_blob_copy(item.path, tmp_path / "blobs") for item in test.items[:3])
+    rows = [replace(one, supporters=("slack:u1",)), replace(two, supporters=("slack:u1", "slack:u2")),
+            replace(five, supporters=tuple(f"slack:u{n}" for n in range(5)))]
+    mix = build_mix(rows, base, feedback_fraction=0.5, feedback_repeats=2, agreement_cap=3)
+    listed = [i.image_path for i in mix.items if i.source == "feedback"]
+    assert [listed.count(r.image_path) for r in rows] == [2, 4, 6]  # repeats x min(supporters, cap)
+    assert mix.counts.feedback == 3 and mix.counts.base == 12  # the feedback share stays at half
+    assert build_mix(rows, base, feedback_fraction=0.5).counts.base == 3  # the cap defaults to 1: no weighting

@@ -134,7 +134,8 @@ def test_gate_promotes_a_better_candidate_and_records_it(tmp_path, tiny_model_di
     # Next time: too little new feedback (the same corrections are not new), then fine-tune from the new active.
     assert retrain(config, trainer=copying_trainer()).status == "skipped"
     # Dated just after the promoted run started, so they count as new however fast that run was.
-    add_feedback(engine, blobs, feedback_images, users=("u4",), now=run.started_at + timedelta(milliseconds=1))
+    add_feedback(engine, blobs, feedback_images, users=("u4", "u5", "u6"),
+                 now=run.started_at + timedelta(milliseconds=1))
     with pytest.raises(_Stop):
         retrain(config, trainer=_stopping_trainer(calls))
     assert calls[-1].init_model == active.location and calls[-1].parent_version == active.id
@@ -255,7 +256,8 @@ def test_a_run_killed_mid_training_is_marked_failed_by_the_next_run(store, datab
 def test_feedback_too_thin_to_hold_out_any_is_refused_before_a_run_starts(store, tmp_path, tiny_model_dir, synthetic_dataset, feedback_images):
     engine, blobs = store
     add_feedback(engine, blobs, feedback_images[:1])
-    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, min_feedback=1)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, min_feedback=1,
+                        min_users=1)
     with pytest.raises(RetrainError) as info:
         retrain(config, trainer=copying_trainer())
     assert info.value.reason == "no_training_feedback" and "holding out 0" in info.value.message
@@ -316,10 +318,12 @@ def test_a_systematic_rename_in_feedback_is_applied_to_the_base_references(tmp_p
 def test_a_rename_needs_as_many_distinct_users_as_configured(tmp_path, tiny_model_dir, synthetic_dataset):
     engine, blobs = open_store(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
     add_feedback(engine, blobs, _renaming_feedback(synthetic_dataset), users=("u1", "u2"))
-    two_users = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True)
+    # min_users=2: two users may train (the run's own rule), the rename rule is what is tested here
+    two_users = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True,
+                           min_users=2)
     assert retrain(two_users).renames == []  # the default needs 3
     two_enough = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, dry_run=True,
-                            rename_rules=RenameRules(min_users=2))
+                            min_users=2, rename_rules=RenameRules(min_users=2))
     assert [(r.old, r.new, r.users) for r in retrain(two_enough).renames] == [("circle", "ball", 2)]
 
 

@@ -83,17 +83,22 @@ def build_mix(
     feedback_fraction: float,
     eval_hashes: set[str] = frozenset(),
     feedback_repeats: int = 1,
+    agreement_cap: int = 1,
     seed: int = 0,
 ) -> Mix:
     """Feedback (minus images in `eval_hashes`) plus a seeded random base subset at `feedback_fraction`.
 
     `feedback_repeats` > 1 lists each feedback image that many times and draws correspondingly more base
     images: the same share of feedback per step, but more distinct base images, so less forgetting.
+    An image whose caption k users agree on (`FeedbackRow.supporters`) is listed min(k, `agreement_cap`)
+    times as often: agreeing users reinforce a correction, up to a cap so no image dominates.
     """
-    if feedback_repeats < 1:
-        raise ValueError(f"feedback_repeats must be at least 1, got {feedback_repeats}")
+    if feedback_repeats < 1 or agreement_cap < 1:
+        raise ValueError(f"feedback_repeats and agreement_cap must be at least 1, got {feedback_repeats}, "
+                         f"{agreement_cap}")
     kept = [row for row in feedback if row.image_sha256 not in eval_hashes]
-    items = [MixItem(row.image_path, (row.caption,), "feedback") for row in kept for _ in range(feedback_repeats)]
+    items = [MixItem(row.image_path, (row.caption,), "feedback") for row in kept
+             for _ in range(feedback_repeats * min(max(len(row.supporters), 1), agreement_cap))]
     base_items = list(base.items) if base is not None else []
     n_base = base_count_for(len(items), feedback_fraction, len(base_items)) if kept else 0
     feedback_share = len(items) / (len(items) + n_base) if items else 0.0
