@@ -50,7 +50,7 @@ from storage.runs import NOT_PROMOTED, PROMOTED
 from training.data.coco import CocoCaptions, CocoItem, load_split
 from training.data.feedback import split_feedback
 from training.data.mix import Mix, build_mix, image_hashes, write_coco_split
-from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, image_frequencies, renamer
+from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, renamer
 from training.gate import Comparison, GateDecision, ModelScores, Scores, decide_promotion
 from training.lock import run_lock_for
 
@@ -355,7 +355,7 @@ def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: C
     if config.rename_rules is None:
         return []
     edits = [CaptionEdit(row.model_caption, row.caption, row.user) for row in train_rows]
-    renames = find_renames(edits, image_frequencies(item.captions for item in base_train.items), config.rename_rules)
+    renames = find_renames(edits, (item.captions for item in base_train.items), config.rename_rules)
     if renames:
         log.info("feedback renames applied to the base references",
                  extra={"renames": [f"{r.old}->{r.new} ({r.support}/{r.uses}, {r.users} users)" for r in renames]})
