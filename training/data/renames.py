@@ -143,7 +143,8 @@ def find_renames(
                  if best_new.get(old) == new and best_old.get(new) == old and support >= rules.min_support
                  and len(evidence.users[old, new]) >= rules.min_users]
     uses = evidence.uses({old for old, _ in supported})
-    supported = [(old, new) for old, new in supported if evidence.support[old, new] >= rules.min_consistency * uses[old]]
+    supported = [(old, new) for old, new in supported
+                 if evidence.support[old, new] >= rules.min_consistency * uses[old]]
     base = phrase_frequencies(base_captions, {p for pair in supported for p in pair})
     found = [Rename(old, new, evidence.support[old, new], uses[old], len(evidence.users[old, new]))
              for old, new in supported if 0 < base[old] and base[new] <= rules.max_new_share * base[old]]
