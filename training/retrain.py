@@ -59,7 +59,7 @@ from storage.runs import NOT_PROMOTED, PROMOTED
 from training.data.coco import CocoCaptions, CocoItem, load_split
 from training.data.feedback import split_feedback
 from training.data.mix import Mix, build_mix, image_hashes, write_coco_split
-from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, image_frequencies, renamer
+from training.data.renames import CaptionEdit, Rename, RenameRules, find_renames, renamer
 from training.data.screen import ScreenedFeedback, ScreenRules, screen_feedback
 from training.gate import Comparison, GateDecision, ModelScores, Scores, decide_promotion
 from training.inherited_renames import InheritedRenames, all_renames, inherited_renamer, lineage_renames
@@ -450,7 +450,7 @@ def _renames(config: RetrainConfig, train_rows: list[FeedbackRow], base_train: C
     # Each user who agrees with an image's caption is evidence for its renames (consensus fills supporters).
     edits = [CaptionEdit(row.model_caption, row.caption, user) for row in train_rows
              for user in (row.supporters or (row.user,))]
-    renames = find_renames(edits, image_frequencies(item.captions for item in base_train.items), config.rename_rules)
+    renames = find_renames(edits, (item.captions for item in base_train.items), config.rename_rules)
     if renames:
         log.info("feedback renames applied to the base references",
                  extra={"renames": [f"{r.old}->{r.new} ({r.support}/{r.uses}, {r.users} users)" for r in renames]})

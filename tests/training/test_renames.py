@@ -10,17 +10,19 @@ from training.data.renames import (
     Rename,
     RenameRules,
     find_renames,
-    image_frequencies,
+    phrase_frequencies,
     renamer,
     words,
 )
 
-BASE = image_frequencies(
-    [[f"a {colour} {shape} on the left", f"{colour} {shape}s", f"a picture of the {colour} {shape}"]
-     for colour in ("red", "blue", "green") for shape in ("circle", "square", "triangle")] * 4
-)
+# The base data's reference captions, per image: 36 images of coloured shapes, and 6 of a small circle
+# beside a tv ("small circle" and "tv" are the phrases users rename below).
+BASE = [[f"a {colour} {shape} on the left", f"{colour} {shape}s", f"a picture of the {colour} {shape}"]
+        for colour in ("red", "blue", "green") for shape in ("circle", "square", "triangle")] * 4 + [
+        ["a small circle next to a tv", "a tv and a small circle", "a big square"]] * 6
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange")
 USERS = ("slack:U1", "slack:U2", "discord:U1")  # three distinct people (the same id on two platforms)
+ON_A_MAT = "a {word} {where} on a {colour} mat"  # the colour is kept: an edit, not a new caption
 
 
 def _edits(old: str, new: str, n: int, template="a {colour} {word} {where}", users=USERS) -> list[CaptionEdit]:
@@ -105,6 +107,61 @@ def test_corrections_without_a_model_caption_count_for_nothing():
     assert _found([CaptionEdit("", "a red ball", USERS[i % 3]) for i in range(20)]) == []
     edits = _edits("circle", "ball", 6) + [CaptionEdit("", "a circle", USERS[i % 3]) for i in range(20)]
     assert [r.uses for r in find_renames(edits, BASE)] == [6]
+
+
+def test_a_phrase_can_be_renamed_to_a_word_and_a_word_to_a_phrase():
+    # "a small circle" -> "a dot": the whole replaced phrase is the rename, not "circle" or "small" alone,
+    # though every one of these corrections also drops each of them.
+    edits = _edits("small circle", "dot", 8, template=ON_A_MAT)
+    assert [(r.old, r.new, r.support, r.uses, r.users) for r in find_renames(edits, BASE)] == [
+        ("small circle", "dot", 8, 8, 3)]
+    # "a red tv" -> "a red television set": one word becomes a phrase (and not just "television" or "set").
+    edits = _edits("tv", "television set", 7, template="a {colour} {word} {where}")
+    assert [(r.old, r.new, r.support, r.uses, r.users) for r in find_renames(edits, BASE)] == [
+        ("tv", "television set", 7, 7, 3)]
+
+
+def test_phrase_renames_follow_the_support_users_consistency_and_novelty_rules():
+    assert _found(_edits("small circle", "dot", 4, template=ON_A_MAT)) == []  # support 4 < 5
+    assert _found(_edits("tv", "television set", 30, users=("slack:U1", "slack:U2"))) == []  # 2 users < 3
+    # Users replaced "small circle" in 5 corrections, but 7 others kept it (fixing the place instead).
+    kept = [CaptionEdit(f"a small circle {where}", f"a small circle {where} of the frame", USERS[i % 3])
+            for i, where in enumerate(["on the left", "at the top"] * 3 + ["at the bottom"])]
+    assert _found(_edits("small circle", "dot", 5, template=ON_A_MAT) + kept) == []
+    assert _found(_edits("small circle", "dot", 5, template=ON_A_MAT)) == [("small circle", "dot")]
+    # Novelty is counted on the phrase: the base data says "big square" on 6 images and "small circle" on
+    # 6, so this is a recognition error ...
+    assert _found(_edits("small circle", "big square", 12, template=ON_A_MAT)) == []
+    # ... and it never says "red tv", so there is nothing to rewrite, though it says "red" and "tv".
+    assert _found(_edits("red tv", "television set", 12, template=ON_A_MAT)) == []
+
+
+def test_an_added_attribute_is_never_a_rename():
+    # Users add the colour the model left out: an insertion, from many users, on every image.
+    added = [CaptionEdit(f"a circle {where}", f"a {colour} circle {where}", f"slack:U{i}")
+             for i, (colour, where) in enumerate(zip(COLOURS * 4, ["on the left", "at the top", "in the middle"] * 8))]
+    anything_goes = RenameRules(min_support=1, min_consistency=0.0, max_new_share=1.0, min_users=1)
+    assert find_renames(added, BASE, anything_goes) == []
+    # Also with more than one word added, and next to a real rename: the colour does not join it.
+    assert find_renames([CaptionEdit("a circle", "a small red circle on the left", "slack:U1")] * 9, BASE,
+                        anything_goes) == []
+    renamed = [CaptionEdit(f"a circle {where}", f"a {colour} ball {where}", f"slack:U{i}")
+               for i, (colour, where) in enumerate(zip(COLOURS * 2, ["on the left", "at the top"] * 6))]
+    assert _found(renamed) == [("circle", "ball")]
+
+
+def test_renamer_rewrites_phrases_across_any_whitespace_longest_first():
+    renames = [Rename("circle", "ball", 9, 9, 3), Rename("small circle", "dot", 8, 8, 3),
+               Rename("tv", "television set", 7, 7, 3)]
+    rename = renamer(renames)
+    assert rename("A small  circle,\na circle and a small red circle.") == "A dot,\na ball and a small red ball."
+    assert rename("Small\tcircle by the tv") == "Dot by the television set"
+    assert rename("TV: a smallcircle on tvs") == "Television set: a smallcircle on tvs"
+
+
+def test_phrase_frequencies_count_images_with_the_whole_phrase():
+    counts = phrase_frequencies(BASE, ["small circle", "circle", "tv", "circle next", "red circle", "circles"])
+    assert counts == {"circle": 12 + 6, "small circle": 6, "tv": 6, "circle next": 6, "red circle": 4, "circles": 12}
 
 
 def test_renamer_replaces_whole_words_and_keeps_capitals_and_punctuation():

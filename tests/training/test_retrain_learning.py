@@ -23,82 +23,25 @@ from typing import Callable
 import pytest
 
 from capbot.cli import main
-from inference.captioner import LocalCaptioner
 from inference.modeldir import load_metadata
 from storage import db, registry, runs
-from training.concepts import concept_accuracy
-from training.data.coco import load_split
-from training.data.synthetic import generate_synthetic, load_scenes
 from training.retrain import retrain
 
-from tests.training.retrain_support import add_feedback, config_for, open_store
+from tests.training.learning_support import (
+    USERS, accuracy, active_store, feedback, fresh_scenes, recipe,  # noqa: F401 (fresh_scenes: a fixture)
+)
+from tests.training.retrain_support import add_feedback
 
 # Whichever learning module runs first trains the shared `trained_tiny_model` (~5 min on 2 idle cores).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.usefixtures("one_torch_thread")]
 
-N_FEEDBACK = 40  # "a few dozen" corrected images
-USERS = tuple(f"user{n}" for n in range(6))  # corrections come from several people, as a rename needs
 SEEDS = [int(seed) for seed in os.environ.get("CAPBOT_TEST_RETRAIN_SEEDS", "0").split(",")]
 NONSENSE = [f"{a}{b}" for a in ("zor", "plim", "vask", "quen", "drub", "fep") for b in ("ax", "ilo", "unt", "ek")]
 
 
-@pytest.fixture(scope="module")
-def fresh_scenes(tmp_path_factory, trained_tiny_model):
-    """Images the model has never seen (same shapes as its training data): feedback comes from `train`,
-    the concept check uses `test`."""
-    shapes = sorted({scene.main.shape for scene in load_scenes(trained_tiny_model.data_dir, "train").values()})
-    out = tmp_path_factory.mktemp("fresh_scenes")
-    generate_synthetic(out, n_train=240, n_val=4, n_test=240, seed=23, image_size=64, shapes=shapes)
-    return out
-
-
-def _active_store(tmp_path, model_dir):
-    engine, blobs = open_store(f"sqlite:///{tmp_path / 'capbot.db'}", tmp_path)
-    with db.session_scope(engine) as session:
-        version = load_metadata(model_dir).version
-        registry.register_version(session, version_id=version, location=str(model_dir))
-        registry.promote(session, version)
-    return engine, blobs
-
-
-def _caption_all(model_location, paths) -> list[str]:
-    captioner = LocalCaptioner(model_location, device="cpu")
-    try:
-        return [c.text for c in captioner.caption([p.read_bytes() for p in paths])]
-    finally:
-        captioner.close()
-
-
-def _feedback(dataset_dir, model_dir, select, correct) -> list[tuple]:
-    """(image, what the active model said, the user's correction) for up to N_FEEDBACK selected images."""
-    train = load_split(dataset_dir, "train")
-    scenes = load_scenes(dataset_dir, "train")
-    chosen = [item for item in train.items if select(scenes[item.image_id])][:N_FEEDBACK]
-    said = _caption_all(model_dir, [item.path for item in chosen])
-    return [(item.path, model, correct(item)) for item, model in zip(chosen, said)]
-
-
 def _random_words(seed: int):
     rng = random.Random(seed)
-    return lambda item: " ".join(rng.sample(NONSENSE, 5))
-
-
-def _config(engine, blobs, tmp_path, model_dir, base_data, seed):
-    # The tiny model already tells the shapes apart: only the words change, so the encoder stays frozen.
-    # Feedback is 10% of the mix (each image listed 4 times, 9 base images for each): many distinct base
-    # images keep the other shapes where they were. The rename itself reaches the base references through
-    # `training.data.renames`, so the default-sized base CIDEr tolerance applies.
-    return config_for(engine, blobs, tmp_path, model_dir, base_data, min_feedback=20, held_out_fraction=0.25,
-                      min_held_out=8, feedback_fraction=0.1, feedback_repeats=4, freeze_encoder=True, epochs=6,
-                      learning_rate=5e-4, batch_size=16, cider_tolerance=0.05, min_feedback_gain=0.1,
-                      base_eval_limit=60, seed=seed)
-
-
-def _accuracy(model_location, dataset_dir, aliases=None):
-    test = load_split(dataset_dir, "test")
-    said = _caption_all(model_location, [item.path for item in test.items])
-    predictions = {item.image_id: text for item, text in zip(test.items, said)}
-    return concept_accuracy(predictions, load_scenes(dataset_dir, "test"), aliases=aliases), predictions
+    return lambda item, said: " ".join(rng.sample(NONSENSE, 5))
 
 
 def _both(accuracy_by_shape: dict, shapes) -> float:
@@ -162,28 +105,28 @@ def three_rounds(request, tmp_path_factory, one_torch_thread, trained_tiny_model
     """Three retraining rounds in a row from the trained fixture, then `capbot models rollback`."""
     seed, model_dir, base_data = request.param, trained_tiny_model.model_dir, trained_tiny_model.data_dir
     root = tmp_path_factory.mktemp(f"rounds-seed{seed}")
-    engine, blobs = _active_store(root, model_dir)
-    before, _ = _accuracy(model_dir, fresh_scenes)
+    engine, blobs = active_store(root, model_dir)
+    before, _ = accuracy(model_dir, fresh_scenes)
     location, done = str(model_dir), []
     for old, new in ROUNDS:
         users_say = _renamer_for([(r.old, r.new) for r in done] + [(old, new)])
-        add_feedback(engine, blobs, _feedback(fresh_scenes, location, lambda scene, old=old: scene.main.shape == old,
-                                              lambda item, say=users_say: say(item.captions[0])), users=USERS)
-        result = retrain(_config(engine, blobs, root, model_dir, base_data, seed))
+        add_feedback(engine, blobs, feedback(fresh_scenes, location, lambda scene, old=old: scene.main.shape == old,
+                                              lambda item, said, say=users_say: say(item.captions[0])), users=USERS)
+        result = retrain(recipe(engine, blobs, root, model_dir, base_data, seed))
         with db.session_scope(engine) as session:
             active = registry.get_active(session)
         aliases = {r.old: r.new for r in done} | {old: new}
-        accuracy, captions = _accuracy(active.location, fresh_scenes, aliases=aliases)
-        done.append(Round(old, new, result, active, accuracy, captions))
+        scores, captions = accuracy(active.location, fresh_scenes, aliases=aliases)
+        done.append(Round(old, new, result, active, scores, captions))
         location = active.location
         print(f"seed {seed} round {len(done)} {old}->{new}: {result.status} ({result.message}); renames "
               f"{[(r.old, r.new, r.support, r.uses, r.users) for r in result.renames]}; "
-              f"{_shape_line(before, accuracy, aliases)}; colour {accuracy['colour']:.3f} "
+              f"{_shape_line(before, scores, aliases)}; colour {scores['colour']:.3f} "
               f"(before {before['colour']:.3f})")
     output = _rollback_as_the_cli_does(f"sqlite:///{root / 'capbot.db'}", root / "data")
     with db.session_scope(engine) as session:
         restored = registry.get_active(session)
-    _, after_rollback = _accuracy(restored.location, fresh_scenes)
+    _, after_rollback = accuracy(restored.location, fresh_scenes)
     engine.dispose()
     return Rounds(seed, before, done, restored, output, after_rollback)
 
@@ -253,11 +196,11 @@ def test_a_rollback_after_round_three_returns_to_round_twos_behaviour_exactly(th
 def test_random_word_feedback_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained_tiny_model, fresh_scenes,
                                                                          seed):
     model_dir, base_data = trained_tiny_model.model_dir, trained_tiny_model.data_dir
-    engine, blobs = _active_store(tmp_path, model_dir)
-    add_feedback(engine, blobs, _feedback(fresh_scenes, model_dir, lambda scene: True, _random_words(5 + seed)),
+    engine, blobs = active_store(tmp_path, model_dir)
+    add_feedback(engine, blobs, feedback(fresh_scenes, model_dir, lambda scene: True, _random_words(5 + seed)),
                  users=USERS)
 
-    result = retrain(_config(engine, blobs, tmp_path, model_dir, base_data, seed))
+    result = retrain(recipe(engine, blobs, tmp_path, model_dir, base_data, seed))
     print(f"seed {seed}:", result.status, result.message, result.data_counts, result.renames)
 
     assert result.status == "not_promoted", result.message

@@ -1,27 +1,41 @@
-"""Systematic renames in user feedback ("every circle is a ball"): found in corrections, applied to base text.
+"""Systematic renames in user feedback ("every circle is a ball", "a tv is a television set"): found in
+corrections, applied to base text.
 
-Users correct captions one image at a time. When they consistently replace a word the model uses with a
-word the base data never uses, the correction is about vocabulary, not about one image. Left alone, the
-base subset mixed into retraining keeps teaching the old word on every such image, the two fight, and
-the candidate learns neither; its base score is also measured against references in the old vocabulary.
-`find_renames` detects such renames and `renamer` rewrites base references with them, so training
-and the gate's base score both speak the users' vocabulary.
+Users correct captions one image at a time. When they consistently replace a word or phrase the model
+uses with one the base data never uses, the correction is about vocabulary, not about one image. Left
+alone, the base subset mixed into retraining keeps teaching the old name on every such image, the two
+fight, and the candidate learns neither; its base score is also measured against references in the old
+vocabulary. `find_renames` detects such renames and `renamer` rewrites base references with them, so
+training and the gate's base score both speak the users' vocabulary.
+
+Each correction is aligned with the model's caption word by word (`difflib`); every span of the caption
+the correction *replaced* (not ones it only deleted or inserted) gives candidate renames: the replaced
+words and the replacing words, trimmed of function words at their edges, and their sub-phrases of up to
+`RenameRules.max_phrase_words` words (so "a circle" -> "a round disc" offers "circle" -> "round disc",
+"circle" -> "round" and "circle" -> "disc", and the one-to-one rule below keeps the whole phrase). Words
+and phrases are compared in lower case, as word sequences (punctuation and spacing do not matter).
 
 A rename old -> new is accepted only when all of these hold (`RenameRules` holds the thresholds):
-- content words: neither word is a function word (`FUNCTION_WORDS`, see there why);
+- content words: each side begins and ends with a content word, not a function word (`FUNCTION_WORDS`,
+  see there why); function words inside a phrase are kept ("top of the hill");
 - edits only: a correction counts only when it keeps at least one content word of the model's caption
   ("a red circle" -> "a red ball" keeps "red"); one that keeps none is a new caption (or junk), which
   says the model was wrong, not what a thing is called;
-- support: at least `min_support` corrections drop `old` from the model's caption and add `new`;
+- replacements only: words a correction adds without replacing any ("a circle" -> "a red circle") teach
+  the model to say more, not a new name; they are trained on like any correction, never a rename;
+- support: at least `min_support` corrections drop `old` from the model's caption and put `new` in
+  its place;
 - consistency: those are at least `min_consistency` of the corrections whose model caption used `old`;
 - users: they come from at least `min_users` distinct users (platform + user id), so one person's
   habit, or one spammer, never rewrites the base data;
-- one to one: `new` is the best-supported replacement of `old`, and `old` the best-supported word that
-  `new` replaced (so a few images the model misread do not add a second rename to the same word);
+- one to one: `new` is the best-supported replacement of `old`, and `old` the best-supported phrase
+  that `new` replaced (so a few images the model misread do not add a second rename to the same word).
+  When a phrase and its own parts are equally supported (every "circle" became "round disc", so
+  "round" and "disc" are as supported), the phrase that contains the others is the one;
 - novelty: the base references use `old` and use `new` on at most `max_new_share` as many images, so
   "the model said square, users said circle" (a recognition error between two concepts the base data
   already names) is never taken for a rename.
-Words are compared in lower case; singular and plural are separate words (and separate renames).
+Singular and plural are separate words (and separate renames).
 """
 
 from __future__ import annotations
@@ -29,8 +43,8 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
-from itertools import product
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from difflib import SequenceMatcher
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
@@ -70,6 +84,7 @@ class RenameRules:
     min_consistency: float = 0.5
     max_new_share: float = 0.1
     min_users: int = 3  # distinct users (platform + user id) among the supporting corrections
+    max_phrase_words: int = 3  # longest phrase on either side ("television set" is 2)
 
 
 class CaptionEdit(NamedTuple):
@@ -82,8 +97,8 @@ class CaptionEdit(NamedTuple):
 
 @dataclass(frozen=True)
 class Rename:
-    """Users call `old` `new`: `support` of the `uses` corrections whose model caption said `old` agree,
-    made by `users` distinct users."""
+    """Users call `old` `new` (each a word or a phrase of words separated by single spaces): `support` of
+    the `uses` corrections whose model caption said `old` agree, made by `users` distinct users."""
 
     old: str
     new: str
@@ -101,86 +116,126 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def image_frequencies(captions_per_image: Iterable[Sequence[str]]) -> Counter:
-    """How many images have each word in at least one of their captions."""
+def phrase_frequencies(captions_per_image: Iterable[Sequence[str]], phrases: Iterable[str]) -> Counter:
+    """How many images have each of `phrases` (lower-case words joined by single spaces) in at least one
+    of their captions, as whole words."""
+    wanted = set(phrases)
     counts: Counter = Counter()
+    if not wanted:
+        return counts
     for captions in captions_per_image:
-        counts.update({w for caption in captions for w in words(caption)})
+        texts = [_padded(words(caption)) for caption in captions]
+        counts.update(p for p in wanted if any(f" {p} " in text for text in texts))
     return counts
 
 
 def find_renames(
     edits: Iterable[CaptionEdit],
-    base_frequencies: Mapping[str, int],
+    base_captions: Iterable[Sequence[str]],
     rules: RenameRules = RenameRules(),
 ) -> list[Rename]:
-    """Renames supported by the corrections in `edits`, checked against the base data's word frequencies
-    (`image_frequencies` of its references). Sorted by support, strongest first."""
-    evidence = _evidence(edits)
+    """Renames supported by the corrections in `edits`, checked against the base data's reference captions
+    (`base_captions`: each image's captions). Sorted by support, strongest first."""
+    evidence = _evidence(edits, rules.max_phrase_words)
     best_new = _best_by(evidence.support, key=0)
     best_old = _best_by(evidence.support, key=1)
-    found = []
-    for (old, new), support in evidence.support.items():
-        if best_new.get(old) != new or best_old.get(new) != old:
-            continue
-        if support < rules.min_support or support < rules.min_consistency * evidence.uses[old]:
-            continue
-        if len(evidence.users[old, new]) < rules.min_users:
-            continue
-        old_images = base_frequencies.get(old, 0)
-        if old_images == 0 or base_frequencies.get(new, 0) > rules.max_new_share * old_images:
-            continue
-        found.append(Rename(old, new, support, evidence.uses[old], len(evidence.users[old, new])))
+    supported = [(old, new) for (old, new), support in evidence.support.items()
+                 if best_new.get(old) == new and best_old.get(new) == old and support >= rules.min_support
+                 and len(evidence.users[old, new]) >= rules.min_users]
+    uses = evidence.uses({old for old, _ in supported})
+    supported = [(old, new) for old, new in supported
+                 if evidence.support[old, new] >= rules.min_consistency * uses[old]]
+    base = phrase_frequencies(base_captions, {p for pair in supported for p in pair})
+    found = [Rename(old, new, evidence.support[old, new], uses[old], len(evidence.users[old, new]))
+             for old, new in supported if 0 < base[old] and base[new] <= rules.max_new_share * base[old]]
     return sorted(found, key=lambda r: (-r.support, r.old))
 
 
 def renamer(renames: Sequence[Rename]) -> Callable[[str], str]:
-    """A function replacing every whole-word `old` by its `new` (a capital first letter is kept), with the
-    pattern built once: a base dataset has hundreds of thousands of captions to rewrite."""
+    """A function replacing every whole-word `old` by its `new`, longest `old` first (a phrase's words may
+    be separated by any whitespace; a capital first letter is kept), with the pattern built once: a base
+    dataset has hundreds of thousands of captions to rewrite."""
     if not renames:
         return lambda text: text
     table = {r.old: r.new for r in renames}
-    pattern = re.compile(r"\b(" + "|".join(re.escape(old) for old in sorted(table, key=len, reverse=True)) + r")\b",
-                         re.IGNORECASE)
+    alternatives = (r"\s+".join(re.escape(w) for w in old.split()) for old in sorted(table, key=len, reverse=True))
+    pattern = re.compile(r"\b(" + "|".join(alternatives) + r")\b", re.IGNORECASE)
 
     def swap(match: re.Match) -> str:
-        new = table[match.group(0).lower()]
+        new = table[" ".join(match.group(0).lower().split())]
         return new[:1].upper() + new[1:] if match.group(0)[:1].isupper() else new
 
     return lambda text: pattern.sub(swap, text)
 
 
-@dataclass
 class _Evidence:
-    support: Counter  # (old, new) -> corrections that dropped `old` and added `new`
-    uses: Counter  # word -> corrections whose model caption used it
-    users: defaultdict  # (old, new) -> the set of users behind its support
+    """What the corrections that are edits of the model's caption say about replaced phrases."""
+
+    def __init__(self) -> None:
+        self.support: Counter = Counter()  # (old, new) -> corrections that replaced `old` by `new`
+        self.users: defaultdict = defaultdict(set)  # (old, new) -> the set of users behind its support
+        self.said: list[str] = []  # each counted model caption's words, padded for phrase look-ups
+
+    def uses(self, phrases: set[str]) -> Counter:
+        """phrase -> corrections whose model caption used it."""
+        return Counter(p for text in self.said for p in phrases if f" {p} " in text)
 
 
-def _evidence(edits: Iterable[CaptionEdit]) -> _Evidence:
-    """Count content-word swaps over the corrections that are edits of the model's caption."""
-    evidence = _Evidence(Counter(), Counter(), defaultdict(set))
+def _evidence(edits: Iterable[CaptionEdit], max_words: int) -> _Evidence:
+    evidence = _Evidence()
     for edit in edits:
-        said, wanted = set(words(edit.model_caption)) - FUNCTION_WORDS, set(words(edit.corrected)) - FUNCTION_WORDS
-        if not said:
+        said, wanted = words(edit.model_caption), words(edit.corrected)
+        if not set(said) - FUNCTION_WORDS:
             continue  # no model caption recorded (or only function words): nothing to compare
-        evidence.uses.update(said)
-        if not said & wanted:
+        evidence.said.append(_padded(said))
+        if not (set(said) & set(wanted)) - FUNCTION_WORDS:
             continue  # a new caption, not an edit of this one
-        for pair in product(said - wanted, wanted - said):
+        for pair in _replacements(said, wanted, max_words):
             evidence.support[pair] += 1
             evidence.users[pair].add(edit.user)
     return evidence
 
 
+def _replacements(said: list[str], wanted: list[str], max_words: int) -> set[tuple[str, str]]:
+    """(old, new) phrase pairs from the spans of `said` that `wanted` replaced: old gone from `wanted`,
+    new absent from `said`. Deletions and insertions give none."""
+    said_text, wanted_text = _padded(said), _padded(wanted)
+    pairs = set()
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, said, wanted, autojunk=False).get_opcodes():
+        if tag != "replace":
+            continue
+        olds = [p for p in _phrases(said[i1:i2], max_words) if f" {p} " not in wanted_text]
+        news = [p for p in _phrases(wanted[j1:j2], max_words) if f" {p} " not in said_text]
+        pairs.update((old, new) for old in olds for new in news)
+    return pairs
+
+
+def _phrases(span: list[str], max_words: int) -> list[str]:
+    """The sub-phrases of `span` of at most `max_words` words that begin and end with a content word."""
+    return [" ".join(span[i:j]) for i in range(len(span)) for j in range(i + 1, min(len(span), i + max_words) + 1)
+            if span[i] not in FUNCTION_WORDS and span[j - 1] not in FUNCTION_WORDS]
+
+
 def _best_by(support_by_pair: Counter, key: int) -> dict[str, str]:
-    """For each word on side `key` (0 = old, 1 = new), its single best-supported partner (none on a tie)."""
-    best: dict[str, tuple[int, str | None]] = {}
+    """For each phrase on side `key` (0 = old, 1 = new), its single best-supported partner: none on a tie,
+    unless one of the tied partners contains all the others (a phrase and its own parts)."""
+    top: dict[str, tuple[int, list[str]]] = {}
     for pair, support in support_by_pair.items():
-        word, partner = pair[key], pair[1 - key]
-        top = best.get(word)
-        if top is None or support > top[0]:
-            best[word] = (support, partner)
-        elif support == top[0]:
-            best[word] = (support, None)  # a tie: no single partner
-    return {word: partner for word, (_, partner) in best.items() if partner is not None}
+        phrase, partner = pair[key], pair[1 - key]
+        best = top.get(phrase)
+        if best is None or support > best[0]:
+            top[phrase] = (support, [partner])
+        elif support == best[0]:
+            best[1].append(partner)
+    chosen = {phrase: _containing_all(partners) for phrase, (_, partners) in top.items()}
+    return {phrase: partner for phrase, partner in chosen.items() if partner is not None}
+
+
+def _containing_all(phrases: list[str]) -> str | None:
+    longest = max(phrases, key=lambda p: len(p.split()))
+    return longest if all(f" {p} " in f" {longest} " for p in phrases) else None
+
+
+def _padded(text_words: list[str]) -> str:
+    """Words joined by spaces with a space at each end, so `f" {phrase} " in` matches whole words only."""
+    return " " + " ".join(text_words) + " "
