@@ -58,12 +58,8 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
         ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
                              **generate_kwargs(options))
         logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
-        view_logprobs = []
-        if options.confidence_views:
-            views = torch.stack(confidence_views(pixel_values, options.confidence_views), dim=1).flatten(0, 1)
-            view_hidden = model.encoder(pixel_values=views).last_hidden_state
-            best = ids[::n_best].repeat_interleave(options.confidence_views, dim=0)  # image-major, like `views`
-            view_logprobs = _token_logprobs(model, view_hidden, best, 1, tokenizer.eos_token_id)
+        view_logprobs = _view_logprobs(model, pixel_values, ids[::n_best], options.confidence_views,
+                                       tokenizer.eos_token_id)
     return assemble_captions(tokenizer, ids.tolist(), logprobs, options, view_logprobs)
 
 
@@ -119,6 +115,18 @@ def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int)
         end = row_ids.index(eos_id) + 1 if eos_id in row_ids else len(row_ids)
         rows.append(row_logprobs[:end])
     return rows
+
+
+def _view_logprobs(model: Any, pixel_values: Any, best: Any, count: int, eos_id: int) -> list[list[float]]:
+    """The best rows' token log-probabilities on `count` confidence views of their images (`inference.views`),
+    image-major: every view in one encoder batch, then one teacher-forced pass."""
+    if not count:
+        return []
+    import torch
+
+    views = torch.stack(confidence_views(pixel_values, count), dim=1).flatten(0, 1)  # image-major
+    hidden = model.encoder(pixel_values=views).last_hidden_state
+    return _token_logprobs(model, hidden, best.repeat_interleave(count, dim=0), 1, eos_id)
 
 
 def in_batches(images: Sequence[Any], batch_size: int, options: GenerationOptions,
