@@ -10,7 +10,8 @@ of the token probabilities, exp(mean log-probability).
 Why views: the fixture's wrong captions are confident ones (a small circle named "square" with
 probability 0.99), so no function of one pass's token probabilities separated them well (AUROC of
 "wrong" about 0.7); the same caption on a view moved by a fraction of a patch often loses that
-probability, while a right caption holds (AUROC about 0.81 with four views; docs/web.md has the numbers).
+probability, while a right caption holds (AUROC about 0.81 with four views for that fixture, less for a
+fixture trained with another seed; docs/web.md has the numbers).
 The mean over tokens, not the sum, so a long caption is not less "sure" for its length alone. The
 probabilities are the model's own (teacher-forced, before search penalties such as no-repeat n-grams), so
 every engine path computes the same number for the same tokens.
