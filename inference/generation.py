@@ -13,6 +13,7 @@ from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
 from inference.search import SearchSpec
 from inference.types import GenerationOptions
+from inference.views import MAX_VIEWS, confidence_views
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class GeneratedCaption:
     text: str
     token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
     token_logprobs: list[float] = field(default_factory=list)  # of each generated token up to and with EOS
-    confidence: float = 0.0  # `inference.confidence.caption_confidence(token_logprobs)`
+    confidence: float = 0.0  # `inference.confidence.caption_confidence` over the image and its views
     alternatives: tuple[str, ...] = ()
 
 
@@ -43,7 +44,8 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
 
     The encoder runs once: `generate` and the scoring pass that gives each token's log-probability share
     its output. With `num_alternatives`, the beam search returns its n-best and the others become
-    alternatives (see `pick_alternatives`).
+    alternatives (see `pick_alternatives`). With `confidence_views`, the encoder also runs on that many
+    views of the images (`inference.views`, one batch) and the best caption is scored on them too.
     """
     import torch
     from transformers.modeling_outputs import BaseModelOutput
@@ -56,21 +58,27 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
         ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
                              **generate_kwargs(options))
         logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
-    return assemble_captions(tokenizer, ids.tolist(), logprobs, options)
+        view_logprobs = _view_logprobs(model, pixel_values, ids[::n_best], options.confidence_views,
+                                       tokenizer.eos_token_id)
+    return assemble_captions(tokenizer, ids.tolist(), logprobs, options, view_logprobs)
 
 
 def assemble_captions(tokenizer: Any, rows: list[list[int]], token_logprobs: list[list[float]],
-                      options: GenerationOptions) -> list[GeneratedCaption]:
+                      options: GenerationOptions, view_logprobs: Sequence[list[float]] = ()) -> list[GeneratedCaption]:
     """Captions from a search's output, `n_best_size(options)` rows per image (best first): clean text,
     confidence from the best row's token log-probabilities, alternatives from the other rows.
-    Every engine path (plain `generate`, the fast path's own loop) ends here."""
+    `view_logprobs` are the best rows' token log-probabilities on the confidence views, image-major (the
+    first image's views, then the second's, ...). Every engine path (plain `generate`, the fast path's
+    own loop) ends here."""
     n_best = n_best_size(options)
+    views = len(view_logprobs) // max(len(rows) // n_best, 1)
     texts = [clean_caption(t) for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
     captions = []
-    for first in range(0, len(rows), n_best):
+    for image, first in enumerate(range(0, len(rows), n_best)):
         best_logprobs = token_logprobs[first]
+        on_views = view_logprobs[image * views:(image + 1) * views]
         captions.append(GeneratedCaption(
-            texts[first], rows[first], best_logprobs, caption_confidence(best_logprobs),
+            texts[first], rows[first], best_logprobs, caption_confidence(best_logprobs, on_views),
             pick_alternatives(texts[first], texts[first + 1:first + n_best], options.num_alternatives),
         ))
     return captions
@@ -107,6 +115,18 @@ def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int)
         end = row_ids.index(eos_id) + 1 if eos_id in row_ids else len(row_ids)
         rows.append(row_logprobs[:end])
     return rows
+
+
+def _view_logprobs(model: Any, pixel_values: Any, best: Any, count: int, eos_id: int) -> list[list[float]]:
+    """The best rows' token log-probabilities on `count` confidence views of their images (`inference.views`),
+    image-major: every view in one encoder batch, then one teacher-forced pass."""
+    if not count:
+        return []
+    import torch
+
+    views = torch.stack(confidence_views(pixel_values, count), dim=1).flatten(0, 1)  # image-major
+    hidden = model.encoder(pixel_values=views).last_hidden_state
+    return _token_logprobs(model, hidden, best.repeat_interleave(count, dim=0), 1, eos_id)
 
 
 def in_batches(images: Sequence[Any], batch_size: int, options: GenerationOptions,
@@ -170,5 +190,8 @@ def check_options(options: GenerationOptions) -> None:
         raise EngineConfigError(
             f"{options.num_alternatives} alternative(s) need a beam search with more beams "
             f"(at least {options.num_alternatives + 1}); got {options.num_beams}", reason="bad_options")
+    if not 0 <= options.confidence_views <= MAX_VIEWS:
+        raise EngineConfigError(f"confidence views must be 0 to {MAX_VIEWS}, got {options.confidence_views}",
+                                reason="bad_options")
     if options.no_repeat_ngram_size < 0:
         raise EngineConfigError(f"no-repeat n-gram size must be 0 (off) or more, got {options.no_repeat_ngram_size}", reason="bad_options")

@@ -160,6 +160,17 @@ def beam_search(step: StepFn, images: int, spec: SearchSpec) -> SearchResult:
     return SearchResult(sequences, token_logprobs)
 
 
+def score_sequences(step: StepFn, sequences: np.ndarray, eos_id: int) -> list[list[float]]:
+    """Teacher-forced log-probabilities of given sequences (start token first, one row per sequence):
+    each row's tokens after the start, up to and with its first EOS, as the step function scores them."""
+    rows, length = sequences.shape
+    chosen = np.zeros((rows, length - 1), dtype=np.float32)
+    for position in range(length - 1):
+        logprobs = step(sequences[:, position], None)
+        chosen[:, position] = logprobs[np.arange(rows), sequences[:, position + 1]]
+    return [_up_to_eos(r[1:], lp, eos_id) for r, lp in zip(sequences.tolist(), chosen.tolist())]
+
+
 def _can_improve(running_scores: np.ndarray, finished_scores: np.ndarray, is_finished: np.ndarray,
                  length: int, max_generated: int, spec: SearchSpec) -> np.ndarray:
     # transformers' _check_early_stop_heuristic

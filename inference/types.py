@@ -16,12 +16,16 @@ ImageInput = Union[bytes, Image.Image]
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """How to decode a caption. Defaults mirror `Settings`' generation defaults."""
+    """How to decode and score a caption. Defaults mirror `Settings`' generation defaults; serving adds
+    alternatives and confidence views (`capbot.app.serving_options`)."""
 
     num_beams: int = 1  # 1 = greedy
     max_new_tokens: int = 24
     no_repeat_ngram_size: int = 3  # 0 disables; on by default because the base model repeats phrases
     num_alternatives: int = 0  # other captions besides the best, from the beam search's n-best (needs num_beams > 1)
+    # views of the image (`inference.views`) the caption is also scored on for its confidence; 0 = the image
+    # only. Each costs an encoder pass and a teacher-forced pass of the caption; serving uses 4.
+    confidence_views: int = 0
 
 
 @dataclass(frozen=True)

@@ -81,4 +81,5 @@ def request_options(defaults: GenerationOptions, beams: int | None, max_tokens: 
         raise ApiError(422, "bad_options", f"{alternatives} alternative(s) need at least {alternatives + 1} beams; "
                        f"got beams={beams}.")
     return GenerationOptions(num_beams=beams, max_new_tokens=max_tokens or defaults.max_new_tokens,
-                             no_repeat_ngram_size=defaults.no_repeat_ngram_size, num_alternatives=alternatives)
+                             no_repeat_ngram_size=defaults.no_repeat_ngram_size, num_alternatives=alternatives,
+                             confidence_views=defaults.confidence_views)

@@ -58,11 +58,12 @@ def test_identity_is_a_pseudonym_of_the_address_or_key():
 
 
 def test_request_options_follow_each_other():
-    defaults = GenerationOptions(num_beams=3, max_new_tokens=24, num_alternatives=2)
+    defaults = GenerationOptions(num_beams=3, max_new_tokens=24, num_alternatives=2, confidence_views=4)
     assert request_options(defaults, None, None, None) == defaults
     assert request_options(defaults, 1, None, None).num_alternatives == 0
     assert request_options(defaults, None, None, 5).num_beams == 6
-    assert request_options(defaults, 8, 10, None) == GenerationOptions(num_beams=8, max_new_tokens=10, num_alternatives=2)
+    assert request_options(defaults, 8, 10, None) == GenerationOptions(num_beams=8, max_new_tokens=10, num_alternatives=2,
+                                                                      confidence_views=4)  # the server's views
     with pytest.raises(ApiError) as refused:
         request_options(defaults, 2, None, 2)
     assert refused.value.code == "bad_options"

@@ -136,3 +136,10 @@ def test_alternatives_without_enough_beams_are_a_user_error(engine, photos):
         engine.generate(photos[:1], GenerationOptions(num_beams=1, num_alternatives=1))
     with pytest.raises(EngineConfigError, match="more beams"):
         engine.generate(photos[:1], GenerationOptions(num_beams=3, num_alternatives=3))
+
+
+def test_confidence_views_out_of_range_are_a_user_error(engine, photos):
+    for views in (-1, 5):
+        with pytest.raises(EngineConfigError, match="confidence views must be 0 to 4") as raised:
+            engine.generate(photos[:1], GenerationOptions(confidence_views=views))
+        assert raised.value.reason == "bad_options"

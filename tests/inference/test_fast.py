@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,8 @@ def test_new_weights_rebuild_and_the_stale_conversion_goes(fast, model_copy, pho
 
 def test_fp32_graphs_in_a_fallback_cache_give_the_exact_tokens(exact, tiny_model_dir, photos, tmp_path):
     """A model directory that cannot take the conversion (here a file blocks the cache folder) uses the
-    fallback cache; and the exported graphs, unquantised, reproduce plain generate's tokens."""
+    fallback cache; and the exported graphs, unquantised, reproduce plain generate's tokens and the exact
+    path's confidences."""
     blocked = Path(shutil.copytree(tiny_model_dir, tmp_path / "blocked"))
     shutil.rmtree(blocked / CACHE_DIRNAME, ignore_errors=True)  # another test may have served it fast
     (blocked / CACHE_DIRNAME).write_text("not a folder")
@@ -89,14 +91,28 @@ def test_fp32_graphs_in_a_fallback_cache_give_the_exact_tokens(exact, tiny_model
     for options in (GenerationOptions(max_new_tokens=10), GenerationOptions(num_beams=3, max_new_tokens=10)):
         assert [o.token_ids for o in engine.generate(images, options)] == \
                [o.token_ids for o in exact.engine.generate(images, options)]
+    # and the same confidences, views included (each image's own views, in the same order)
+    options = GenerationOptions(num_beams=3, max_new_tokens=10, num_alternatives=2, confidence_views=4)
+    assert [o.confidence for o in engine.generate(images, options)] == \
+           pytest.approx([o.confidence for o in exact.engine.generate(images, options)], rel=1e-4)
+
+
+def shifted_by_padding(pixels: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """The picture moved dx right and dy down with its edges repeated (torch's own replicate padding)."""
+    pad = max(abs(dx), abs(dy))
+    padded = torch.nn.functional.pad(pixels, (pad, pad, pad, pad), mode="replicate")
+    height, width = pixels.shape[-2:]
+    return padded[..., pad - dy:pad - dy + height, pad - dx:pad - dx + width]
 
 
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_confidence_and_alternatives_on_both_paths(request, precision, photos, tiny_model_dir):
-    """Same definitions on every path: confidence = exp(mean log-probability of the caption's tokens under
-    the model, EOS included); alternatives = the other distinct beams, best first."""
+    """Same definitions on every path: confidence = exp(mean over the caption's tokens, EOS included, of
+    log(mean over the image and its views of the token's probability under the model)); the views are the
+    model input moved two pixels right, down, left, up. Alternatives = the other distinct beams, best first."""
     captioner = request.getfixturevalue(precision)
-    options = GenerationOptions(num_beams=4, max_new_tokens=8, no_repeat_ngram_size=2, num_alternatives=3)
+    options = GenerationOptions(num_beams=4, max_new_tokens=8, no_repeat_ngram_size=2, num_alternatives=3,
+                                confidence_views=4)
     model = VisionEncoderDecoderModel.from_pretrained(tiny_model_dir).eval()
     eos = captioner.engine.tokenizer.eos_token_id
     for photo in photos[:3]:
@@ -105,15 +121,20 @@ def test_confidence_and_alternatives_on_both_paths(request, precision, photos, t
         assert caption.text == out.text and caption.alternatives == out.alternatives
         assert 0 < len(caption.alternatives) <= 3 and caption.text not in caption.alternatives
         assert len(set(caption.alternatives)) == len(caption.alternatives)
-        ids = torch.tensor([out.token_ids])
+        pixels = torch.as_tensor(captioner.pixel_values([photo]))
+        views = torch.cat([pixels] + [shifted_by_padding(pixels, dx, dy) for dx, dy in ((2, 0), (0, 2), (-2, 0), (0, -2))])
+        ids = torch.tensor([out.token_ids] * len(views))
         with torch.no_grad():
-            logits = model(pixel_values=torch.as_tensor(captioner.pixel_values([photo])),
-                           decoder_input_ids=ids[:, :-1]).logits
-        logprobs = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[0, :, 0].tolist()
-        end = out.token_ids[1:].index(eos) + 1 if eos in out.token_ids[1:] else len(logprobs)
-        expected = math.exp(sum(logprobs[:end]) / end)
+            logits = model(pixel_values=views, decoder_input_ids=ids[:, :-1]).logits
+        probs = torch.softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]  # (views, tokens)
+        end = out.token_ids[1:].index(eos) + 1 if eos in out.token_ids[1:] else probs.shape[1]
+        expected = math.exp(probs[:, :end].mean(0).log().mean().item())
+        plain = math.exp(probs[0, :end].log().mean().item())
         # fp32 on the exact path; int8 weights move the fast path's probabilities a little
         assert caption.confidence == pytest.approx(expected, rel=1e-5 if precision == "exact" else 0.1)
+        without_views = captioner.caption([photo], replace(options, confidence_views=0))[0]
+        assert without_views.text == caption.text and without_views.alternatives == caption.alternatives
+        assert without_views.confidence == pytest.approx(plain, rel=1e-5 if precision == "exact" else 0.1)
 
 
 def test_modes_and_threads_resolve_with_clear_errors():
@@ -148,7 +169,7 @@ def test_a_server_process_serves_fast_without_torch_and_converts_in_a_child(tiny
 def test_a_caption_does_not_depend_on_the_other_images_of_its_batch(fast, photos):
     """int8 activations are quantised per image (encoder) and per row (decoder), so micro-batching with
     other people's images never changes a caption: same tokens, same confidence."""
-    for options in (GenerationOptions(max_new_tokens=8), GenerationOptions(num_beams=3, max_new_tokens=8)):
+    for options in (GenerationOptions(max_new_tokens=8), GenerationOptions(num_beams=3, max_new_tokens=8, confidence_views=4)):
         together = fast.engine.generate([fast.decode(p) for p in photos], options)
         alone = [fast.engine.generate([fast.decode(p)], options)[0] for p in photos]
         assert [o.token_ids[:len(a.token_ids)] for o, a in zip(together, alone)] == [a.token_ids for a in alone]

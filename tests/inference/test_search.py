@@ -18,7 +18,7 @@ from inference.fastgraph import DecoderStep, EncoderGraph, empty_past
 from inference.generation import search_spec
 from inference.images import load_image
 from inference.modeldir import set_token_ids
-from inference.search import ban_repeated_ngrams, search
+from inference.search import ban_repeated_ngrams, score_sequences, search
 from inference.types import GenerationOptions
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -82,6 +82,25 @@ def test_token_logprobs_are_the_models_own(model, pixels):
     for row, recorded, expected in zip(ids[:, 1:].tolist(), result.token_logprobs, forced.tolist()):
         end = row.index(eos) + 1 if eos in row else len(row)
         assert recorded == pytest.approx(expected[:end], abs=1e-4)
+
+
+def test_scoring_given_sequences_is_teacher_forcing(model, pixels):
+    """`score_sequences` (the fast path's confidence views) gives the model's teacher-forced log-probabilities
+    of sequences it did not choose itself, each cut at its first EOS."""
+    eos = model.generation_config.eos_token_id
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, model.config.decoder.vocab_size, size=(len(pixels), 7))
+    rows[rows == eos] = (eos + 1) % model.config.decoder.vocab_size
+    rows[:, 0] = model.generation_config.decoder_start_token_id
+    rows[0, 3] = eos  # the first row ends early; what follows its EOS is not scored
+    scored = score_sequences(torch_stepper(model, pixels, 1), rows, eos)
+    ids = torch.from_numpy(rows)
+    with torch.no_grad():
+        logits = model(pixel_values=pixels, decoder_input_ids=ids[:, :-1]).logits
+    forced = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0].tolist()
+    assert len(scored[0]) == 3 and [len(r) for r in scored[1:]] == [6] * (len(pixels) - 1)
+    for got, expected in zip(scored, forced):
+        assert got == pytest.approx(expected[:len(got)], abs=1e-4)
 
 
 def test_ngram_ban_matches_transformers():
