@@ -32,21 +32,6 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def store(database_url, tmp_path):
-    engine, blobs = open_store(database_url, tmp_path)
-    yield engine, blobs
-    engine.dispose()
-
-
-@pytest.fixture
-def feedback_images(synthetic_dataset):
-    """Twelve (image, model caption, correction) triples from the synthetic test split."""
-    test = load_split(synthetic_dataset.out_dir, "test")
-    return [(item.path, f"a shape number {i}", item.captions[0].replace("circle", "ball") + " indeed")
-            for i, item in enumerate(test.items)]
-
-
 class _Stop(Exception):
     """Ends a run at the training step, once the test has seen what training was asked to do."""
 

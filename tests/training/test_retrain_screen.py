@@ -16,7 +16,7 @@ from training.data.coco import load_split
 from training.data.screen import ScreenRules
 from training.retrain import retrain
 
-from tests.training.retrain_support import add_feedback, config_for, open_store
+from tests.training.retrain_support import add_feedback, config_for
 
 
 class _Stop(Exception):
@@ -29,21 +29,6 @@ def _stopping_trainer(calls: list):
         raise _Stop("stopped by the test")
 
     return train
-
-
-@pytest.fixture
-def store(database_url, tmp_path):
-    engine, blobs = open_store(database_url, tmp_path)
-    yield engine, blobs
-    engine.dispose()
-
-
-@pytest.fixture
-def feedback_images(synthetic_dataset):
-    """Twelve (image, model caption, correction) triples from the synthetic test split."""
-    test = load_split(synthetic_dataset.out_dir, "test")
-    return [(item.path, f"a shape number {i}", item.captions[0].replace("circle", "ball") + " indeed")
-            for i, item in enumerate(test.items)]
 
 
 def _mix_captions(job) -> list[tuple[str, ...]]:
