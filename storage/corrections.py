@@ -89,7 +89,9 @@ def _refuse(reason: str, message: str) -> CorrectionRefused:
     return CorrectionRefused(message, reason=reason)
 
 
-def _comparable(text: str) -> str:
+def comparable(text: str) -> str:
+    """A text as two answers about one image are compared (a correction with the model's caption, users'
+    corrections with each other): case-folded, spaces collapsed, final punctuation dropped."""
     return _TRAILING_PUNCT.sub("", _SPACE.sub(" ", text).strip()).casefold()
 
 
@@ -117,7 +119,7 @@ def clean_correction_text(text: str, model_caption: str | None = None) -> str:
         raise _refuse("too_long", f"Please keep the caption under {MAX_LENGTH} characters.")
     if not any(ch.isalpha() for ch in text):
         raise _refuse("no_words", "Please describe the picture in words.")
-    if model_caption is not None and _comparable(text) == _comparable(model_caption):
+    if model_caption is not None and comparable(text) == comparable(model_caption):
         raise _refuse("same_as_caption", "That is the same as the bot's caption; nothing to correct.")
     return text
 

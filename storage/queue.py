@@ -19,7 +19,6 @@ come from versions no longer serving.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,14 +28,13 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from storage.blobs import BlobStore
+from storage.corrections import comparable
 from storage.errors import InvalidArgument
 from storage.models import Caption, Correction, UserOptOut
 
 UNKNOWN_CONFIDENCE = 0.5  # a caption stored without a confidence: neither sure nor unsure
 MAX_LIMIT = 1000
 
-_SPACE = re.compile(r"\s+")
-_TRAILING_PUNCT = re.compile(r"[\s.!?,;:]+$")
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,6 @@ class QueueItem:
     channel_id: str | None
     captioned_at: datetime | None
     url: str | None = None  # where a person can see the caption (see `caption_url`), when known
-
-
-def comparable(text: str) -> str:
-    """A text as the queue compares answers: case-folded, spaces collapsed, final punctuation dropped."""
-    return _TRAILING_PUNCT.sub("", _SPACE.sub(" ", text).strip()).casefold()
 
 
 def disagreement(answers: list[str]) -> float:

@@ -23,17 +23,15 @@ only with itself: it says nothing a content word could confirm.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
+from storage.corrections import comparable
 from storage.feedback import FeedbackRow
 from training.data.renames import FUNCTION_WORDS, words
 
-_SPACE = re.compile(r"\s+")
-_TRAILING_PUNCT = re.compile(r"[\s.!?,;:]+$")
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -52,7 +50,7 @@ def content_key(text: str) -> frozenset[str]:
     key = frozenset(words(text)) - FUNCTION_WORDS
     if key:
         return key
-    return frozenset({"\0" + _TRAILING_PUNCT.sub("", _SPACE.sub(" ", text).strip()).casefold()})
+    return frozenset({"\0" + comparable(text)})
 
 
 def agree(a: frozenset[str], b: frozenset[str]) -> bool:
