@@ -67,6 +67,20 @@ def copying_trainer(calls: list | None = None) -> Callable[[FineTune], Path]:
     return train
 
 
+class StopTraining(Exception):
+    """Ends a run at the training step, once the test has seen what training was asked to do."""
+
+
+def stopping_trainer(calls: list) -> Callable[[FineTune], Path]:
+    """A stand-in for fine-tuning that records the job and stops the run there (raises `StopTraining`)."""
+
+    def train(job: FineTune) -> Path:
+        calls.append(job)
+        raise StopTraining("stopped by the test")
+
+    return train
+
+
 @dataclass
 class TableCaptioner:
     """Answers by image content: `table[sha256]` per model version, else `default`."""

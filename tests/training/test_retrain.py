@@ -25,23 +25,13 @@ from training.data.renames import RenameRules
 from training.lock import RetrainLocked, run_lock_for
 from training.retrain import INTERRUPTED, RetrainError, retrain
 
-from tests.training.retrain_support import TableCaptioner, add_feedback, config_for, copying_trainer, open_store, version_of
+from tests.training.retrain_support import (
+    StopTraining, TableCaptioner, add_feedback, config_for, copying_trainer, open_store, stopping_trainer, version_of,
+)
 
 
 def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class _Stop(Exception):
-    """Ends a run at the training step, once the test has seen what training was asked to do."""
-
-
-def _stopping_trainer(calls: list):
-    def train(job):
-        calls.append(job)
-        raise _Stop("stopped by the test")
-
-    return train
 
 
 def _captioners(base_model, synthetic_dataset, feedback_images, *, candidate_base_ok=True, fail=False):
@@ -121,8 +111,8 @@ def test_gate_promotes_a_better_candidate_and_records_it(tmp_path, tiny_model_di
     # Dated just after the promoted run started, so they count as new however fast that run was.
     add_feedback(engine, blobs, feedback_images, users=("u4", "u5", "u6"),
                  now=run.started_at + timedelta(milliseconds=1))
-    with pytest.raises(_Stop):
-        retrain(config, trainer=_stopping_trainer(calls))
+    with pytest.raises(StopTraining):
+        retrain(config, trainer=stopping_trainer(calls))
     assert calls[-1].init_model == active.location and calls[-1].parent_version == active.id
 
 
@@ -228,8 +218,8 @@ def test_a_run_killed_mid_training_is_marked_failed_by_the_next_run(store, datab
     # The next run marks the dead one failed and goes on to train (stopped there by the test).
     calls = []
     config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
-    with pytest.raises(_Stop):
-        retrain(config, trainer=_stopping_trainer(calls))
+    with pytest.raises(StopTraining):
+        retrain(config, trainer=stopping_trainer(calls))
     assert len(calls) == 1
     with db.session_scope(engine) as session:
         dead_now = runs.get_run(session, dead.id)
@@ -317,9 +307,9 @@ def test_renames_can_be_switched_off(tmp_path, tiny_model_dir, synthetic_dataset
     feedback = _renaming_feedback(synthetic_dataset)
     add_feedback(engine, blobs, feedback)
     calls = []
-    with pytest.raises(_Stop):
+    with pytest.raises(StopTraining):
         retrain(config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, rename_rules=None),
-                trainer=_stopping_trainer(calls))
+                trainer=stopping_trainer(calls))
     base, _ = _mix_by_source(calls[0].data_dir, synthetic_dataset, feedback)
     assert base and all(mixed == original for mixed, original in base)
     assert any("circle" in c for mixed, _ in base for c in mixed)  # what the rename would have changed

@@ -16,19 +16,7 @@ from training.data.coco import load_split
 from training.data.screen import ScreenRules
 from training.retrain import retrain
 
-from tests.training.retrain_support import add_feedback, config_for
-
-
-class _Stop(Exception):
-    """Ends a run at the training step, once the test has seen what training was asked to do."""
-
-
-def _stopping_trainer(calls: list):
-    def train(job):
-        calls.append(job)
-        raise _Stop("stopped by the test")
-
-    return train
+from tests.training.retrain_support import StopTraining, add_feedback, config_for, stopping_trainer
 
 
 def _mix_captions(job) -> list[tuple[str, ...]]:
@@ -41,7 +29,7 @@ def test_feedback_from_too_few_users_is_refused_before_training_and_recorded(sto
     add_feedback(engine, blobs, feedback_images, users=("u1", "u2"))
     config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir)
     calls = []
-    result = retrain(config, trainer=_stopping_trainer(calls))
+    result = retrain(config, trainer=stopping_trainer(calls))
 
     assert result.status == "not_promoted" and calls == []
     assert result.message == ("refused before training: the feedback left after screening comes from 2 distinct "
@@ -55,7 +43,7 @@ def test_feedback_from_too_few_users_is_refused_before_training_and_recorded(sto
     assert (run.data_counts["feedback_new"], run.data_counts["corrections"], run.data_counts["users"]) == (12, 12, 2)
 
     # The refusal closes the "new feedback" window like a gate refusal: the same feedback is not refused again.
-    again = retrain(config, trainer=_stopping_trainer(calls))
+    again = retrain(config, trainer=stopping_trainer(calls))
     assert again.status == "skipped" and "0 new corrected image(s)" in again.message
     with db.session_scope(engine) as session:
         assert len(runs.list_runs(session)) == 1
@@ -63,8 +51,8 @@ def test_feedback_from_too_few_users_is_refused_before_training_and_recorded(sto
     # A third user agrees on the same images: new feedback, and the run trains on everything since the last
     # promotion (none), the refused run's corrections included: each image now has two agreeing users.
     add_feedback(engine, blobs, feedback_images, users=("u3",), now=run.started_at + timedelta(milliseconds=1))
-    with pytest.raises(_Stop):
-        retrain(config, trainer=_stopping_trainer(calls))
+    with pytest.raises(StopTraining):
+        retrain(config, trainer=stopping_trainer(calls))
     with db.session_scope(engine) as session:
         latest = runs.list_runs(session)[0]
     assert latest.data_counts["corrections"] == 24 and latest.data_counts["users"] == 3
@@ -122,8 +110,8 @@ def test_junk_is_set_aside_counted_and_kept_out_of_the_mix(store, tmp_path, tiny
                                 "per-run cap, 3 correction(s) outvoted by their image's majority, 1 disputed image(s))")
 
     calls = []
-    with pytest.raises(_Stop):
-        retrain(config, trainer=_stopping_trainer(calls))
+    with pytest.raises(StopTraining):
+        retrain(config, trainer=stopping_trainer(calls))
     captions = [c for captions in _mix_captions(calls[0]) for c in captions]
     assert not any("zorax" in c or c == "a purple star far away" for c in captions)  # no spam, no minority
     assert captions.count("a red ball") == 0 and captions.count("a blue ball") in (0, 1)  # disputed; u2's single
