@@ -76,15 +76,8 @@ def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:
             order_by=(candidates.c.created_at.desc(), candidates.c.id.desc()),
         ).label("rank"),
     ).subquery()
-    users = _users_per_image(since, until)
-    return (
-        select(Correction, Caption.text, users.c.users)
-        .join(ranked, ranked.c.id == Correction.id)
-        .join(Caption, Caption.id == Correction.caption_id)
-        .join(users, users.c.image_sha256 == Correction.image_sha256)
-        .where(ranked.c.rank == 1)
-        .order_by(Correction.created_at, Correction.id)
-    )
+    latest = select(ranked.c.id).where(ranked.c.rank == 1).subquery()
+    return _with_model_caption_and_users(latest, since, until)
 
 
 def _users_per_image(since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
@@ -99,11 +92,16 @@ def _users_per_image(since: datetime | None, until: datetime | None):  # type: i
 
 
 def _every_accepted(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
-    candidates = _accepted_corrections(since, until).subquery()
+    return _with_model_caption_and_users(_accepted_corrections(since, until).subquery(), since, until)
+
+
+def _with_model_caption_and_users(chosen, since: datetime | None, until: datetime | None) -> Select:  # type: ignore[no-untyped-def, type-arg]
+    """(correction, the caption it replaced, distinct users of its image) for the corrections whose ids
+    `chosen` (a subquery with an `id` column) holds, oldest first."""
     users = _users_per_image(since, until)
     return (
         select(Correction, Caption.text, users.c.users)
-        .join(candidates, candidates.c.id == Correction.id)
+        .join(chosen, chosen.c.id == Correction.id)
         .join(Caption, Caption.id == Correction.caption_id)
         .join(users, users.c.image_sha256 == Correction.image_sha256)
         .order_by(Correction.created_at, Correction.id)
