@@ -64,7 +64,8 @@ def build_captioner(settings: Settings, model: str) -> Captioner:
 def serving_options(settings: Settings) -> GenerationOptions:
     """What the bots and the web caption with: the settings' defaults, offering `num_alternatives` other
     captions, with enough beams for them (alternatives are the beam search's n-best), and scoring each
-    caption's confidence on `confidence_views` views of the image."""
+    caption's confidence on `confidence_views` views of the image (None: the captioner's device decides,
+    `inference.views.views_for`)."""
     alternatives = settings.num_alternatives
     base = generation_options(settings)
     return replace(base, num_beams=max(base.num_beams, alternatives + 1), num_alternatives=alternatives,

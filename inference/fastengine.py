@@ -31,7 +31,7 @@ from inference.modeldir import has_metadata, load_metadata
 from inference.pixels import PixelSpec, pixel_values
 from inference.search import score_sequences, search
 from inference.types import GenerationOptions
-from inference.views import confidence_views
+from inference.views import confidence_views, views_for
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class FastEngine:
                                     reason="bad_options")
         cross = self._encode(pixels)
         result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
-        view_logprobs = self._score_on_views(pixels, result.sequences[::spec.n_best], options.confidence_views, spec.eos_id)
+        views = views_for(options.confidence_views, self.device.type)
+        view_logprobs = self._score_on_views(pixels, result.sequences[::spec.n_best], views, spec.eos_id)
         generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options,
                                       view_logprobs)
         del cross, result

@@ -13,7 +13,7 @@ from inference.confidence import caption_confidence
 from inference.device import EngineConfigError
 from inference.search import SearchSpec
 from inference.types import GenerationOptions
-from inference.views import MAX_VIEWS, confidence_views
+from inference.views import MAX_VIEWS, confidence_views, views_for
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
         ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
                              **generate_kwargs(options))
         logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
-        view_logprobs = _view_logprobs(model, pixel_values, ids[::n_best], options.confidence_views,
+        view_logprobs = _view_logprobs(model, pixel_values, ids[::n_best],
+                                       views_for(options.confidence_views, pixel_values.device.type),
                                        tokenizer.eos_token_id)
     return assemble_captions(tokenizer, ids.tolist(), logprobs, options, view_logprobs)
 
@@ -190,7 +191,7 @@ def check_options(options: GenerationOptions) -> None:
         raise EngineConfigError(
             f"{options.num_alternatives} alternative(s) need a beam search with more beams "
             f"(at least {options.num_alternatives + 1}); got {options.num_beams}", reason="bad_options")
-    if not 0 <= options.confidence_views <= MAX_VIEWS:
+    if options.confidence_views is not None and not 0 <= options.confidence_views <= MAX_VIEWS:
         raise EngineConfigError(f"confidence views must be 0 to {MAX_VIEWS}, got {options.confidence_views}",
                                 reason="bad_options")
     if options.no_repeat_ngram_size < 0:

@@ -24,8 +24,9 @@ class GenerationOptions:
     no_repeat_ngram_size: int = 3  # 0 disables; on by default because the base model repeats phrases
     num_alternatives: int = 0  # other captions besides the best, from the beam search's n-best (needs num_beams > 1)
     # views of the image (`inference.views`) the caption is also scored on for its confidence; 0 = the image
-    # only. Each costs an encoder pass and a teacher-forced pass of the caption; serving uses 4.
-    confidence_views: int = 0
+    # only. Each costs an encoder pass and a teacher-forced pass of the caption. None: the engine's device
+    # decides (`inference.views.views_for`: 4 on a GPU, 0 on the CPU), what serving uses unless configured.
+    confidence_views: int | None = 0
 
 
 @dataclass(frozen=True)

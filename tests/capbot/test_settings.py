@@ -61,3 +61,25 @@ def test_database_url_must_be_sqlite_or_postgres(monkeypatch, capsys, value, say
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: invalid settings: CAPBOT_DATABASE_URL:") and says in err and "\n" not in err
     assert "hunter2" not in err
+
+
+@pytest.mark.parametrize("value, views", [(None, None), ("auto", None), ("", None), ("AUTO", None), ("0", 0), ("4", 4)])
+def test_confidence_views_default_to_the_device_and_take_a_number(monkeypatch, value, views):
+    from capbot.app import serving_options
+    from capbot.settings import get_settings
+
+    if value is not None:
+        monkeypatch.setenv("CAPBOT_CONFIDENCE_VIEWS", value)
+    settings = get_settings()
+    assert settings.confidence_views == views
+    assert serving_options(settings).confidence_views == views
+
+
+@pytest.mark.parametrize("value", ["5", "-1", "many"])
+def test_confidence_views_out_of_range_are_refused_at_start_up(monkeypatch, capsys, value):
+    from capbot.cli import main
+
+    monkeypatch.setenv("CAPBOT_CONFIDENCE_VIEWS", value)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: invalid settings: CAPBOT_CONFIDENCE_VIEWS:") and "\n" not in err

@@ -135,6 +135,9 @@ def test_confidence_and_alternatives_on_both_paths(request, precision, photos, t
         without_views = captioner.caption([photo], replace(options, confidence_views=0))[0]
         assert without_views.text == caption.text and without_views.alternatives == caption.alternatives
         assert without_views.confidence == pytest.approx(plain, rel=1e-5 if precision == "exact" else 0.1)
+        # unset, the CPU scores the image only (`inference.views.views_for`)
+        unset = captioner.caption([photo], replace(options, confidence_views=None))[0]
+        assert (unset.text, unset.confidence) == (without_views.text, without_views.confidence)
 
 
 def test_modes_and_threads_resolve_with_clear_errors():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inference.confidence import caption_confidence
-from inference.views import MAX_VIEWS, SHIFT_PX, confidence_views, shifted
+from inference.views import MAX_VIEWS, SHIFT_PX, confidence_views, shifted, views_for
 
 
 def test_a_shift_moves_the_picture_and_repeats_the_edge():
@@ -52,3 +52,9 @@ def test_confidence_averages_each_tokens_probability_over_the_views():
     assert caption_confidence([], []) == 0.0
     with pytest.raises(ValueError, match="same tokens"):
         caption_confidence(image, [[0.0]])
+
+
+def test_unset_views_follow_the_device():
+    assert views_for(None, "cuda") == MAX_VIEWS  # cheap on a GPU
+    assert views_for(None, "cpu") == 0 and views_for(None, "mps") == 0
+    assert views_for(0, "cuda") == 0 and views_for(2, "cpu") == 2  # a configured number always wins
