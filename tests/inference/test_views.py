@@ -38,17 +38,31 @@ def test_views_are_the_same_on_numpy_and_torch():
         confidence_views(pixels, MAX_VIEWS + 1)
 
 
-def test_confidence_averages_each_tokens_probability_over_the_views():
+def test_confidence_takes_each_tokens_probability_less_its_spread_over_the_views():
     image = [math.log(0.9), math.log(0.5)]
     assert caption_confidence(image) == pytest.approx(math.sqrt(0.9 * 0.5))  # no views: the geometric mean
-    views = [[math.log(0.1), math.log(0.5)], [math.log(0.2), math.log(0.5)]]
-    assert caption_confidence(image, views) == pytest.approx(math.sqrt((0.9 + 0.1 + 0.2) / 3 * 0.5))
-    # a token the image alone is sure of but the views are not lowers the confidence
-    assert caption_confidence(image, views) < caption_confidence(image)
+    # token 1 is 0.9, 0.7, 0.8 on the image and two views: mean 0.8, population std 0.0816; token 2 holds
+    steady = [[math.log(0.7), math.log(0.5)], [math.log(0.8), math.log(0.5)]]
+    spread = math.sqrt(((0.9 - 0.8) ** 2 + (0.7 - 0.8) ** 2 + 0.0) / 3)
+    assert caption_confidence(image, steady) == pytest.approx(math.sqrt((0.8 - spread) * 0.5))
+    # a token the image alone is sure of but the views are not: mean less std (0.188 - 0.356) falls under the
+    # lowest probability, which wins
+    swinging = [[math.log(0.01), math.log(0.5)]] * 4
+    assert caption_confidence(image, swinging) == pytest.approx(math.sqrt(0.01 * 0.5))
+    # one view in three losing the token: mean 0.603 less std 0.420, above the lowest
+    one_off = [[math.log(0.01), math.log(0.5)], [math.log(0.9), math.log(0.5)]]
+    mean = (0.9 + 0.01 + 0.9) / 3
+    std = math.sqrt((2 * (0.9 - mean) ** 2 + (0.01 - mean) ** 2) / 3)
+    assert caption_confidence(image, one_off) == pytest.approx(math.sqrt((mean - std) * 0.5))
+    assert caption_confidence(image, swinging) < caption_confidence(image, steady) < caption_confidence(image)
+    # equal probabilities on every view: no spread, the same as the image alone
+    assert caption_confidence(image, [image, image]) == pytest.approx(caption_confidence(image))
     # a token too improbable for a float's exp still counts by its log-probability
     rare = [-1000.0] + [0.0] * 499
-    expected = math.exp((-1000.0 + math.log((1 + math.exp(-1)) / 2)) / 500)
+    mean = (1 + math.exp(-1)) / 2
+    expected = math.exp((-1000.0 + math.log(mean - (1 - math.exp(-1)) / 2)) / 500)
     assert caption_confidence(rare, [[-1001.0] + [0.0] * 499]) == pytest.approx(expected)
+    assert caption_confidence([-math.inf], [[-math.inf]]) == 0.0
     assert caption_confidence([], []) == 0.0
     with pytest.raises(ValueError, match="same tokens"):
         caption_confidence(image, [[0.0]])
