@@ -45,7 +45,7 @@ def full_size_model(out: Path) -> Path:
 
 
 def trained_tiny_model(root: Path) -> Path:
-    """The trained tiny fixture (tests/conftest.py's TRAINED_TINY_RECIPE), trained once into `root`; returns
+    """The trained tiny fixture (tests/trained_fixture.py's TRAINED_TINY_RECIPE), trained once into `root`; returns
     the model directory. Its data directory is `root / "data"`."""
     done = root / "run" / "model"
     if (done / "capbot.json").is_file():
@@ -53,7 +53,7 @@ def trained_tiny_model(root: Path) -> Path:
     import torch
 
     from inference.model_init import init_model, read_captions
-    from tests.conftest import TRAINED_TINY_RECIPE
+    from tests.trained_fixture import TRAINED_TINY_RECIPE
     from training.data.synthetic import generate_synthetic
     from training.train import TrainArgs, train
 

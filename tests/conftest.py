@@ -140,36 +140,43 @@ def postgres_url():
 
 
 # --- a trained model (training) ---
-from dataclasses import dataclass as _dataclass  # noqa: E402
+import shutil as _shutil  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
-from typing import Any as _Any  # noqa: E402
 
-# The learning recipe the acceptance test checks; it is the README's "Try it offline" recipe (a test,
-# tests/capbot/test_readme_offline.py, holds the two together), so the learning test proves the README.
-TRAINED_TINY_RECIPE = {
-    # Three shapes in six colours. With 3,000 training images the tiny model learned them by heart: at seed 2
-    # it named 100% of training images but 87% of held-out ones (91% after 8,000 steps). 10,000 images for
-    # the same 5,000 steps gave 95% held-out at seed 2 (2026-12-02, one CPU thread).
-    "data": {"n_train": 10000, "n_val": 64, "n_test": 200, "seed": 0, "image_size": 64,
-             "shapes": ("circle", "square", "triangle")},
-    "init": {"preset": "tiny", "seed": 0},  # the tokenizer is trained on the train split's captions
-    # lr 1e-3 beat 5e-4, 2e-3 and 3e-3 at 2,500 steps. One thread: a model this small gains little from a
-    # second, and on a busy 2-core machine two threads waiting for each other trained 7x slower (2026-12-02).
-    "train": {"steps": 5000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 50, "cpu_threads": 1, "seed": 0},
-}
-# Another seed for the data, the initial weights and the training order, to check the learning tests
-# hold beyond seed 0 (e.g. CAPBOT_TEST_LEARNING_SEED=1 pytest -m slow).
-LEARNING_SEED = int(os.environ.get("CAPBOT_TEST_LEARNING_SEED", "0"))
+from tests.trained_fixture import (  # noqa: E402,F401  (the recipe and seed are imported from here by tests)
+    LEARNING_SEED, TRAINED_TINY_RECIPE, BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load,
+    seeded_recipe,
+)
+
+_background: "BackgroundBuild | None" = None
+_scratch_root: "str | None" = None  # a temporary build directory to remove at the end (not the cache)
 
 
-@_dataclass(frozen=True)
-class TrainedTinyModel:
-    """The `tiny` preset trained from scratch on synthetic shapes (see `trained_tiny_model`)."""
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected what will not run
+def pytest_collection_modifyitems(session, config, items):
+    """When a selected test needs `trained_tiny_model`, start training it in a child process now and move the
+    modules that use it to the end: the rest of the suite runs on the other core meanwhile (whole modules
+    move, in their own order, so module-scoped fixtures are set up once)."""
+    global _background, _scratch_root
+    needing = {item.path for item in items if "trained_tiny_model" in getattr(item, "fixturenames", ())}
+    if not needing or config.option.collectonly:
+        return
+    items[:] = [i for i in items if i.path not in needing] + [i for i in items if i.path in needing]
+    root = cache_dir(seeded_recipe())
+    if root is not None and is_built(root):
+        return
+    if root is None:
+        _scratch_root = _tempfile.mkdtemp(prefix="capbot-trained-tiny-")
+        root = _Path(_scratch_root)
+    _background = BackgroundBuild(root)
 
-    model_dir: _Path  # the trained model directory (capbot.json: made_by "train", parent = untrained_dir's version)
-    untrained_dir: _Path  # the same architecture and tokenizer before training
-    data_dir: _Path  # the synthetic dataset it learned from: train / val / test splits + scenes_<split>.json
-    result: _Any  # training.train.TrainResult
+
+def pytest_unconfigure(config):
+    if _background is not None:
+        _background.stop()
+    if _scratch_root is not None:
+        _shutil.rmtree(_scratch_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -189,67 +196,17 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
-    """Train the tiny preset on a synthetic dataset once per session (~5 min on one idle core).
+    """The tiny preset trained on synthetic shapes (`tests.trained_fixture`), once per session: from the
+    child process started at collection, the development cache, or trained here (~6 min on one idle core).
 
     Read-only for tests: copy `model_dir` before changing it. It names the main object's colour and shape
     on >= 90% of held-out test images (tests/training/test_train_learning.py checks this).
     """
-    from inference.model_init import init_model, read_captions
-    from training.data.synthetic import generate_synthetic
-    from training.train import TrainArgs, train
+    if _background is not None:
+        return _background.wait()
+    recipe = seeded_recipe()
+    cached = cache_dir(recipe)
+    if cached is not None and is_built(cached):
+        return load(cached)
+    return build(cached or tmp_path_factory.mktemp("trained_tiny"), recipe)
 
-    recipe = {part: {**values, "seed": LEARNING_SEED} for part, values in TRAINED_TINY_RECIPE.items()}
-    cached = _fixture_cache_dir(recipe)
-    if cached is not None and (cached / "done").exists():
-        return _trained_tiny_at(cached)
-    root = tmp_path_factory.mktemp("trained_tiny") if cached is None else cached
-    data = generate_synthetic(root / "data", **recipe["data"])
-    untrained = root / "untrained"
-    init_model(untrained, captions=read_captions(data.annotations("train")), **recipe["init"])
-    result = train(TrainArgs(
-        model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
-        eval_meteor=False, tensorboard=False, progress=False, log_every=50, **recipe["train"],
-    ))
-    if cached is not None:
-        import pickle
-
-        (cached / "result.pickle").write_bytes(pickle.dumps(result))
-        (cached / "done").write_text("trained\n")
-    return TrainedTinyModel(model_dir=result.model_dir, untrained_dir=untrained, data_dir=data.out_dir, result=result)
-
-
-# The code that decides what the fixture's weights are: data, initialisation, image path and training loop.
-_FIXTURE_SOURCES = (
-    "training/train.py", "training/train_run.py", "training/collate.py", "training/args.py", "training/checkpoint.py",
-    "training/data/synthetic.py", "training/data/coco.py", "inference/model_init.py", "inference/presets.py",
-    "inference/pixels.py", "inference/images.py", "inference/modeldir.py",
-)
-
-
-def _fixture_cache_dir(recipe: dict) -> "_Path | None":
-    """Where to keep the trained fixture between sessions, when CAPBOT_TEST_FIXTURE_CACHE names a directory.
-
-    For development only (several people or agents iterating on learning tests would each spend minutes
-    retraining it): the key is the recipe and the training code's sources, so a change to either trains
-    afresh (`_FIXTURE_SOURCES`; delete the directory after changing other code the fixture uses). CI never sets it, so every clean clone trains its own.
-    """
-    import hashlib
-    import json
-
-    root = os.environ.get("CAPBOT_TEST_FIXTURE_CACHE")
-    if not root:
-        return None
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
-    for source in _FIXTURE_SOURCES:
-        digest.update((REPO / source).read_bytes())
-    path = _Path(root) / f"trained_tiny-{digest.hexdigest()[:16]}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _trained_tiny_at(root: "_Path") -> TrainedTinyModel:
-    import pickle
-
-    result = pickle.loads((root / "result.pickle").read_bytes())
-    return TrainedTinyModel(model_dir=result.model_dir, untrained_dir=root / "untrained", data_dir=root / "data",
-                            result=result)

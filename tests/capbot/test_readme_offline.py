@@ -140,7 +140,7 @@ def _parsed(lines: list[Line], *words: str) -> dict:
 def test_the_block_trains_with_the_learning_tests_recipe():
     # tests/training/test_train_learning.py checks what the README promises (colour and shape named on
     # >= 90% of the test images) by training with TRAINED_TINY_RECIPE: it must be the README's recipe.
-    from tests.conftest import TRAINED_TINY_RECIPE as recipe
+    from tests.trained_fixture import TRAINED_TINY_RECIPE as recipe
 
     lines = offline_block(README.read_text(encoding="utf-8"))
     data, init, train = (_parsed(lines, "data", "synthetic"), _parsed(lines, "models", "init"), _parsed(lines, "train"))

@@ -30,7 +30,7 @@ from dataclasses import replace
 from capbot.app import serving_options
 from capbot.settings import get_settings
 from inference.captioner import LocalCaptioner
-from tests.conftest import LEARNING_SEED, TRAINED_TINY_RECIPE
+from tests.trained_fixture import LEARNING_SEED, TRAINED_TINY_RECIPE
 from inference.views import views_for
 from training.concepts import parse_concepts
 from training.data.coco import load_split

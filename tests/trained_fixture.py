@@ -1,0 +1,156 @@
+"""The trained tiny fixture: the `tiny` preset trained from scratch on synthetic shapes (~6 min on one core).
+
+`tests/conftest.py` hands it to the tests as `trained_tiny_model`. Training uses one CPU thread, so the
+suite starts it in a child process (`python -m tests.trained_fixture ROOT`) as soon as it knows a selected
+test needs it, and runs the other tests on the second core meanwhile (`BackgroundBuild`); without a child
+(e.g. a single test run under a debugger) the fixture trains in the test process. Both run `build`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.isolation import REPO
+
+# The learning recipe the acceptance test checks; it is the README's "Try it offline" recipe (a test,
+# tests/capbot/test_readme_offline.py, holds the two together), so the learning test proves the README.
+TRAINED_TINY_RECIPE = {
+    # Three shapes in six colours. With 3,000 training images the tiny model learned them by heart: at seed 2
+    # it named 100% of training images but 87% of held-out ones (91% after 8,000 steps). 10,000 images for
+    # the same 5,000 steps gave 95% held-out at seed 2 (2026-12-02, one CPU thread).
+    "data": {"n_train": 10000, "n_val": 64, "n_test": 200, "seed": 0, "image_size": 64,
+             "shapes": ("circle", "square", "triangle")},
+    "init": {"preset": "tiny", "seed": 0},  # the tokenizer is trained on the train split's captions
+    # lr 1e-3 beat 5e-4, 2e-3 and 3e-3 at 2,500 steps. One thread: a model this small gains little from a
+    # second, and on a busy 2-core machine two threads waiting for each other trained 7x slower (2026-12-02).
+    "train": {"steps": 5000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 50, "cpu_threads": 1, "seed": 0},
+}
+# Another seed for the data, the initial weights and the training order, to check the learning tests
+# hold beyond seed 0 (e.g. CAPBOT_TEST_LEARNING_SEED=1 pytest -m slow).
+LEARNING_SEED = int(os.environ.get("CAPBOT_TEST_LEARNING_SEED", "0"))
+
+# The code that decides what the fixture's weights are: data, initialisation, image path and training loop.
+FIXTURE_SOURCES = (
+    "training/train.py", "training/train_run.py", "training/collate.py", "training/args.py", "training/checkpoint.py",
+    "training/data/synthetic.py", "training/data/coco.py", "inference/model_init.py", "inference/presets.py",
+    "inference/pixels.py", "inference/images.py", "inference/modeldir.py",
+)
+DONE_FILE = "done"
+RESULT_FILE = "result.pickle"
+LOG_FILE = "build.log"
+
+
+@dataclass(frozen=True)
+class TrainedTinyModel:
+    """The `tiny` preset trained from scratch on synthetic shapes (see `tests.conftest.trained_tiny_model`)."""
+
+    model_dir: Path  # the trained model directory (capbot.json: made_by "train", parent = untrained_dir's version)
+    untrained_dir: Path  # the same architecture and tokenizer before training
+    data_dir: Path  # the synthetic dataset it learned from: train / val / test splits + scenes_<split>.json
+    result: Any  # training.train.TrainResult
+
+
+def seeded_recipe() -> dict:
+    """`TRAINED_TINY_RECIPE` with every part's seed set to `LEARNING_SEED`."""
+    return {part: {**values, "seed": LEARNING_SEED} for part, values in TRAINED_TINY_RECIPE.items()}
+
+
+def build(root: Path, recipe: dict) -> TrainedTinyModel:
+    """Generate the data, initialise and train into `root`; marks `root` done (result pickled) at the end."""
+    from inference.model_init import init_model, read_captions
+    from training.data.synthetic import generate_synthetic
+    from training.train import TrainArgs, train
+
+    data = generate_synthetic(root / "data", **recipe["data"])
+    untrained = root / "untrained"
+    init_model(untrained, captions=read_captions(data.annotations("train")), **recipe["init"])
+    result = train(TrainArgs(
+        model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
+        eval_meteor=False, tensorboard=False, progress=False, log_every=50, **recipe["train"],
+    ))
+    (root / RESULT_FILE).write_bytes(pickle.dumps(result))
+    (root / DONE_FILE).write_text("trained\n")
+    return load(root)
+
+
+def load(root: Path) -> TrainedTinyModel:
+    """The fixture a finished `build` left in `root`."""
+    result = pickle.loads((root / RESULT_FILE).read_bytes())
+    return TrainedTinyModel(model_dir=result.model_dir, untrained_dir=root / "untrained", data_dir=root / "data",
+                            result=result)
+
+
+def is_built(root: Path) -> bool:
+    """Whether `root` holds a finished build."""
+    return (root / DONE_FILE).exists()
+
+
+def cache_dir(recipe: dict) -> Path | None:
+    """Where to keep the trained fixture between sessions, when CAPBOT_TEST_FIXTURE_CACHE names a directory.
+
+    For development only (several people or agents iterating on learning tests would each spend minutes
+    retraining it): the key is the recipe and the training code's sources, so a change to either trains
+    afresh (`FIXTURE_SOURCES`; delete the directory after changing other code the fixture uses). CI never
+    sets it, so every clean clone trains its own.
+    """
+    root = os.environ.get("CAPBOT_TEST_FIXTURE_CACHE")
+    if not root:
+        return None
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
+    for source in FIXTURE_SOURCES:
+        digest.update((REPO / source).read_bytes())
+    path = Path(root) / f"trained_tiny-{digest.hexdigest()[:16]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class BackgroundBuild:
+    """`build` in a child process on its own core, started before the tests that wait for it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._log = (root / LOG_FILE).open("wb")
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.trained_fixture", str(root)], cwd=REPO,
+                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.started = time.monotonic()
+
+    def wait(self) -> TrainedTinyModel:
+        """The finished fixture; a failed build raises with the end of its log."""
+        code = self._process.wait()
+        self._log.close()
+        if code != 0 or not is_built(self.root):
+            tail = (self.root / LOG_FILE).read_text(errors="replace").strip().splitlines()[-15:]
+            raise RuntimeError(f"training the tiny fixture failed (exit {code}):\n" + "\n".join(tail))
+        return load(self.root)
+
+    def stop(self) -> None:
+        """End the child if it still runs (an interrupted session)."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    build(Path(argv[0]), seeded_recipe())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
