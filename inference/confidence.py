@@ -13,8 +13,8 @@ so no function of one pass's token probabilities separated them well (AUROC of "
 same caption on a view moved by a fraction of a patch often loses that probability, while a right caption
 holds. Why less a standard deviation: a token whose probability swings between views is a guess even when
 it is high on average. On the fixture and the same recipe trained with two other seeds, the plain mean over
-the views gave 0.69-0.82 and the cautious estimate 0.80-0.82 (docs/web.md has the numbers and the other
-estimates tried).
+the views gave 0.69-0.82 and the cautious estimate 0.80-0.82 on the sets they were compared on (0.70 on
+one seed's own test images; docs/web.md has the numbers and the other estimates tried).
 The mean over tokens, not the sum, so a long caption is not less "sure" for its length alone. The
 probabilities are the model's own (teacher-forced, before search penalties such as no-repeat n-grams), so
 every engine path computes the same number for the same tokens.
@@ -53,7 +53,7 @@ def cautious_logprob(logprobs: Sequence[float]) -> float:
         return -math.inf
     scaled = [math.exp(lp - top) for lp in logprobs]
     mean = sum(scaled) / len(scaled)
-    spread = math.sqrt(max(sum((p - mean) ** 2 for p in scaled) / len(scaled), 0.0))
+    spread = math.sqrt(sum((p - mean) ** 2 for p in scaled) / len(scaled))
     bound = mean - spread
     if bound <= 0.0 or top + math.log(bound) <= lowest:
         return lowest

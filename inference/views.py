@@ -21,7 +21,7 @@ DIRECTIONS = ((SHIFT_PX, 0), (0, SHIFT_PX), (-SHIFT_PX, 0), (0, -SHIFT_PX))
 MAX_VIEWS = len(DIRECTIONS)
 # What `confidence_views=None` (the serving default) means per device. On a GPU the views' encoder passes and
 # the one teacher-forced pass cost little. On the CPU each view is one more full encoder pass: measured on
-# the full-size model's fast path, 3 beams, 0.46-0.49 s a caption without views against 1.6-2.0 s with 4
+# the full-size model's fast path, 3 beams, 0.46-0.76 s a caption without views against 1.57-2.00 s with 4
 # (2026-12-02, docs/web.md), so the CPU default keeps the single pass.
 DEFAULT_VIEWS = {"cuda": MAX_VIEWS}
 

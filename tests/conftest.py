@@ -144,9 +144,8 @@ import shutil as _shutil  # noqa: E402
 import tempfile as _tempfile  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
 
-from tests.trained_fixture import (  # noqa: E402,F401  (the recipe and seed are imported from here by tests)
-    LEARNING_SEED, TRAINED_TINY_RECIPE, BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load,
-    seeded_recipe,
+from tests.trained_fixture import (  # noqa: E402
+    BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load, seeded_recipe,
 )
 
 _background: "BackgroundBuild | None" = None
