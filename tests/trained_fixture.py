@@ -14,7 +14,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,6 @@ class BackgroundBuild:
         self._log = (root / LOG_FILE).open("wb")
         self._process = subprocess.Popen([sys.executable, "-m", "tests.trained_fixture", str(root)], cwd=REPO,
                                          stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.started = time.monotonic()
 
     def wait(self) -> TrainedTinyModel:
         """The finished fixture; a failed build raises with the end of its log."""
@@ -145,9 +143,6 @@ class BackgroundBuild:
 
 
 def main(argv: list[str]) -> int:
-    import torch
-
-    torch.set_num_threads(1)
     build(Path(argv[0]), seeded_recipe())
     return 0
 
