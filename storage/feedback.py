@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Select, and_, exists, func, select
@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 
 from storage.blobs import BlobStore
 from storage.models import Caption, Correction, UserOptOut
+
+_UNDATED = datetime.min.replace(tzinfo=timezone.utc)  # rows made by hand have no time
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,11 @@ class FeedbackRow:
     # Users ("platform:user_id") whose corrections of this image agree with `caption` (consensus fills it
     # in; empty for a single correction not yet resolved): rename evidence counts each of them.
     supporters: tuple[str, ...] = ()
+
+    @property
+    def order(self) -> tuple[datetime, int]:
+        """Sort key, oldest first: when the correction was made (undated rows before all others), then its id."""
+        return (self.created_at or _UNDATED, self.correction_id or 0)
 
     @property
     def user(self) -> str:

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from storage.corrections import comparable
 from storage.feedback import FeedbackRow
 from training.data.renames import FUNCTION_WORDS, words
-
-_NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -71,19 +68,15 @@ def resolve_consensus(corrections: Iterable[FeedbackRow]) -> Consensus:
             disputed.append(sha)
         else:
             rows.append(winner)
-    rows.sort(key=lambda r: (r.created_at or _NEVER, r.correction_id or 0))
+    rows.sort(key=lambda r: r.order)
     return Consensus(rows, disputed, outvoted)
 
 
 def _one_per_user(rows: Sequence[FeedbackRow]) -> list[FeedbackRow]:
     latest: dict[str, FeedbackRow] = {}
-    for row in sorted(rows, key=_age):
+    for row in sorted(rows, key=lambda r: r.order):
         latest[row.user] = row
     return list(latest.values())
-
-
-def _age(row: FeedbackRow) -> tuple:
-    return (row.created_at or _NEVER, row.correction_id or 0)
 
 
 def _resolve_image(rows: list[FeedbackRow]) -> tuple[FeedbackRow | None, int]:
@@ -95,12 +88,12 @@ def _resolve_image(rows: list[FeedbackRow]) -> tuple[FeedbackRow | None, int]:
     best = max(len(users) for users in support.values())
     top = [key for key in groups if len(support[key]) == best]
     # The latest correction among the best-supported groups decides between groups that agree.
-    key = max(top, key=lambda k: max(_age(r) for r in groups[k]))
+    key = max(top, key=lambda k: max(r.order for r in groups[k]))
     conflicting = [other for other in groups if not agree(key, other)]
     outvoted = sum(len(groups[other]) for other in conflicting)
     if any(len(support[other]) >= best for other in conflicting):
         return None, 0  # no majority: the image is disputed, nobody is outvoted
-    chosen = max(groups[key], key=_age)
+    chosen = max(groups[key], key=lambda r: r.order)
     users = tuple(sorted(support[key]))
     return replace(chosen, supporters=users), outvoted
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from storage.feedback import FeedbackRow
@@ -32,7 +31,6 @@ from training.data.consensus import content_key, resolve_consensus
 from training.data.renames import FUNCTION_WORDS, words
 
 log = logging.getLogger(__name__)
-_NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def find_spam(corrections: Iterable[FeedbackRow], rules: ScreenRules = ScreenRul
 
 def cap_per_user(corrections: Sequence[FeedbackRow], max_images: int) -> tuple[list[FeedbackRow], list[FeedbackRow]]:
     """(kept, set aside): each user's earliest `max_images` corrections are kept, in the input's order."""
-    order = sorted(range(len(corrections)), key=lambda i: (_when(corrections[i]), corrections[i].correction_id or 0, i))
+    order = sorted(range(len(corrections)), key=lambda i: (corrections[i].order, i))
     taken: Counter = Counter()
     keep = set()
     for i in order:
@@ -125,6 +123,3 @@ def _related(captions: list[frozenset[str]], max_share: float) -> bool:
     counts = Counter(word for said in captions for word in said)
     return bool(counts) and max(counts.values()) > max_share * len(captions)
 
-
-def _when(row: FeedbackRow) -> datetime:
-    return row.created_at or _NEVER
