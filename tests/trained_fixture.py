@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -64,11 +65,14 @@ def seeded_recipe() -> dict:
 
 
 def build(root: Path, recipe: dict) -> TrainedTinyModel:
-    """Generate the data, initialise and train into `root`; marks `root` done (result pickled) at the end."""
+    """Generate the data, initialise and train into `root`; marks `root` done (result pickled) at the end.
+    What an interrupted build left in `root` is removed first (init and train refuse non-empty outputs)."""
     from inference.model_init import init_model, read_captions
     from training.data.synthetic import generate_synthetic
     from training.train import TrainArgs, train
 
+    for part in ("data", "untrained", "model", "run"):
+        shutil.rmtree(root / part, ignore_errors=True)
     data = generate_synthetic(root / "data", **recipe["data"])
     untrained = root / "untrained"
     init_model(untrained, captions=read_captions(data.annotations("train")), **recipe["init"])
