@@ -47,21 +47,7 @@ def full_size_model(out: Path) -> Path:
 def trained_tiny_model(root: Path) -> Path:
     """The trained tiny fixture (tests/trained_fixture.py's TRAINED_TINY_RECIPE), trained once into `root`; returns
     the model directory. Its data directory is `root / "data"`."""
-    done = root / "run" / "model"
-    if (done / "capbot.json").is_file():
-        return done
-    import torch
+    from tests.trained_fixture import TRAINED_TINY_RECIPE, build, is_built, load
 
-    from inference.model_init import init_model, read_captions
-    from tests.trained_fixture import TRAINED_TINY_RECIPE
-    from training.data.synthetic import generate_synthetic
-    from training.train import TrainArgs, train
-
-    data = generate_synthetic(root / "data", **TRAINED_TINY_RECIPE["data"])
-    untrained = root / "untrained"
-    init_model(untrained, preset="tiny", captions=read_captions(data.annotations("train")), seed=0, overwrite=True)
-    torch.set_num_threads(1)
-    result = train(TrainArgs(model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
-                             eval_meteor=False, tensorboard=False, progress=False, log_every=500,
-                             **TRAINED_TINY_RECIPE["train"]))
-    return Path(result.model_dir)
+    fixture = load(root) if is_built(root) else build(root, TRAINED_TINY_RECIPE)
+    return Path(fixture.model_dir)
