@@ -15,8 +15,9 @@ numbers). CAPBOT_TEST_QUEUE_SEEDS (default "0", e.g. "0,1,2") runs the compariso
 Knobs for measuring other pools (docs/retraining.md, "Does it pay?", has what they gave; the assertions are
 about the default pool): CAPBOT_TEST_QUEUE_POOL_SEED (default 41) draws another pool and test split,
 CAPBOT_TEST_QUEUE_TURN (degrees, default 0) turns every pool and held-out image, as pictures unlike the
-training data, and CAPBOT_TEST_QUEUE_VIEWS (default 0, the CPU's serving default) scores the pool's
-confidence on that many moved views (4 is the GPU's default).
+training data (CAPBOT_TEST_QUEUE_TURN_SHARE, default 1, turns only that share of them, drawn at random),
+and CAPBOT_TEST_QUEUE_VIEWS (default 0, the CPU's serving default) scores the pool's confidence on that
+many moved views (4 is the GPU's default).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.usefixtur
 SEEDS = [int(seed) for seed in os.environ.get("CAPBOT_TEST_QUEUE_SEEDS", "0").split(",")]
 POOL_SEED = int(os.environ.get("CAPBOT_TEST_QUEUE_POOL_SEED", "41"))
 TURN = float(os.environ.get("CAPBOT_TEST_QUEUE_TURN", "0"))
+TURN_SHARE = float(os.environ.get("CAPBOT_TEST_QUEUE_TURN_SHARE", "1"))
 VIEWS = int(os.environ.get("CAPBOT_TEST_QUEUE_VIEWS", "0"))
 POOL = 1000  # captioned images waiting for a look
 K = 50  # corrections a reviewer makes: the review budget
@@ -74,7 +76,7 @@ def pool(tmp_path_factory, trained_tiny_model) -> Pool:
     out = tmp_path_factory.mktemp("queue_pool")
     generate_synthetic(out, n_train=POOL, n_val=4, n_test=N_TEST, seed=POOL_SEED, image_size=64, shapes=shapes)
     if TURN:
-        _turn_images(out, TURN)
+        _turn_images(out, TURN, TURN_SHARE, POOL_SEED)
     items, scenes = load_split(out, "train").items, load_scenes(out, "train")
     data = [item.path.read_bytes() for item in items]
     said = _caption(trained_tiny_model.model_dir, data, SERVING)
@@ -86,10 +88,14 @@ def pool(tmp_path_factory, trained_tiny_model) -> Pool:
     return Pool(out, captions)
 
 
-def _turn_images(dataset: Path, degrees: float) -> None:
-    """Turn the pool's and the test split's images in place, the corners filled with the corner's colour."""
+def _turn_images(dataset: Path, degrees: float, share: float, seed: int) -> None:
+    """Turn a random `share` of the pool's and the test split's images in place, the corners filled with the
+    corner's colour."""
+    chance = random.Random(seed)
     for split in ("train", "test"):
         for item in load_split(dataset, split).items:
+            if chance.random() >= share:
+                continue
             with Image.open(item.path) as image:
                 rgb = image.convert("RGB")
             rgb.rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=rgb.getpixel((0, 0))).save(item.path)
@@ -214,6 +220,8 @@ def test_the_queue_surfaces_the_models_mistakes(tmp_path, trained_tiny_model, po
 #   ones beat random ones on this pool (+1.0 to +4.8 points, seeds 0-3) but lost on another
 #   (CAPBOT_TEST_QUEUE_POOL_SEED=43: -2.8, -2.0, +0.8), because the commonest mistake there (diamonds
 #   called circles) is a confident one the queue ranks low.
+# - Nor a fifth of them turned (CAPBOT_TEST_QUEUE_TURN_SHARE=0.2; 86-89% right): over eight pools at seed 0
+#   the queue led by 0.6 points on average, by a point or more on 4 of 8, and this pool lost (-0.2).
 # Recorded as an expected failure (strict: the day it holds, e.g. with a sharper confidence, this test fails
 # and the marker must go).
 @pytest.mark.xfail(strict=True, raises=AssertionError,
