@@ -7,7 +7,8 @@ Run by `inference.fastcache` in a child process. Steps:
 3. quantise every weight matrix to int8, attention products and softmax stay fp32:
    - encoder: ONNX Runtime dynamic quantisation (int8 weights per output channel, activations quantised
      per call over the whole input; the engine runs it one image at a time, so an image's features never
-     depend on the other images of a batch);
+     depend on the other images of a batch); 7-bit weights (`reduce_range`) on CPUs whose int8 products
+     saturate (`inference.cpuint8`; the caller decides, since the choice is part of the conversion's key);
    - decoder: `MatMulNBits` with 8-bit weights in blocks of 32 and int8 compute (accuracy level 4), whose
      activations are quantised per row and block: a caption never depends on the other captions of its
      batch (micro-batching must not change anyone's caption), and beam search kept 97.5% of the exact
@@ -66,12 +67,13 @@ def export_graphs(model: VisionEncoderDecoderModel, out_dir: Path) -> dict:
             "max_positions": config.decoder.n_positions}
 
 
-def quantize_graph(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gather")) -> None:
+def quantize_graph(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gather"), *,
+                   reduce_range: bool = False) -> None:
     """Dynamic int8: weights per output channel for every MatMul with a constant weight (and Gather tables);
-    activations quantised per call over the whole tensor."""
+    activations quantised per call over the whole tensor. `reduce_range`: weights in 7 bits."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
                      op_types_to_quantize=list(op_types),
                      extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1})  # 1: float, for com.microsoft ops
 
@@ -89,8 +91,9 @@ def quantize_rowwise(src: Path, dst: Path) -> None:
     blockwise.unlink()
 
 
-def build(model_dir: Path, out_dir: Path, *, quantize: bool = True) -> dict:
-    """Export (and quantise) `model_dir`'s model into `out_dir`; returns what fast.json records."""
+def build(model_dir: Path, out_dir: Path, *, quantize: bool = True, reduce_range: bool = False) -> dict:
+    """Export (and quantise) `model_dir`'s model into `out_dir`; returns what fast.json records.
+    `reduce_range`: the encoder's int8 weights in 7 bits (for CPUs whose int8 products saturate)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = VisionEncoderDecoderModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,12 +105,12 @@ def build(model_dir: Path, out_dir: Path, *, quantize: bool = True) -> dict:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         shapes = export_graphs(model, raw)
     if quantize:
-        quantize_graph(raw / "encoder.onnx", out_dir / "encoder.onnx")
+        quantize_graph(raw / "encoder.onnx", out_dir / "encoder.onnx", reduce_range=reduce_range)
         quantize_rowwise(raw / "decoder.onnx", out_dir / "decoder.onnx")
         for leftover in raw.iterdir():
             leftover.unlink()
         raw.rmdir()
-    meta = {"format": 1, "quantized": quantize, **shapes}
+    meta = {"format": 1, "quantized": quantize, "reduce_range": quantize and reduce_range, **shapes}
     (out_dir / "fast.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -117,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--no-quantize", action="store_true", help="keep fp32 weights (tests of the graphs)")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit encoder weights (CPUs without VNNI)")
     args = parser.parse_args(argv)
-    build(args.model_dir, args.out_dir, quantize=not args.no_quantize)
+    build(args.model_dir, args.out_dir, quantize=not args.no_quantize, reduce_range=args.reduce_range)
     return 0
 
 

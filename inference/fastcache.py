@@ -28,6 +28,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from capbot.errors import UserError
+from inference.cpuint8 import int8_products_saturate
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,20 @@ class FastBuildError(UserError):
     """The fast path's conversion of a model directory failed."""
 
 
-def weights_key(model_dir: Path, recipe: str = RECIPE) -> str:
-    """A short hash of the weights, configs and conversion recipe: equal keys mean an equal conversion."""
-    digest = hashlib.sha256(recipe.encode())
+def conversion_recipe(quantize: bool = True, *, reduce_range: bool | None = None) -> str:
+    """The conversion recipe keyed into a conversion: fp32, or int8 with 8-bit or 7-bit (`reduce_range`)
+    weights; `reduce_range` defaults to what this CPU needs (`inference.cpuint8`). A folder shared by
+    machines of both kinds then holds one conversion of each, and neither counts as the other's."""
+    if not quantize:
+        return RECIPE + "-fp32"
+    if reduce_range is None:
+        reduce_range = int8_products_saturate()
+    return RECIPE + ("-w7" if reduce_range else "-w8")
+
+
+def weights_digest(model_dir: Path) -> str:
+    """A hash of the weights and configs in `model_dir` (what makes two conversions of it the same model)."""
+    digest = hashlib.sha256()
     files = sorted(p for p in model_dir.iterdir()
                    if p.is_file() and (p.suffix in _HASHED_SUFFIXES or p.name in _HASHED_NAMES))
     if not any(p.suffix in _HASHED_SUFFIXES for p in files):
@@ -55,7 +67,15 @@ def weights_key(model_dir: Path, recipe: str = RECIPE) -> str:
         with path.open("rb") as handle:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
-    return digest.hexdigest()[:20]
+    return digest.hexdigest()
+
+
+def weights_key(model_dir: Path, recipe: str | None = None, *, digest: str | None = None) -> str:
+    """A short hash of the weights, configs and conversion recipe (this CPU's int8 one by default): equal
+    keys mean an equal conversion."""
+    recipe = conversion_recipe() if recipe is None else recipe
+    digest = digest or weights_digest(model_dir)
+    return hashlib.sha256(f"{recipe}\n{digest}".encode()).hexdigest()[:20]
 
 
 def cache_roots(model_dir: Path, fallback: Path | None, *, beside: bool = True) -> list[Path]:
@@ -82,8 +102,9 @@ def find_built(model_dir: Path, key: str, fallback: Path | None = None, *, besid
 
 def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: bool = True, beside: bool = True) -> Path:
     """The conversion folder for `model_dir`'s current weights, building it first when missing or stale."""
-    recipe = RECIPE if quantize else RECIPE + "-fp32"
-    key = weights_key(model_dir, recipe)
+    reduce_range = quantize and int8_products_saturate()
+    digest = weights_digest(model_dir)
+    key = weights_key(model_dir, conversion_recipe(quantize, reduce_range=reduce_range), digest=digest)
     found = find_built(model_dir, key, fallback, beside=beside)
     if found:
         return found
@@ -92,8 +113,8 @@ def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: boo
         found = find_built(model_dir, key, fallback, beside=beside)  # another process may have built it meanwhile
         if found:
             return found
-        out = _build(model_dir, root, key, quantize)
-        _remove_stale(root, keep=key)
+        out = _build(model_dir, root, key, digest, quantize, reduce_range)
+        _remove_stale(root, keep=key, weights=digest)
     return out
 
 
@@ -110,18 +131,18 @@ def _writable_root(model_dir: Path, fallback: Path | None, beside: bool) -> Path
                          f"(tried {', '.join(str(r) for r in cache_roots(model_dir, fallback, beside=beside))})", reason="read_only")
 
 
-def _build(model_dir: Path, root: Path, key: str, quantize: bool) -> Path:
+def _build(model_dir: Path, root: Path, key: str, digest: str, quantize: bool, reduce_range: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
     started = time.perf_counter()
     log.info("building the fast path's model", extra={"model_dir": str(model_dir), "cache": str(root / key)})
     try:
-        _convert(model_dir, tmp, quantize)
+        _convert(model_dir, tmp, quantize, reduce_range)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     tmp.chmod(0o755)  # mkdtemp makes it private; serving processes of other users read it
     meta = json.loads((tmp / META_FILE).read_text())
-    meta["key"] = key
+    meta.update(key=key, weights=digest, recipe=conversion_recipe(quantize, reduce_range=reduce_range))
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     out = root / key
     os.replace(tmp, out)
@@ -129,26 +150,38 @@ def _build(model_dir: Path, root: Path, key: str, quantize: bool) -> Path:
     return out
 
 
-def _convert(model_dir: Path, out: Path, quantize: bool) -> None:
+def _convert(model_dir: Path, out: Path, quantize: bool, reduce_range: bool) -> None:
     if "torch" in sys.modules:
         from inference.fastbuild import build
 
-        build(model_dir, out, quantize=quantize)
+        build(model_dir, out, quantize=quantize, reduce_range=reduce_range)
         return
     command = [sys.executable, "-m", "inference.fastbuild", str(model_dir), str(out)]
     if not quantize:
         command.append("--no-quantize")
+    if reduce_range:
+        command.append("--reduce-range")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
         raise FastBuildError(f"converting {model_dir} for the fast path failed: {' | '.join(tail)}", reason="build_failed")
 
 
-def _remove_stale(root: Path, keep: str) -> None:
+def _remove_stale(root: Path, keep: str, weights: str) -> None:
+    """Remove conversions of other weights or of an older `RECIPE` (and unreadable ones). A conversion of
+    these weights by today's other int8 variant stays: another kind of CPU sharing the folder uses it."""
     for entry in root.iterdir():
-        if entry.is_dir() and entry.name != keep:
+        if entry.is_dir() and entry.name != keep and not _is_current(entry, weights):
             shutil.rmtree(entry, ignore_errors=True)
             log.info("removed a stale fast path conversion", extra={"path": str(entry)})
+
+
+def _is_current(folder: Path, weights: str) -> bool:
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        return meta.get("weights") == weights and str(meta.get("recipe", "")).startswith(RECIPE + "-")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def state_names(layers: int) -> tuple[list[str], list[str], list[str]]:

@@ -6,6 +6,7 @@ Fidelity of int8 on a trained model is checked in test_fast_fidelity.py (slow); 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import replace
@@ -13,14 +14,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import numpy_helper
 import skimage
 import torch
 from transformers import VisionEncoderDecoderModel
 
 from inference.captioner import LocalCaptioner
 from inference.device import EngineConfigError, resolve_mode, resolve_threads
-from inference.fastcache import CACHE_DIRNAME, META_FILE, weights_key
+import inference.fastcache
+from inference.fastbuild import build as build_conversion
+from inference.fastcache import CACHE_DIRNAME, META_FILE, conversion_recipe, weights_key
 from inference.fastengine import FastEngine
 from inference.types import GenerationOptions
 
@@ -76,6 +81,31 @@ def test_new_weights_rebuild_and_the_stale_conversion_goes(fast, model_copy, pho
     assert conversions(changed) == [weights_key(changed)] != [old_key]
     assert rebuilt.engine.folder.parent == changed / CACHE_DIRNAME
     assert rebuilt.caption(photos[:1])[0].confidence != fast.caption(photos[:1])[0].confidence
+
+
+def test_each_kind_of_cpu_keeps_its_own_conversion_of_the_same_weights(model_copy, photos, tmp_path, monkeypatch):
+    model = Path(shutil.copytree(model_copy, tmp_path / "model"))
+    for saturates in (True, False):  # the same folder served by an AVX2-only CPU, then by a VNNI one
+        monkeypatch.setattr(inference.fastcache, "int8_products_saturate", lambda: saturates)
+        captioner = LocalCaptioner(model, device="cpu", precision="fast", threads=1)
+        assert captioner.caption(photos[:1])[0].text
+        meta = json.loads((captioner.engine.folder / META_FILE).read_text())
+        assert meta["reduce_range"] is saturates
+        assert meta["recipe"] == conversion_recipe(reduce_range=saturates)
+    seven, eight = (weights_key(model, conversion_recipe(reduce_range=r)) for r in (True, False))
+    assert seven != eight and conversions(model) == sorted([seven, eight])  # neither removed the other's
+
+
+def test_7_bit_weights_keep_int8_products_within_int16(tiny_model_dir, tmp_path):
+    peaks = {}
+    for reduce_range in (False, True):
+        out = tmp_path / str(reduce_range)
+        build_conversion(tiny_model_dir, out, reduce_range=reduce_range)
+        graph = onnx.load(str(out / "encoder.onnx"))
+        quantized = [numpy_helper.to_array(t) for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+        assert quantized
+        peaks[reduce_range] = max(int(abs(w.astype(int)).max()) for w in quantized)
+    assert peaks[False] == 127 and peaks[True] <= 64  # 255 x 64 x 2 < 32767: AVX2's int16 pair sums cannot clip
 
 
 def test_fp32_graphs_in_a_fallback_cache_give_the_exact_tokens(exact, tiny_model_dir, photos, tmp_path):
