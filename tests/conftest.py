@@ -140,8 +140,6 @@ def postgres_url():
 
 
 # --- a trained model (training) ---
-import shutil as _shutil  # noqa: E402
-import tempfile as _tempfile  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
 
 from tests.trained_fixture import (  # noqa: E402
@@ -149,33 +147,70 @@ from tests.trained_fixture import (  # noqa: E402
 )
 
 _background: "BackgroundBuild | None" = None
-_scratch_root: "str | None" = None  # a temporary build directory to remove at the end (not the cache)
+SERIAL_GROUP = "serial"  # the xdist group of every module that does not use the trained fixture
+
+
+def _run_basetemp(config) -> _Path:
+    """This test run's base temporary directory, the same in every xdist worker (each works in a child of it)."""
+    basetemp = config._tmp_path_factory.getbasetemp()
+    return basetemp.parent if hasattr(config, "workerinput") else basetemp
+
+
+def _fixture_build(config) -> BackgroundBuild:
+    """The run's build of the trained fixture: in the development cache, else in the run's temporary directory."""
+    root = cache_dir(seeded_recipe())
+    run = _run_basetemp(config)
+    if root is None:
+        root = run / "trained_tiny"
+        root.mkdir(exist_ok=True)
+    return BackgroundBuild(root, run=str(run))
+
+
+def _fixture_modules(items) -> set:
+    return {item.path for item in items if "trained_tiny_model" in getattr(item, "fixturenames", ())}
+
+
+class _XdistGroups:
+    """Groups the tests for pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): each module that uses
+    `trained_tiny_model` is a group, every other test is in one group that a single worker runs in order. So
+    one worker runs what ran serially before while the other waits for the fixture's training, and both
+    share the fixture's modules once it is trained."""
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+    def pytest_collection_modifyitems(self, items):
+        needing = _fixture_modules(items)
+        for item in items:
+            group = f"trained:{item.path.name}" if item.path in needing else SERIAL_GROUP
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_XdistGroups(), "capbot-xdist-groups")
 
 
 @pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
-    """When a selected test needs `trained_tiny_model`, start training it in a child process now and move the
-    modules that use it to the end: the rest of the suite runs on the other core meanwhile (whole modules
-    move, in their own order, so module-scoped fixtures are set up once)."""
-    global _background, _scratch_root
-    needing = {item.path for item in items if "trained_tiny_model" in getattr(item, "fixturenames", ())}
+    """When a selected test needs `trained_tiny_model`, start training it in a child process now (unless another
+    worker of this run did) and move the modules that use it to the end: the rest of the suite runs on the
+    other core meanwhile (whole modules move, in their own order, so module-scoped fixtures are set up once)."""
+    global _background
+    needing = _fixture_modules(items)
     if not needing or config.option.collectonly:
         return
     items[:] = [i for i in items if i.path not in needing] + [i for i in items if i.path in needing]
-    root = cache_dir(seeded_recipe())
-    if root is not None and is_built(root):
-        return
-    if root is None:
-        _scratch_root = _tempfile.mkdtemp(prefix="capbot-trained-tiny-")
-        root = _Path(_scratch_root)
-    _background = BackgroundBuild(root)
+    _background = _fixture_build(config)
+    _background.start()
 
 
 def pytest_unconfigure(config):
+    """The main process (the only one, or xdist's controller) ends a fixture build still running: an
+    interrupted run. Workers never do, since another worker may still be waiting for it."""
+    if hasattr(config, "workerinput"):
+        return
     if _background is not None:
         _background.stop()
-    if _scratch_root is not None:
-        _shutil.rmtree(_scratch_root, ignore_errors=True)
+    elif config.pluginmanager.hasplugin("dsession"):  # the controller: its workers may have started one
+        _fixture_build(config).stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,28 @@
-"""The trained fixture's build: a development cache left half-built by an interrupted session builds again."""
+"""The trained fixture's build: a development cache left half-built by an interrupted session builds again, and
+the processes of one test run (xdist workers) share one child process training it."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
-from tests.trained_fixture import TRAINED_TINY_RECIPE, DONE_FILE, build, is_built
+import pytest
+
+from tests.trained_fixture import (
+    CHILD_FILE, DONE_FILE, FAILED_FILE, TRAINED_TINY_RECIPE, BackgroundBuild, build, child_running, is_built,
+)
+
+
+def small_recipe(**train) -> dict:
+    recipe = copy.deepcopy(TRAINED_TINY_RECIPE)
+    recipe["data"].update(n_train=16, n_val=4, n_test=4)
+    recipe["train"].update({"steps": 2, **train})
+    return recipe
 
 
 def test_a_build_interrupted_before_done_starts_over(tmp_path):
-    recipe = copy.deepcopy(TRAINED_TINY_RECIPE)
-    recipe["data"].update(n_train=16, n_val=4, n_test=4)
-    recipe["train"]["steps"] = 2
+    recipe = small_recipe()
     build(tmp_path, recipe)
     (tmp_path / DONE_FILE).unlink()  # interrupted after training, before the build was marked done
     (tmp_path / "model" / "stray.txt").write_text("left by the interrupted build")
@@ -20,3 +32,46 @@ def test_a_build_interrupted_before_done_starts_over(tmp_path):
     assert is_built(tmp_path)
     assert (fixture.model_dir / "capbot.json").is_file()
     assert not (fixture.model_dir / "stray.txt").exists()
+
+
+def test_the_first_worker_starts_the_one_child_and_every_worker_gets_its_fixture(tmp_path):
+    first, second = (BackgroundBuild(tmp_path, run="run-1", recipe=small_recipe()) for _ in range(2))
+
+    assert first.start() is True
+    assert second.start() is False  # the child of the first is training
+    from_second = second.wait(poll_s=0.2)
+
+    assert is_built(tmp_path) and (from_second.model_dir / "capbot.json").is_file()
+    assert first.wait().model_dir == from_second.model_dir
+    assert second.start() is False  # built: nothing to start
+
+
+def test_a_failed_build_reaches_every_waiter_with_its_reason(tmp_path):
+    recipe = small_recipe()
+    recipe["init"]["preset"] = "no-such-preset"
+    owner, other = (BackgroundBuild(tmp_path, run="run-1", recipe=recipe) for _ in range(2))
+    owner.start()
+
+    with pytest.raises(RuntimeError, match="unknown model preset 'no-such-preset'"):
+        other.wait(poll_s=0.2)
+    assert (tmp_path / FAILED_FILE).is_file() and not is_built(tmp_path)
+
+
+def test_a_child_left_by_an_ended_run_does_not_block_a_new_build(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / CHILD_FILE).write_text(f"{int(ended.stdout)} run-0")  # that process is gone
+
+    assert not child_running(tmp_path)
+    assert BackgroundBuild(tmp_path, run="run-1", recipe=small_recipe()).start() is True
+    assert child_running(tmp_path)
+    BackgroundBuild(tmp_path, run="run-1").wait(poll_s=0.2)
+
+
+def test_only_the_run_that_started_the_child_stops_it(tmp_path):
+    owner = BackgroundBuild(tmp_path, run="run-1", recipe=small_recipe(steps=100_000))
+    owner.start()
+
+    BackgroundBuild(tmp_path, run="run-2").stop()  # another session sharing the development cache
+    assert child_running(tmp_path)
+    owner.stop()
+    assert not child_running(tmp_path) and not is_built(tmp_path)

@@ -2,8 +2,10 @@
 
 `tests/conftest.py` hands it to the tests as `trained_tiny_model`. Training uses one CPU thread, so the
 suite starts it in a child process (`python -m tests.trained_fixture ROOT`) as soon as it knows a selected
-test needs it, and runs the other tests on the second core meanwhile (`BackgroundBuild`); without a child
-(e.g. a single test run under a debugger) the fixture trains in the test process. Both run `build`.
+test needs it, and runs the other tests on the second core meanwhile (`BackgroundBuild`). Under
+pytest-xdist every worker collects, so the child is started once per run, by the first worker to ask, and
+any worker can wait for it. Without a child (e.g. a single test run under a debugger) the fixture trains in
+the test process. Both run `build`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import pickle
 import shutil
 import subprocess
 import sys
+import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from tests.isolation import REPO
 
@@ -45,8 +51,10 @@ FIXTURE_SOURCES = (
     "inference/pixels.py", "inference/images.py", "inference/modeldir.py",
 )
 DONE_FILE = "done"
+FAILED_FILE = "failed"  # the child's traceback, when `build` raised
 RESULT_FILE = "result.pickle"
 LOG_FILE = "build.log"
+CHILD_FILE = "child"  # "<pid> <run>": the child training the fixture, and the test run that started it
 
 
 @dataclass(frozen=True)
@@ -117,37 +125,93 @@ def cache_dir(recipe: dict) -> Path | None:
 
 
 class BackgroundBuild:
-    """`build` in a child process on its own core, started before the tests that wait for it."""
+    """`build` in a child process on its own core, shared by the processes of one test run (`run` names it:
+    its base temporary directory). `start` launches the child unless a live one is already building `root`;
+    `wait` works in any process, since the child itself marks the build done (or failed)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, run: str, recipe: dict | None = None) -> None:
         self.root = root
-        self._log = (root / LOG_FILE).open("wb")
-        self._process = subprocess.Popen([sys.executable, "-m", "tests.trained_fixture", str(root)], cwd=REPO,
-                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.run = run
+        self.recipe = recipe  # None: the child builds `seeded_recipe()`
 
-    def wait(self) -> TrainedTinyModel:
-        """The finished fixture; a failed build raises with the end of its log."""
-        code = self._process.wait()
-        self._log.close()
-        if code != 0 or not is_built(self.root):
-            tail = (self.root / LOG_FILE).read_text(errors="replace").strip().splitlines()[-15:]
-            raise RuntimeError(f"training the tiny fixture failed (exit {code}):\n" + "\n".join(tail))
+    def start(self) -> bool:
+        """Start the child unless `root` is built or a live child is building it; True when this call did."""
+        with FileLock(str(self.root / ".start.lock")):
+            if is_built(self.root) or child_running(self.root):
+                return False
+            (self.root / FAILED_FILE).unlink(missing_ok=True)
+            command = [sys.executable, "-m", "tests.trained_fixture", str(self.root)]
+            if self.recipe is not None:
+                command.append(json.dumps(self.recipe))
+            with (self.root / LOG_FILE).open("wb") as log:
+                child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+            (self.root / CHILD_FILE).write_text(f"{child.pid} {self.run}")
+            return True
+
+    def wait(self, poll_s: float = 1.0) -> TrainedTinyModel:
+        """The finished fixture; a failed or vanished build raises with the end of its log."""
+        while not is_built(self.root):
+            if (self.root / FAILED_FILE).exists() or not child_running(self.root):
+                if is_built(self.root):  # finished between the two checks
+                    break
+                tail = (self.root / LOG_FILE).read_text(errors="replace").strip().splitlines()[-15:]
+                raise RuntimeError("training the tiny fixture failed:\n" + "\n".join(tail))
+            time.sleep(poll_s)
         return load(self.root)
 
     def stop(self) -> None:
-        """End the child if it still runs (an interrupted session)."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close()
+        """End the child if this run started it and it still trains (an interrupted run)."""
+        pid, run = _child(self.root)
+        if pid is None or run != self.run or not child_running(self.root):
+            return
+        try:
+            os.kill(pid, 15)
+            for _ in range(300):
+                if not child_running(self.root):
+                    return
+                time.sleep(0.1)
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def child_running(root: Path) -> bool:
+    """Whether the child recorded in `root` is alive (a zombie, exited but not yet reaped, is not)."""
+    pid, _ = _child(root)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+
+
+def _child(root: Path) -> tuple[int | None, str | None]:
+    try:
+        pid, run = (root / CHILD_FILE).read_text().split(" ", 1)
+        return int(pid), run
+    except (OSError, ValueError):
+        return None, None
 
 
 def main(argv: list[str]) -> int:
-    build(Path(argv[0]), seeded_recipe())
+    """`python -m tests.trained_fixture ROOT [RECIPE_JSON]`: build into ROOT (default recipe: `seeded_recipe()`);
+    a failure leaves its traceback in ROOT/failed, so processes waiting for the build learn of it."""
+    root = Path(argv[0])
+    recipe = json.loads(argv[1]) if len(argv) > 1 else seeded_recipe()
+    try:
+        build(root, recipe)
+    except BaseException:
+        (root / FAILED_FILE).write_text(traceback.format_exc())
+        raise
     return 0
 
 

@@ -36,7 +36,7 @@ from training.concepts import parse_concepts
 from training.data.coco import load_split
 from training.data.synthetic import generate_synthetic, load_scenes
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 TARGET_AUROC = 0.8
 

@@ -13,7 +13,7 @@ from inference.types import GenerationOptions
 from training.data.coco import load_split
 from training.evaluate import score_captions
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # may train the shared fixture (~5-20 min)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # may wait for the shared fixture (~5-20 min)
 
 
 @pytest.mark.parametrize("options", [GenerationOptions(), GenerationOptions(num_beams=4)], ids=["greedy", "beam4"])

@@ -46,7 +46,7 @@ from training.retrain import retrain
 
 from tests.training.retrain_support import config_for, open_store
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400), pytest.mark.usefixtures("one_torch_thread")]
 
 SEEDS = [int(seed) for seed in os.environ.get("CAPBOT_TEST_QUEUE_SEEDS", "0").split(",")]
 POOL_SEED = int(os.environ.get("CAPBOT_TEST_QUEUE_POOL_SEED", "41"))
