@@ -31,8 +31,17 @@ from capbot.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# A fixed 63-bit key: every capbot process agrees on it without configuration.
+# The key of capbot's tables in the `public` schema: every capbot process agrees on it without configuration.
 ADVISORY_KEY = zlib.crc32(b"capbot.retrain") & 0x7FFFFFFF
+
+
+def advisory_key(schema: str | None) -> int:
+    """The lock key for capbot's tables in `schema`. Advisory locks are per database, not per schema, so two
+    deployments sharing a database in separate schemas must not share a key (one would refuse the other's
+    retraining); `public` keeps the original key, so processes of an older release still agree with it."""
+    if not schema or schema == "public":
+        return ADVISORY_KEY
+    return zlib.crc32(f"capbot.retrain:{schema}".encode()) & 0x7FFFFFFF
 
 
 class RetrainLocked(UserError):
@@ -104,15 +113,18 @@ class FileRunLock(_ContextMixin):
 
 
 class AdvisoryRunLock(_ContextMixin):
-    """A PostgreSQL session advisory lock held on its own connection; released if the connection drops."""
+    """A PostgreSQL session advisory lock held on its own connection; released if the connection drops.
+    The key is `advisory_key` of the schema the engine's connections use, unless given."""
 
-    def __init__(self, engine: Engine, key: int = ADVISORY_KEY) -> None:
+    def __init__(self, engine: Engine, key: int | None = None) -> None:
         self.engine = engine
         self.key = key
         self._conn: Connection | None = None
 
     def acquire(self) -> None:
         conn = self.engine.connect()
+        if self.key is None:
+            self.key = advisory_key(conn.execute(text("SELECT current_schema()")).scalar())
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
         conn.commit()  # end the implicit transaction; the session lock outlives it
         if not got:

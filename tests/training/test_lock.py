@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from sqlalchemy import create_engine
 
-from training.lock import AdvisoryRunLock, FileRunLock, RetrainLocked, run_lock_for
+from training.lock import ADVISORY_KEY, AdvisoryRunLock, FileRunLock, RetrainLocked, run_lock_for
 
 POSTGRES_URL = os.environ.get("CAPBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -89,3 +89,20 @@ def test_advisory_lock_excludes_another_process_and_recovers_after_kill():
         _assert_exclusive_until_holder_dies("pg", POSTGRES_URL, lambda: AdvisoryRunLock(engine))
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_deployments_in_separate_schemas_of_one_database_do_not_lock_each_other_out(postgres_url):
+    # Advisory locks are per database: the key must name the schema, or one deployment refuses the other's runs.
+    own_schema, public = create_engine(postgres_url), create_engine(POSTGRES_URL)
+    try:
+        with AdvisoryRunLock(own_schema) as held:
+            with AdvisoryRunLock(public) as other:  # the `public` deployment runs meanwhile
+                assert other.key == ADVISORY_KEY != held.key  # public keeps the key older releases use
+                with pytest.raises(RetrainLocked, match="database backend pid"):
+                    AdvisoryRunLock(own_schema).acquire()  # still one run per deployment
+        with AdvisoryRunLock(own_schema):
+            pass  # released with the block
+    finally:
+        own_schema.dispose()
+        public.dispose()
