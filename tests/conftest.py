@@ -163,7 +163,7 @@ def _fixture_build(config) -> BackgroundBuild:
     if root is None:
         root = run / "trained_tiny"
         root.mkdir(exist_ok=True)
-    return BackgroundBuild(root, run=str(run))
+    return BackgroundBuild(root, run=str(run), cpus=_run_cpus)  # the child may use any core
 
 
 def _fixture_modules(items) -> set:
@@ -184,8 +184,28 @@ class _XdistGroups:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+_run_cpus: "set[int] | None" = None  # every core the run may use, where an xdist worker pinned itself to its share
+
+
+def _pin_xdist_worker(config) -> None:
+    """Pin an xdist worker to its share of the cores (on 2 cores, one each). Torch and ONNX Runtime start as
+    many threads as the process may use cores: two workers on 2 cores each ran 2, and the learning tests,
+    sharing the cores that way, took nearly as long in parallel as one after the other. Runs before the
+    worker imports torch, so its default thread count follows."""
+    global _run_cpus
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus, workers = sorted(os.sched_getaffinity(0)), int(workerinput["workercount"])
+    if len(cpus) < workers:
+        return
+    _run_cpus = set(cpus)
+    os.sched_setaffinity(0, set(cpus[int(workerinput["workerid"].removeprefix("gw"))::workers]))
+
+
 def pytest_configure(config):
     config.pluginmanager.register(_XdistGroups(), "capbot-xdist-groups")
+    _pin_xdist_worker(config)
 
 
 @pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected what will not run

@@ -4,6 +4,7 @@ the processes of one test run (xdist workers) share one child process training i
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,17 @@ def test_only_the_run_that_started_the_child_stops_it(tmp_path):
     assert child_running(tmp_path)
     owner.stop()
     assert not child_running(tmp_path) and not is_built(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_the_child_may_use_every_core_of_the_run_though_its_worker_is_pinned_to_one(tmp_path):
+    every = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(every)})  # as `make test` pins each xdist worker
+    try:
+        build = BackgroundBuild(tmp_path, run="run-1", recipe=small_recipe(steps=100_000), cpus=every)
+        build.start()
+        pid = int((tmp_path / CHILD_FILE).read_text().split()[0])
+        assert os.sched_getaffinity(pid) == every
+        build.stop()
+    finally:
+        os.sched_setaffinity(0, every)

@@ -129,10 +129,11 @@ class BackgroundBuild:
     its base temporary directory). `start` launches the child unless a live one is already building `root`;
     `wait` works in any process, since the child itself marks the build done (or failed)."""
 
-    def __init__(self, root: Path, run: str, recipe: dict | None = None) -> None:
+    def __init__(self, root: Path, run: str, recipe: dict | None = None, cpus: set[int] | None = None) -> None:
         self.root = root
         self.run = run
         self.recipe = recipe  # None: the child builds `seeded_recipe()`
+        self.cpus = cpus  # the cores the child may use (default: its parent's)
 
     def start(self) -> bool:
         """Start the child unless `root` is built or a live child is building it; True when this call did."""
@@ -146,6 +147,8 @@ class BackgroundBuild:
             with (self.root / LOG_FILE).open("wb") as log:
                 child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
+            if self.cpus:
+                os.sched_setaffinity(child.pid, self.cpus)
             (self.root / CHILD_FILE).write_text(f"{child.pid} {self.run}")
             return True
 
