@@ -22,7 +22,7 @@ run: install
 	$(VENV)/bin/capbot run
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 # Benchmarks (not tests; docs/performance.md): plain Hugging Face against capbot side by side, interleaved.
 # Prints Markdown tables and writes JSON under bench/results/. Builds its models under bench/.models/ first

@@ -147,7 +147,6 @@ from tests.trained_fixture import (  # noqa: E402
 )
 
 _background: "BackgroundBuild | None" = None
-SERIAL_GROUP = "serial"  # the xdist group of every module that does not use the trained fixture
 
 
 def _run_basetemp(config) -> _Path:
@@ -170,18 +169,15 @@ def _fixture_modules(items) -> set:
     return {item.path for item in items if "trained_tiny_model" in getattr(item, "fixturenames", ())}
 
 
-class _XdistGroups:
-    """Groups the tests for pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): each module that uses
-    `trained_tiny_model` is a group, every other test is in one group that a single worker runs in order. So
-    one worker runs what ran serially before while the other waits for the fixture's training, and both
-    share the fixture's modules once it is trained."""
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test`'s two workers: one runs every test that does not use the trained fixture, in order, while the
+    fixture trains; both share the fixture's modules afterwards (`tests/xdist_schedule.py`)."""
+    from tests.xdist_schedule import TrainedFixtureScheduling
 
-    @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-    def pytest_collection_modifyitems(self, items):
-        needing = _fixture_modules(items)
-        for item in items:
-            group = f"trained:{item.path.name}" if item.path in needing else SERIAL_GROUP
-            item.add_marker(pytest.mark.xdist_group(group))
+    if config.getvalue("dist") not in ("load", "loadscope"):
+        return None  # another mode asked for by name
+    return TrainedFixtureScheduling(config, log, run_dir=_run_basetemp(config))
 
 
 _run_cpus: "set[int] | None" = None  # every core the run may use, where an xdist worker pinned itself to its share
@@ -204,7 +200,6 @@ def _pin_xdist_worker(config) -> None:
 
 
 def pytest_configure(config):
-    config.pluginmanager.register(_XdistGroups(), "capbot-xdist-groups")
     _pin_xdist_worker(config)
 
 
@@ -218,6 +213,10 @@ def pytest_collection_modifyitems(session, config, items):
     if not needing or config.option.collectonly:
         return
     items[:] = [i for i in items if i.path not in needing] + [i for i in items if i.path in needing]
+    if hasattr(config, "workerinput"):
+        from tests.xdist_schedule import write_trained_modules
+
+        write_trained_modules(_run_basetemp(config), [i.nodeid for i in items if i.path in needing])
     _background = _fixture_build(config)
     _background.start()
 

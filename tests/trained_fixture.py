@@ -158,7 +158,10 @@ class BackgroundBuild:
             if (self.root / FAILED_FILE).exists() or not child_running(self.root):
                 if is_built(self.root):  # finished between the two checks
                     break
-                tail = (self.root / LOG_FILE).read_text(errors="replace").strip().splitlines()[-15:]
+                # The traceback the child recorded, else (killed) the end of its log.
+                failed = self.root / FAILED_FILE
+                text = (failed if failed.exists() else self.root / LOG_FILE).read_text(errors="replace")
+                tail = text.strip().splitlines()[-15:]
                 raise RuntimeError("training the tiny fixture failed:\n" + "\n".join(tail))
             time.sleep(poll_s)
         return load(self.root)
@@ -213,7 +216,9 @@ def main(argv: list[str]) -> int:
     try:
         build(root, recipe)
     except BaseException:
-        (root / FAILED_FILE).write_text(traceback.format_exc())
+        partial = root / f"{FAILED_FILE}.tmp"  # renamed whole: a waiter never reads half of it
+        partial.write_text(traceback.format_exc())
+        partial.replace(root / FAILED_FILE)
         raise
     return 0
 
