@@ -185,9 +185,10 @@ _run_cpus: "set[int] | None" = None  # every core the run may use, where an xdis
 
 def _pin_xdist_worker(config) -> None:
     """Pin an xdist worker to its share of the cores (on 2 cores, one each). Torch and ONNX Runtime start as
-    many threads as the process may use cores: two workers on 2 cores each ran 2, and the learning tests,
-    sharing the cores that way, took nearly as long in parallel as one after the other. Runs before the
-    worker imports torch, so its default thread count follows."""
+    many threads as the process may use cores, so two unpinned workers put four busy threads on two cores
+    (a load of 4 was seen), and threads of one parallel op waiting for each other on a busy core make it
+    several times slower (docs/performance.md, "Threads"). Runs before the worker imports torch, so its
+    default thread count follows."""
     global _run_cpus
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None or not hasattr(os, "sched_setaffinity"):
