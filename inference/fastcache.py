@@ -103,8 +103,8 @@ def find_built(model_dir: Path, key: str, fallback: Path | None = None, *, besid
 def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: bool = True, beside: bool = True) -> Path:
     """The conversion folder for `model_dir`'s current weights, building it first when missing or stale."""
     reduce_range = quantize and int8_products_saturate()
-    digest = weights_digest(model_dir)
-    key = weights_key(model_dir, conversion_recipe(quantize, reduce_range=reduce_range), digest=digest)
+    digest, recipe = weights_digest(model_dir), conversion_recipe(quantize, reduce_range=reduce_range)
+    key = weights_key(model_dir, recipe, digest=digest)
     found = find_built(model_dir, key, fallback, beside=beside)
     if found:
         return found
@@ -113,7 +113,7 @@ def ensure_built(model_dir: Path, *, fallback: Path | None = None, quantize: boo
         found = find_built(model_dir, key, fallback, beside=beside)  # another process may have built it meanwhile
         if found:
             return found
-        out = _build(model_dir, root, key, digest, quantize, reduce_range)
+        out = _build(model_dir, root, key, digest, recipe, quantize, reduce_range)
         _remove_stale(root, keep=key, weights=digest)
     return out
 
@@ -131,7 +131,8 @@ def _writable_root(model_dir: Path, fallback: Path | None, beside: bool) -> Path
                          f"(tried {', '.join(str(r) for r in cache_roots(model_dir, fallback, beside=beside))})", reason="read_only")
 
 
-def _build(model_dir: Path, root: Path, key: str, digest: str, quantize: bool, reduce_range: bool) -> Path:
+def _build(model_dir: Path, root: Path, key: str, digest: str, recipe: str, quantize: bool,
+           reduce_range: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
     started = time.perf_counter()
     log.info("building the fast path's model", extra={"model_dir": str(model_dir), "cache": str(root / key)})
@@ -142,7 +143,7 @@ def _build(model_dir: Path, root: Path, key: str, digest: str, quantize: bool, r
         raise
     tmp.chmod(0o755)  # mkdtemp makes it private; serving processes of other users read it
     meta = json.loads((tmp / META_FILE).read_text())
-    meta.update(key=key, weights=digest, recipe=conversion_recipe(quantize, reduce_range=reduce_range))
+    meta.update(key=key, weights=digest, recipe=recipe)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     out = root / key
     os.replace(tmp, out)
