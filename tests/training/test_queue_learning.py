@@ -224,7 +224,9 @@ def test_the_queue_surfaces_the_models_mistakes(tmp_path, trained_tiny_model, po
 #   the queue led by 0.6 points on average, by a point or more on 4 of 8, and this pool lost (-0.2).
 # - Nor, all turned with 4 views, on 20 fresh pools fixed before they ran (2026-12-03, another machine's
 #   fixture): -0.3 points on average, ahead on 9 of 20; nor a draw weighted by the queue score instead of
-#   its top 50 (+0.6 on average over 6 pools, ahead on 3).
+#   its top 50 (+0.6 on average over 6 pools, ahead on 3). Nor with a fifth of the pictures colour-cast,
+#   where the queue's top 50 held 42 mistakes on average against 7 at random (one pass, 20 fresh pools):
+#   -1.1 points on average, ahead on 5 of 20. Finding the mistakes is not what is missing.
 # Recorded as an expected failure (strict: the day it holds, e.g. with a sharper confidence, this test fails
 # and the marker must go).
 @pytest.mark.xfail(strict=True, raises=AssertionError,
