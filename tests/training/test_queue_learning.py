@@ -10,9 +10,10 @@ images drawn at random (same K, same seed). Each set of corrections is retrained
 fine-tune, scoring and gate), and the candidate it produced names colour and shape on a held-out test split
 from the same generator.
 
-Both claims are asserted: the queue surfaces the model's mistakes, and the corrections it leads to improve
-the model more than random ones. CAPBOT_TEST_QUEUE_SEEDS (default "0", e.g. "0,1,2") runs the comparison per
-retrain seed.
+In `make test`: the queue surfaces the model's mistakes, and the corrections it leads to make a model the
+gate promotes and that does better than the active one. On request (CAPBOT_TEST_QUEUE_CAMPAIGN=1, 13 minutes or
+more): over 20 pools, they improve the model more than as many random corrections, which one pool cannot
+show. CAPBOT_TEST_QUEUE_SEEDS (default "0", e.g. "0,1,2") runs the single-pool test per retrain seed.
 
 Knobs for measuring other pools (docs/retraining.md, "Does it pay?", has what they gave; the assertions are
 about the default pool): CAPBOT_TEST_QUEUE_POOL_SEED (default 41) draws another pool and test split,
@@ -25,8 +26,10 @@ confidence on that many moved views (4 is the GPU's default).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,7 +64,7 @@ VIEWS = int(os.environ.get("CAPBOT_TEST_QUEUE_VIEWS", "0"))
 POOL = 1000  # captioned images waiting for a look
 K = 50  # corrections a reviewer makes: the review budget
 N_TEST = 500
-MIN_GAIN = 0.01  # held-out colour+shape accuracy, queue-driven over random (see the expected failure below)
+MIN_GAIN = 0.01  # held-out colour+shape accuracy, queue-driven over random, averaged over the campaign's pools
 SERVING = GenerationOptions(num_beams=3, num_alternatives=2, confidence_views=VIEWS)  # the bots' CPU default
 POSTER = Origin(platform="slack", workspace="T1", channel="C1", user="poster")
 REVIEWERS = tuple(Origin(platform="slack", workspace="T1", channel="C1", user=f"reviewer{n}") for n in range(3))
@@ -77,13 +80,17 @@ class Pool:
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, trained_tiny_model) -> Pool:
+    return _build_pool(tmp_path_factory.mktemp("queue_pool"), trained_tiny_model, POOL_SEED)
+
+
+def _build_pool(out: Path, trained_tiny_model, pool_seed: int) -> Pool:
+    """Generate the pool and its test split under `out` (seeded by `pool_seed`) and caption the pool."""
     shapes = sorted({scene.main.shape for scene in load_scenes(trained_tiny_model.data_dir, "train").values()})
-    out = tmp_path_factory.mktemp("queue_pool")
-    generate_synthetic(out, n_train=POOL, n_val=4, n_test=N_TEST, seed=POOL_SEED, image_size=64, shapes=shapes)
+    generate_synthetic(out, n_train=POOL, n_val=4, n_test=N_TEST, seed=pool_seed, image_size=64, shapes=shapes)
     if TURN:
-        _turn_images(out, TURN, TURN_SHARE, POOL_SEED)
+        _turn_images(out, TURN, TURN_SHARE, pool_seed)
     if CAST_SHARE:
-        _cast_images(out, CAST_SHARE, POOL_SEED)
+        _cast_images(out, CAST_SHARE, pool_seed)
     items, scenes = load_split(out, "train").items, load_scenes(out, "train")
     data = [item.path.read_bytes() for item in items]
     said = _caption(trained_tiny_model.model_dir, data, SERVING)
@@ -187,8 +194,8 @@ def _accuracy(model_location, dataset: Path) -> float:
     return concept_accuracy(predictions, load_scenes(dataset, "test"))["both"]
 
 
-def _retrained_accuracy(strategy, tmp_path, trained_tiny_model, pool, seed) -> tuple[float, int, int]:
-    """(held-out accuracy of the candidate, wrong captions among the chosen, corrections stored)."""
+def _retrained_accuracy(strategy, tmp_path, trained_tiny_model, pool, seed) -> tuple[float, int, str]:
+    """(held-out accuracy of the candidate, wrong captions among the chosen, the run's status)."""
     root = tmp_path / strategy
     root.mkdir()
     engine, blobs, store, caption_ids = _captioned_store(root, trained_tiny_model.model_dir, pool)
@@ -202,7 +209,7 @@ def _retrained_accuracy(strategy, tmp_path, trained_tiny_model, pool, seed) -> t
             candidate = registry.get_version(session, result.candidate_version)
         print(f"seed {seed} {strategy}: {wrong}/{K} chosen captions wrong, {stored} corrections, "
               f"{result.status} ({result.message})")
-        return _accuracy(candidate.location, pool.dataset), wrong, stored
+        return _accuracy(candidate.location, pool.dataset), wrong, str(result.status)
     finally:
         engine.dispose()
 
@@ -226,22 +233,58 @@ def test_the_queue_surfaces_the_models_mistakes(tmp_path, trained_tiny_model, po
     assert wrong_in_queue >= 2 * expected_at_random
 
 
-# A "more" worth the name must beat the pool-to-pool noise of one retrain, so the assertion asks for one point
-# (5 of the 500 held-out images). Measured 2026-12-03 (pool seed 41, retrain seed 0; fixture trained on an
-# Intel Xeon with AMX): active 0.848, after the queue's 50 corrections (43 of them of wrong captions) 0.888,
-# after 50 random ones (4) 0.866. Before this pool ran, the same setting was measured on 20 other pools fixed
-# in advance (pool seeds 181-219, docs/retraining.md "Does it pay?"): the queue led on 17 of 20, by 1.7 points on
-# average (-0.4 to +3.6), and the gate promoted all 20 of its candidates against 10 random ones. It does not
-# hold everywhere: with every picture like the training data even corrections of wrong captions chosen by an
-# oracle teach no more than random ones (nothing is left to learn from a few), and with the corrections half
-# of the mix instead of a tenth the queue's skewed picks cost the other pictures what they taught (-1.1
-# points against random over 20 pools).
+# Retrained with corrections a tenth of the mix, the queue's picks make a model the gate promotes and that
+# names colour and shape on more held-out pictures than the active one. Measured 2026-12-03 (pool seed 41,
+# retrain seed 0): active 0.848, after the queue's 50 corrections (43 of wrong captions) 0.888, promoted, on a
+# fixture trained on an Intel Xeon with AMX; 0.872 -> 0.876, promoted, on one trained with torch limited to
+# AVX2. Over 20 pools (the campaign below) the gain was -0.4 to +6.0 points, above zero on 19; with
+# corrections half of the mix instead, 12 of 20 candidates scored below the active model and 14 were refused.
 @pytest.mark.parametrize("seed", SEEDS)
-def test_queue_driven_corrections_beat_random_ones(tmp_path, trained_tiny_model, pool, seed):
-    queue, queue_wrong, _ = _retrained_accuracy("queue", tmp_path, trained_tiny_model, pool, seed)
-    rand, random_wrong, _ = _retrained_accuracy("random", tmp_path, trained_tiny_model, pool, seed)
+def test_queue_driven_corrections_improve_the_model(tmp_path, trained_tiny_model, pool, seed):
+    after, wrong, status = _retrained_accuracy("queue", tmp_path, trained_tiny_model, pool, seed)
     before = _accuracy(trained_tiny_model.model_dir, pool.dataset)
-    print(f"seed {seed}: colour+shape on {N_TEST} held-out images: active {before:.3f}, after queue-driven "
-          f"corrections {queue:.3f} ({queue_wrong} wrong captions corrected), after random ones {rand:.3f} "
-          f"({random_wrong})")
-    assert queue >= rand + MIN_GAIN
+    print(f"seed {seed}: colour+shape on {N_TEST} held-out images: active {before:.3f}, after the queue's "
+          f"corrections {after:.3f} ({wrong} wrong captions corrected), {status}")
+    assert status == "promoted"
+    assert after > before
+
+
+CAMPAIGN = os.environ.get("CAPBOT_TEST_QUEUE_CAMPAIGN") == "1"
+CAMPAIGN_POOLS = range(181, 221, 2)  # fixed before the first campaign ran (docs/retraining.md, "Does it pay?")
+
+
+# The issue's claim: corrections from the top of the queue improve the model more than the same number of
+# random corrections. One pool cannot show it: one retrain's result swings by 1-2 points from pool to pool
+# (on pool 41 the queue led by 2.2 points on one fixture and tied on another), so the claim is measured over
+# 20 pools, and asserted as it was written down before the first run: the queue ahead by a point on average
+# and on at least 14 of 20. Run 2026-12-03 (fixture trained on an Intel Xeon with AMX): ahead on 19 of 20,
+# +1.9 points on average (-1.2 to +4.0); queue 0.885, random 0.866, active 0.852 (the script that measured it
+# first, with the cast rounded slightly differently: 17 of 20, +1.7). It took 13 minutes on 2 cores there
+# (about twice that expected without AVX-512), too long for `make test`, so it runs on request:
+#   CAPBOT_TEST_QUEUE_CAMPAIGN=1 pytest -m slow -rP tests/training/test_queue_learning.py
+@pytest.mark.skipif(not CAMPAIGN, reason="a 20-pool campaign (13-30 min); set CAPBOT_TEST_QUEUE_CAMPAIGN=1")
+@pytest.mark.timeout(3 * 3600)
+def test_queue_driven_corrections_beat_random_ones_over_20_pools(tmp_path, trained_tiny_model):
+    jobs = [(trained_tiny_model, tmp_path / f"pool{p}", p) for p in CAMPAIGN_POOLS]
+    workers = max(1, len(os.sched_getaffinity(0)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pools:
+        results = list(pools.map(_compare_on_pool, *zip(*jobs)))
+    gains = [queue - rand for _pool_seed, _before, queue, rand in results]
+    for (pool_seed, before, queue, rand), gain in zip(results, gains):
+        print(f"pool {pool_seed}: active {before:.3f}, queue-driven {queue:.3f}, random {rand:.3f} ({gain:+.3f})")
+    mean = sum(gains) / len(gains)
+    ahead = sum(gain > 0 for gain in gains)
+    print(f"queue minus random over {len(gains)} pools: {mean:+.4f} on average, ahead on {ahead}")
+    assert mean >= MIN_GAIN and ahead >= 14
+
+
+def _compare_on_pool(trained_tiny_model, root: Path, pool_seed: int) -> tuple[int, float, float, float]:
+    """(pool seed, active, queue-driven, random) held-out accuracy on one pool, retrain seed 0; in a worker."""
+    import torch
+
+    torch.set_num_threads(1)
+    root.mkdir(parents=True)
+    pool = _build_pool(root / "pool", trained_tiny_model, pool_seed)
+    queue, _wrong, _status = _retrained_accuracy("queue", root, trained_tiny_model, pool, 0)
+    rand, _wrong, _status = _retrained_accuracy("random", root, trained_tiny_model, pool, 0)
+    return pool_seed, _accuracy(trained_tiny_model.model_dir, pool.dataset), queue, rand
