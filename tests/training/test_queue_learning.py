@@ -32,6 +32,7 @@ import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from PIL import Image
@@ -105,19 +106,22 @@ def _build_pool(out: Path, trained_tiny_model, pool_seed: int) -> Pool:
 def _turn_images(dataset: Path, degrees: float, share: float, seed: int) -> None:
     """Turn a random `share` of the pool's and the test split's images in place, the corners filled with the
     corner's colour."""
-    chance = random.Random(seed)
-    for split in ("train", "test"):
-        for item in load_split(dataset, split).items:
-            if chance.random() >= share:
-                continue
-            with Image.open(item.path) as image:
-                rgb = image.convert("RGB")
-            rgb.rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=rgb.getpixel((0, 0))).save(item.path)
+    _change_images(dataset, share, seed, lambda rgb: rgb.rotate(degrees, resample=Image.Resampling.BILINEAR,
+                                                                fillcolor=rgb.getpixel((0, 0))))
 
 
 def _cast_images(dataset: Path, share: float, seed: int) -> None:
     """Give a random `share` of the pool's and the test split's images a warm colour cast (`CAST`), in place:
     pictures taken under other light than the training data's."""
+    def cast(rgb: Image.Image) -> Image.Image:
+        bands = rgb.split()
+        return Image.merge("RGB", [band.point(lambda v, f=f: min(255, round(v * f))) for band, f in zip(bands, CAST)])
+
+    _change_images(dataset, share, seed, cast)
+
+
+def _change_images(dataset: Path, share: float, seed: int, change: Callable[[Image.Image], Image.Image]) -> None:
+    """Apply `change` in place to a random `share` (drawn with `seed`) of the train and test split's images."""
     chance = random.Random(seed)
     for split in ("train", "test"):
         for item in load_split(dataset, split).items:
@@ -125,8 +129,7 @@ def _cast_images(dataset: Path, share: float, seed: int) -> None:
                 continue
             with Image.open(item.path) as image:
                 rgb = image.convert("RGB")
-            bands = [band.point(lambda v, f=factor: min(255, round(v * f))) for band, factor in zip(rgb.split(), CAST)]
-            Image.merge("RGB", bands).save(item.path)
+            change(rgb).save(item.path)
 
 
 def _caption(model, images, options=None):
