@@ -240,7 +240,7 @@ def test_the_queue_surfaces_the_models_mistakes(tmp_path, trained_tiny_model, po
 # names colour and shape on more held-out pictures than the active one. Measured 2026-12-03 (pool seed 41,
 # retrain seed 0): active 0.848, after the queue's 50 corrections (43 of wrong captions) 0.888, promoted, on a
 # fixture trained on an Intel Xeon with AMX; 0.872 -> 0.876, promoted, on one trained with torch limited to
-# AVX2. Over 20 pools (the campaign below) the gain was -0.4 to +6.0 points, above zero on 19; with
+# AVX2. Over 20 pools (the campaign below) the gain was -0.4 to +5.6 points, above zero on 19; with
 # corrections half of the mix instead, 12 of 20 candidates scored below the active model and 14 were refused.
 @pytest.mark.parametrize("seed", SEEDS)
 def test_queue_driven_corrections_improve_the_model(tmp_path, trained_tiny_model, pool, seed):
