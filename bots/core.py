@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Protocol, Union
 from bots import messages
 from bots.ratelimit import Clock, RateLimiter
 from bots.work_queue import QueueFull, WorkQueue
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.types import Caption, Captioner, GenerationOptions
 
 log = logging.getLogger(__name__)

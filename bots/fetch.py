@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping
 import httpcore
 import httpx
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ def configured_captioner(settings, model: str | None = None, *, device: str | No
     """
     if settings.captioner == "modal":
         if model is not None or device is not None:
-            from capbot.errors import UserError
+            from storage.errors import UserError
 
             what = "--model" if model is not None else "--device"
             raise UserError(f"{what} cannot be used with CAPBOT_CAPTIONER=modal: the deployed GPU class serves "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from capbot.modal_config import ModalPlan
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Iterable, Protocol
 
 from sqlalchemy.engine import make_url
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)

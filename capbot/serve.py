@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from capbot.app import Services, build_web_app
-from capbot.errors import UserError
+from storage.errors import UserError
 from capbot.settings import Settings
 
 log = logging.getLogger(__name__)

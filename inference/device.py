@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Literal
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 if TYPE_CHECKING:
     import torch

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.cpuint8 import int8_products_saturate
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

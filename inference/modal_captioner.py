@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.generation import check_options
 from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image
 from inference.modal_wire import caption_from_wire, options_to_wire

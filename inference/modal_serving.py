@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.generation import check_options
 from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from inference.modal_wire import caption_to_wire, error_to_wire, options_from_wire

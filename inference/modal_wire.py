@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.images import ImageError
 from inference.types import Caption, GenerationOptions
 

@@ -30,7 +30,7 @@ from transformers import (
     VisionEncoderDecoderModel,
 )
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.hub import load_pretrained
 from inference.modeldir import ModelMetadata, make_image_processor, new_metadata, save_model_dir, set_token_ids
 from inference.presets import Preset, decoder_config, encoder_config, get_preset

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from transformers import GPT2Config, ViTConfig
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from storage.feedback import FeedbackRow
 
 FIELDS = ("image_sha256", "image_path", "caption", "model_caption", "platform", "user_id", "correction_id",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 Pair = tuple[Path, str]  # (image file, caption): one training example
 

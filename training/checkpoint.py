@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

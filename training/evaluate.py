@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.types import Captioner, GenerationOptions
 from training.data.coco import CocoCaptions
 

@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

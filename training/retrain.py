@@ -45,7 +45,7 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from inference.types import Captioner
 from storage import feedback as storage_feedback

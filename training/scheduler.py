@@ -14,7 +14,7 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

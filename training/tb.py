@@ -102,7 +102,7 @@ def serve_tensorboard(logdir: str | Path, *, host: str = "127.0.0.1", port: int 
 
     Raises `UserError` when `logdir` does not exist (nothing has been trained there yet).
     """
-    from capbot.errors import UserError
+    from storage.errors import UserError
 
     path = Path(logdir).expanduser()
     if not path.is_dir():

@@ -7,7 +7,7 @@ from typing import Callable
 
 import discord
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 VECTOR_TYPES = ("image/svg+xml",)  # drawings in XML: not something the image processor can decode

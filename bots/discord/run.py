@@ -11,7 +11,7 @@ import discord
 from bots.core import BotCore
 from bots.discord.bot import CapBot, build_intents
 from bots.discord.endpoints import DEFAULT_API_URL, DEFAULT_GATEWAY_URL, apply_endpoints
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from bots import messages
 from bots.core import Reply, ReplyKind
 from bots.slack.blocks import caption_message
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

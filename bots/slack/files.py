@@ -8,7 +8,7 @@ from slack_sdk.errors import SlackApiError
 
 from bots.fetch import FetchRefused, fetch_image_bytes
 from bots.slack.deps import SlackDeps
-from capbot.errors import UserError
+from storage.errors import UserError
 
 
 class SlackFileRefused(UserError):

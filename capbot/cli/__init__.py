@@ -9,7 +9,7 @@ import typer
 from capbot.cli.root import app
 from pydantic import ValidationError
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 # Importing these modules registers their commands on `app` and its groups.
 from capbot.cli import (  # noqa: E402,F401

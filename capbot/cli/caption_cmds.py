@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from capbot.cli.root import app
-from capbot.errors import UserError
+from storage.errors import UserError
 
 
 @app.command("caption")

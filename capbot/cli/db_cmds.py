@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from capbot.cli.root import app, db_app, feedback_app, models_app
-from capbot.errors import UserError
+from storage.errors import UserError
 
 @dataclass(frozen=True)
 class _Store:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from capbot.cli.root import data_app
-from capbot.errors import UserError
+from storage.errors import UserError
 
 
 @data_app.command("coco")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from capbot.cli import main
-from capbot.errors import UserError
+from storage.errors import UserError
 from capbot.modal_deploy import check_checkout
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from tests.fakes.http_files import FileServer, LocalTransport, Route
 from training.data.coco import load_split
 from training.data.coco_download import COCO_PARTS, OFFICIAL_BASE_URL, download_coco

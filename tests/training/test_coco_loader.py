@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.data.coco import find_split, load_coco_captions, load_split, references, training_pairs
 
 

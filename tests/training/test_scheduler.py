@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.scheduler import InvalidCron, JOB_ID, next_run_time, parse_cron, start_scheduler, stop_scheduler
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.data.synthetic import COLOURS, SHAPES, generate_synthetic, load_scenes
 
 

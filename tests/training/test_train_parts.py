@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.collate import IGNORE_INDEX, CaptionCollator, caption_labels
 from training.schedule import lr_factor
 from training.progress import step_bar

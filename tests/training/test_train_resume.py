@@ -130,7 +130,7 @@ def test_a_resumed_run_keeps_its_evaluations_and_its_best_model(tiny_model_dir, 
 
 
 def test_a_new_run_never_replaces_an_existing_directory(tiny_model_dir, synthetic_dataset, tmp_path):
-    from capbot.errors import UserError
+    from storage.errors import UserError
 
     photos = tmp_path / "photos"
     photos.mkdir()

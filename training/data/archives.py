@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.data.download import byte_progress
 
 log = logging.getLogger(__name__)

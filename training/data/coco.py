@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.data.archives import completed_extraction, extract_zip
 from training.data.download import DownloadError, download_file
 

@@ -30,7 +30,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 

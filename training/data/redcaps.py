@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from capbot.errors import UserError
+from storage.errors import UserError
 from training.data.image_fetch import (
     IMAGE_EXTENSIONS,
     FetchedImage,

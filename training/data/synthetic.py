@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from capbot.errors import UserError
+from storage.errors import UserError
 
 SPLITS = ("train", "val", "test")
 # Image ids are unique across splits (as in COCO) and stable when another split grows.

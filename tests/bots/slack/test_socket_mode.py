@@ -13,7 +13,7 @@ from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.slack.app import create_app
 from bots.slack.socket_mode import SocketModeRunner
-from capbot.errors import UserError
+from storage.errors import UserError
 from tests.bots.captioners import ColourCaptioner
 from tests.bots.slack.conftest import LOCAL, TOKEN, file_share
 from tests.fakes.http_images import png_bytes
