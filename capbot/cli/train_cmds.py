@@ -144,5 +144,6 @@ def tensorboard_command(
     from training.tb import serve_tensorboard
 
     url, wait = serve_tensorboard(logdir or get_settings().runs_dir, host=host, port=port)
-    typer.echo(f"TensorBoard at {url} (Ctrl+C to stop)")
+    typer.echo(f"TensorBoard: {url}")  # alone on its line, so it is easy to spot and copy
+    typer.echo("Ctrl+C stops it.", err=True)
     wait()

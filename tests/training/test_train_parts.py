@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
@@ -16,7 +17,7 @@ from storage.errors import UserError
 from training.collate import IGNORE_INDEX, CaptionCollator, caption_labels
 from training.schedule import lr_factor
 from training.progress import step_bar
-from training.tb import caption_grid
+from training.tb import TILE, caption_grid
 from training.train import TrainArgs, read_jsonl_pairs, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -87,10 +88,19 @@ def test_warmup_then_cosine_to_the_floor():
 def test_caption_grid_tiles_images_with_text():
     images = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue", "yellow", "white")]
     grid = caption_grid(images, ["a red circle"] * 5, ["a large red circle on the left"] * 5, columns=4)
-    assert grid.width == 4 * 160 and grid.height > 2 * 160
+    assert grid.width == 4 * TILE and grid.height > 2 * TILE
     assert grid.getpixel((10, 10)) == (255, 0, 0)  # the first tile is the first image
-    text_area = grid.crop((0, 160, 160, 200))
-    assert min(p[0] for p in text_area.getdata()) < 100  # dark caption text was drawn under it
+    text_area = grid.crop((0, TILE, TILE, TILE + 40))
+    assert np.asarray(text_area).min() < 100  # dark caption text was drawn under it
+
+
+def test_caption_grid_text_is_large_enough_to_read():
+    grid = caption_grid([Image.new("RGB", (64, 64), "red")], ["a red circle"], ["a large red circle"], columns=1)
+    under = np.asarray(grid.convert("L"))[TILE:]
+    inked = np.flatnonzero(under.min(axis=1) < 128)  # rows under the image with text in them
+    first_line = np.split(inked, np.flatnonzero(np.diff(inked) > 1) + 1)[0]
+    # "model: a red circle" from its ascenders to its baseline; Pillow's default bitmap font gave 8 pixels.
+    assert len(first_line) >= 12, len(first_line)
 
 
 def test_jsonl_pairs_resolve_relative_paths(tmp_path):
