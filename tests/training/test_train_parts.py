@@ -149,6 +149,38 @@ def test_progress_bar_shows_steps_loss_throughput_and_time_left_on_a_terminal():
     assert not bar.shown and plain.file.getvalue() == ""
 
 
+class _CurrentStderr(logging.Handler):
+    """Like capbot's log handler: writes to whatever sys.stderr is when a record comes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"{record.levelname.lower()} {record.name}: {record.getMessage()}\n")
+
+
+def test_transformers_warnings_print_above_the_bar_not_inside_it():
+    from transformers.utils import logging as hf_logging
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    handler = _CurrentStderr()
+    logging.getLogger().addHandler(handler)
+    warn = hf_logging.get_logger("transformers.modeling_utils")
+    try:
+        with step_bar(0, 10, console=console) as bar:
+            bar.advance(4)
+            warn.warning("We strongly recommend passing in an `attention_mask` since your input_ids may be padded.")
+            bar.advance(1)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = console.file.getvalue().splitlines()
+    said = [line for line in lines if "We strongly recommend" in line]
+    # Printed by the bar's console as a line of its own (above the bar), not written into the bar's line.
+    assert said and all("training" not in line and "steps" not in line for line in said), lines
+    assert said[0].endswith("warning transformers.modeling_utils: We strongly recommend passing in an "
+                            "`attention_mask` since your input_ids may be padded.")
+    # Afterwards transformers logs as it did before.
+    assert logging.getLogger("transformers").propagate is False
+    assert hf_logging._default_handler in logging.getLogger("transformers").handlers
+
+
 class _Stderr(io.StringIO):
     def __init__(self, terminal: bool) -> None:
         super().__init__()
