@@ -21,7 +21,8 @@ from capbot.web.page import page_router
 from capbot.web.v1 import v1_router
 from storage.blobs import BlobStore
 
-API_DESCRIPTION = """Caption images, read and correct captions, and see which model serves them.
+API_DESCRIPTION = """Caption images, read, correct and confirm captions, and see which model serves them. The
+operator's routes (/v1/admin: review queue, model versions, promote, rollback) need the admin key.
 
 Errors are JSON `{"error": {"code": ..., "message": ...}}`: `code` is stable (e.g. `not_image`,
 `private_address`, `too_large`, `rate_limited`, `link`), `message` is for people. When the server has API
