@@ -221,6 +221,8 @@ def queue(
     for item in items:
         confidence = "?" if item.confidence is None else f"{item.confidence:.2f}"
         corrected = "; ".join(item.corrections) + (f" ({item.users} users)" if item.users > 1 else "")
+        if item.confirmations:
+            corrected = f"{corrected} ({item.confirmations} confirmed)".strip()
         table.add_row(f"{item.score:.2f}", confidence, item.caption, corrected, str(item.caption_id),
                       item.url or str(item.image_path))
     Console(width=200).print(table)
@@ -231,7 +233,8 @@ def _queue_json(item) -> dict:  # type: ignore[no-untyped-def]
             "disagreement": round(item.disagreement, 4), "image_sha256": item.image_sha256,
             "image_path": str(item.image_path), "url": item.url, "caption_id": item.caption_id,
             "caption": item.caption, "confidence": item.confidence, "model_version": item.model_version,
-            "corrections": list(item.corrections), "users": item.users, "platform": item.platform,
+            "corrections": list(item.corrections), "confirmations": item.confirmations, "users": item.users,
+            "platform": item.platform,
             "channel_id": item.channel_id,
             "captioned_at": item.captioned_at.isoformat() if item.captioned_at else None}
 
