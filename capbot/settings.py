@@ -19,7 +19,7 @@ DEFAULT_MODEL = "nlpconnect/vit-gpt2-image-captioning"
 
 
 class Settings(BaseSettings):
-    """capbot's configuration; see the README's Configuration section for a table of these fields."""
+    """capbot's configuration; docs/configuration.md has a table of these fields."""
 
     model_config = SettingsConfigDict(
         env_prefix="CAPBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
