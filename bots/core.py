@@ -147,6 +147,7 @@ class BotStore(Protocol):
     def caption_text(self, caption_id: int) -> str | None: ...
     def caption_info(self, caption_id: int) -> CaptionInfo | None: ...
     def add_correction(self, caption_id: int, origin: Origin, text: str) -> CorrectionOutcome: ...
+    def add_confirmation(self, caption_id: int, origin: Origin) -> CorrectionOutcome: ...
     def forget_user(self, platform: str, user: str) -> ForgetCounts: ...
 
 
@@ -254,6 +255,22 @@ class BotCore:
         if outcome.accepted:
             log.info("correction stored", extra={"caption_id": caption_id, "platform": origin.platform})
             return Reply(ReplyKind.DONE, messages.CORRECTION_THANKS, caption_id=caption_id)
+        return Reply(ReplyKind.REFUSED, outcome.message, caption_id=caption_id, reason=outcome.reason)
+
+    def confirm_caption(self, caption_id: int, origin: Origin) -> Reply:
+        """Store the user's word that the caption is right (feedback, like a correction: it counts against the
+        same per-user limit and replaces the user's earlier answer about the image): DONE, REFUSED or BUSY."""
+        decision = self._correction_limiter.check((origin.platform, origin.user))
+        if not decision.allowed:
+            self.observer.rate_limited(origin.platform, "correction")
+            text = messages.corrections_limited(self.correction_rate_limit_per_minute, decision.retry_after_s)
+            return Reply(ReplyKind.BUSY, text, caption_id=caption_id, reason="rate_limited",
+                         retry_after_s=decision.retry_after_s)
+        outcome = self.store.add_confirmation(caption_id, origin)
+        self.observer.correction(origin.platform, outcome.accepted, "confirmed" if outcome.accepted else outcome.reason)
+        if outcome.accepted:
+            log.info("confirmation stored", extra={"caption_id": caption_id, "platform": origin.platform})
+            return Reply(ReplyKind.DONE, messages.CONFIRMATION_THANKS, caption_id=caption_id)
         return Reply(ReplyKind.REFUSED, outcome.message, caption_id=caption_id, reason=outcome.reason)
 
     def _picked_text(self, caption_id: int, typed: str, alternative: int) -> str:

@@ -7,6 +7,7 @@ BUSY = "I'm busy captioning other images right now; please try again shortly."
 RATE_LIMITED = "You've asked for {limit} captions in the last minute; please try again in {seconds} s."
 ERROR = "Sorry, something went wrong while captioning that image. The problem has been logged."
 CORRECTION_THANKS = "Thanks! Your caption was saved and will help the next version of the model."
+CONFIRMATION_THANKS = "Thanks! Noted that this caption is right: that helps the next version of the model too."
 CORRECTION_UNKNOWN = "That caption no longer exists (it may have been forgotten at its author's request)."
 OPTED_OUT = (
     "You're opted out: I won't auto-caption your images and your corrections won't be used for training. "

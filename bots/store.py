@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from bots.core import CaptionInfo, CorrectionOutcome, ForgetCounts, Origin
 from inference.types import Caption, GenerationOptions
-from storage import captions, channels, corrections, events, forget, images
+from storage import captions, channels, confirmations, corrections, events, forget, images
 from storage.blobs import BlobStore
 from storage.db import session_scope
 from storage.errors import CorrectionRefused
@@ -94,6 +94,15 @@ class SqlBotStore:
                 record = corrections.record_correction(
                     session, caption_id=caption_id, user_id=origin.user, text=text, platform=origin.platform
                 )
+        except CorrectionRefused as exc:
+            return CorrectionOutcome(accepted=False, message=exc.message, reason=exc.reason)
+        return CorrectionOutcome(accepted=True, correction_id=record.id)
+
+    def add_confirmation(self, caption_id: int, origin: Origin) -> CorrectionOutcome:
+        try:
+            with session_scope(self.engine) as session:
+                record = confirmations.record_confirmation(session, caption_id=caption_id, user_id=origin.user,
+                                                           platform=origin.platform)
         except CorrectionRefused as exc:
             return CorrectionOutcome(accepted=False, message=exc.message, reason=exc.reason)
         return CorrectionOutcome(accepted=True, correction_id=record.id)

@@ -128,4 +128,4 @@ def build_web_app(services: Services, extra_routers: tuple = ()):
 
     return create_web_app(services.core, WebConfig.from_settings(services.settings), engine=services.engine,
                           model_version=lambda: services.captioner.model_version, metrics=services.metrics,
-                          extra_routers=tuple(extra_routers))
+                          blobs=services.blobs, extra_routers=tuple(extra_routers))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -124,10 +125,21 @@ def bind_web_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what is using it, or choose "
-                        "another address with CAPBOT_PORT / CAPBOT_HOST (or --port / --host)",
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {_bind_advice(exc, port)}",
                         reason="address_unavailable") from None
     return sock
+
+
+def _bind_advice(exc: OSError, port: int) -> str:
+    """What to do about a failed bind, by its cause."""
+    if exc.errno == errno.EADDRINUSE:
+        return "stop what is using it, or choose another port with --port (CAPBOT_PORT)"
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return "ports below 1024 need extra privileges; choose another port with --port (CAPBOT_PORT)"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return ("no network interface of this machine has that address; use --host 127.0.0.1 (this machine only) "
+                "or --host 0.0.0.0 (every interface) (CAPBOT_HOST)")
+    return "choose another address with --host / --port (CAPBOT_HOST / CAPBOT_PORT)"
 
 
 async def serve(services: Services, retrain_job: Callable[[], object] | None = None,

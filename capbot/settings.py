@@ -19,7 +19,7 @@ DEFAULT_MODEL = "nlpconnect/vit-gpt2-image-captioning"
 
 
 class Settings(BaseSettings):
-    """capbot's configuration; see the README's Configuration section for a table of these fields."""
+    """capbot's configuration; docs/configuration.md has a table of these fields."""
 
     model_config = SettingsConfigDict(
         env_prefix="CAPBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the web server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the web server (demo page, API, /slack/events).")
     api_keys: SecretStr | None = Field(None, description="Comma-separated API keys; when set, the /v1 API (and so the page) needs `Authorization: Bearer KEY` and captions are attributed to the key.")
+    admin_key: SecretStr | None = Field(None, description="Key of the operator view (/operator: review queue, model versions, promote and rollback) and its /v1/admin API. Unset: any of CAPBOT_API_KEYS opens it; with neither, the operator view is off.")
     trusted_proxies: str = Field("", description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; empty = use the connecting address.")
     api_max_beams: int = Field(8, ge=1, le=16, description="Most beams a web or API caller may ask for.")
     api_max_new_tokens: int = Field(64, ge=1, le=128, description="Most caption tokens a web or API caller may ask for.")
@@ -208,6 +209,13 @@ class Settings(BaseSettings):
     def api_key_list(self) -> tuple[str, ...]:
         """The configured API keys (empty: the API is open)."""
         return tuple(_split(self.api_keys.get_secret_value())) if self.api_keys else ()
+
+    @property
+    def admin_key_list(self) -> tuple[str, ...]:
+        """The keys that open the operator view: the admin key, else the API keys (empty: it is off)."""
+        if self.admin_key and self.admin_key.get_secret_value().strip():
+            return (self.admin_key.get_secret_value().strip(),)
+        return self.api_key_list
 
     @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

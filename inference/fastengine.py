@@ -26,7 +26,7 @@ from inference.device import EngineConfigError
 from inference.fastcache import META_FILE, ensure_built, state_names
 from inference.fastfiles import generation_settings, load_text_decoder
 from inference.generation import EngineOutput, assemble_captions, in_batches, search_spec
-from inference.hub import ModelLoadError, load_pretrained, looks_like_path
+from inference.hub import load_pretrained, looks_like_path, missing_directory
 from inference.modeldir import has_metadata, load_metadata
 from inference.pixels import PixelSpec, pixel_values
 from inference.search import score_sequences, search
@@ -64,7 +64,7 @@ def resolve_model_dir(source: str | Path) -> Path:
     if looks_like_path(str(source)):
         path = Path(source).expanduser()
         if not path.is_dir():
-            raise ModelLoadError(f"model directory not found: {source}", reason="not_found")
+            raise missing_directory(path)
         return path
     from huggingface_hub import snapshot_download
 

@@ -34,6 +34,15 @@ def looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
 
 
+def missing_directory(path: Path, what: str = "model") -> ModelLoadError:
+    """The error for a `path` that should be a model directory and is not one: a file inside one (say
+    `model.safetensors`) is answered with the directory to pass instead."""
+    if path.is_file():
+        return ModelLoadError(f"{path} is a file; give the {what} directory that holds it: {path.parent}",
+                              reason="not_a_directory")
+    return ModelLoadError(f"{what} directory not found: {path}", reason="not_found")
+
+
 def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **kwargs: Any) -> T:
     """Call `loader(source, **kwargs)` (a `from_pretrained`), raising `ModelLoadError` for user-fixable failures.
 
@@ -43,7 +52,7 @@ def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **k
     if looks_like_path(text):
         path = Path(text).expanduser()
         if not path.is_dir():
-            raise ModelLoadError(f"{what} directory not found: {text}", reason="not_found")
+            raise missing_directory(path, what)
         text = str(path)
     else:
         # Cache first: a model downloaded once loads with no network call (fast start-up, works offline);

@@ -13,6 +13,8 @@ Rules (each refusal is a `CorrectionRefused` with a `.reason` code and a message
 
 Statuses: accepted (new), overridden (the same user on the same platform corrected the same image again
 later, through this caption or another caption of it; the newer one wins), withdrawn (the user took it back).
+A confirmation ("this caption is right", `storage.confirmations`) is the same kind of answer: it overrides the
+user's correction of the image and a later correction overrides it.
 So one user holds at most one accepted correction per image, however many times they upload and correct it;
 export uses the latest accepted correction per image and counts the distinct users behind each.
 """
@@ -69,6 +71,7 @@ class CorrectionRecord:
     status: str  # accepted | withdrawn | overridden
     created_at: datetime
     status_changed_at: datetime | None = None
+    kind: str = "correction"  # or "confirmation": the user said the caption is right (storage.confirmations)
 
 
 def _record(row: Correction) -> CorrectionRecord:
@@ -82,7 +85,13 @@ def _record(row: Correction) -> CorrectionRecord:
         status=row.status,
         created_at=row.created_at,
         status_changed_at=row.status_changed_at,
+        kind=row.kind or "correction",
     )
+
+
+def as_record(row: Correction) -> CorrectionRecord:
+    """A stored row as the record callers get (for modules that store answers of another kind)."""
+    return _record(row)
 
 
 def _refuse(reason: str, message: str) -> CorrectionRefused:

@@ -32,6 +32,9 @@ from storage.clock import as_utc, utcnow
 
 PLATFORMS = ("discord", "slack", "web", "cli")
 CORRECTION_STATUSES = ("accepted", "withdrawn", "overridden")
+# A user's answer about a caption: a better text (correction), or "this caption is right" (confirmation,
+# its text the caption's own). Both are feedback: one accepted answer per user and image, exported alike.
+CORRECTION_KINDS = ("correction", "confirmation")
 VERSION_STATUSES = ("candidate", "active", "retired")
 RUN_STATUSES = ("running", "promoted", "failed", "not_promoted")  # see storage.runs
 
@@ -112,11 +115,13 @@ class Caption(Base):
 
 
 class Correction(Base):
-    """A user's better caption for a model caption; only validated text is ever stored."""
+    """A user's better caption for a model caption, or their confirmation that it is right (`kind`); only
+    validated text is ever stored."""
 
     __tablename__ = "corrections"
     __table_args__ = (
         CheckConstraint(_in("status", CORRECTION_STATUSES), name="status"),
+        CheckConstraint(_in("kind", CORRECTION_KINDS), name="kind"),
         Index(None, "caption_id", "user_id"),
         Index(None, "image_sha256", "status"),
         Index(None, "platform", "user_id"),
@@ -130,6 +135,7 @@ class Correction(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="accepted")
+    kind: Mapped[str] = mapped_column(String(16), default="correction", server_default="correction")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status_changed_at: Mapped[datetime | None] = mapped_column()
 

@@ -4,13 +4,16 @@ Each captioned image gets a score from two signals, both in [0, 1]:
 
     score = uncertainty + disagreement
 
-- uncertainty = 1 - confidence of the image's newest caption (the model's own 0..1 confidence, stored by
-  the bots and the web); a caption stored without one counts as 0.5 (nothing known either way).
+- uncertainty = (1 - confidence of the image's newest caption) / (1 + users who confirmed it), with the
+  model's own 0..1 confidence stored by the bots and the web (a caption stored without one counts as 0.5:
+  nothing known either way). A user saying "this caption is right" (`storage.confirmations`) is evidence the
+  model's own number lacks: one confirmation halves the uncertainty, two divide it by three.
 - disagreement = 1 - (largest group of identical answers) / (number of answers), where the answers are
-  the newest caption and each distinct user's accepted correction of the image (corrections from opted-out
-  users left out; texts compared ignoring case, spacing and final punctuation). No correction: 0. One user
-  correcting the model: 1/2. Three users agreeing on the same correction: 1/4 (settled). Two users each
-  saying something else than the model and each other: 2/3.
+  the newest caption and each distinct user's accepted answer about the image, a correction or a
+  confirmation (answers from opted-out users left out; texts compared ignoring case, spacing and final
+  punctuation). No answer: 0. One user correcting the model: 1/2. Three users agreeing on the same
+  correction: 1/4 (settled). Two users each saying something else than the model and each other: 2/3. One
+  user correcting it and another confirming it: 1/3.
 
 So a confident, uncorrected caption scores near 0 and an unsure caption that users dispute scores near 2.
 Ties go to the newer image. Only the newest caption of each image counts for confidence: older captions may
@@ -47,8 +50,8 @@ class QueueItem:
     caption: str
     model_version: str
     confidence: float | None
-    corrections: tuple[str, ...]  # distinct accepted correction texts, most users first
-    users: int  # distinct users with an accepted correction of this image
+    corrections: tuple[str, ...]  # distinct accepted answers other than the caption (the disputes), most users first
+    users: int  # distinct users with an accepted answer (correction or confirmation) about this image
     uncertainty: float
     disagreement: float
     score: float  # uncertainty + disagreement (see the module docstring)
@@ -56,6 +59,7 @@ class QueueItem:
     channel_id: str | None
     captioned_at: datetime | None
     url: str | None = None  # where a person can see the caption (see `caption_url`), when known
+    confirmations: int = 0  # users whose answer is this caption: they said it is right
 
 
 def disagreement(answers: list[str]) -> float:
@@ -66,9 +70,9 @@ def disagreement(answers: list[str]) -> float:
     return 1.0 - max(counts.values()) / len(answers)
 
 
-def uncertainty(confidence: float | None) -> float:
-    """1 - confidence; `UNKNOWN_CONFIDENCE` stands in for a missing one."""
-    return 1.0 - (UNKNOWN_CONFIDENCE if confidence is None else confidence)
+def uncertainty(confidence: float | None, confirmations: int = 0) -> float:
+    """(1 - confidence) / (1 + confirmations); `UNKNOWN_CONFIDENCE` stands in for a missing confidence."""
+    return (1.0 - (UNKNOWN_CONFIDENCE if confidence is None else confidence)) / (1 + confirmations)
 
 
 def caption_url(*, platform: str, caption_id: int, workspace_id: str | None, channel_id: str | None,
@@ -133,12 +137,14 @@ def _item(caption: Caption, corrections: list[Correction], blobs: BlobStore, pub
     # platform, and the newest one stands when the same user id shows up on two platforms.
     per_user = {(c.platform, c.user_id): c.text for c in corrections}
     texts = list(per_user.values())
-    by_votes = Counter(comparable(t) for t in texts)
+    said = comparable(caption.text)
+    confirmed = sum(1 for text in texts if comparable(text) == said)
+    by_votes = Counter(comparable(t) for t in texts if comparable(t) != said)
     first_spelling = {}
     for text in texts:
         first_spelling.setdefault(comparable(text), text)
     distinct = tuple(first_spelling[key] for key, _ in by_votes.most_common())
-    unsure, disputed = uncertainty(caption.confidence), disagreement([caption.text, *texts])
+    unsure, disputed = uncertainty(caption.confidence, confirmed), disagreement([caption.text, *texts])
     return QueueItem(
         image_sha256=caption.image_sha256,
         image_path=blobs.path(caption.image_sha256),
@@ -156,4 +162,5 @@ def _item(caption: Caption, corrections: list[Correction], blobs: BlobStore, pub
         captioned_at=caption.created_at,
         url=caption_url(platform=caption.platform, caption_id=caption.id, workspace_id=caption.workspace_id,
                         channel_id=caption.channel_id, message_ref=caption.message_ref, public_url=public_url),
+        confirmations=confirmed,
     )

@@ -1,11 +1,14 @@
 """Training progress on a terminal: a live bar of steps, loss, samples/s and time left.
 
 When stderr is not a terminal (CI, Modal, a log file) there is no bar; the training loop's structured
-"train step" log lines carry the same numbers.
+"train step" log lines carry the same numbers. While the bar is drawn, transformers' warnings go through
+Python logging like capbot's own lines, so they print above the bar instead of into it (transformers'
+own handler writes to the stderr it found at import, past the bar's redirection).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 from typing import Iterator
@@ -56,6 +59,24 @@ def step_bar(done: int, total: int, *, console: Console | None = None) -> Iterat
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} samples/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    with _transformers_logs_through_logging(), Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("steps", total=total, completed=done, loss="-", rate="-")
         yield StepBar(progress, task)
+
+
+@contextmanager
+def _transformers_logs_through_logging() -> Iterator[None]:
+    """transformers' log records go to the root logger's handlers instead of its own stderr handler."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # nothing to reroute
+        yield
+        return
+    library = logging.getLogger("transformers")
+    hf_logging.disable_default_handler()  # also sets transformers' own handler up if it was not yet
+    propagated, library.propagate = library.propagate, True
+    try:
+        yield
+    finally:
+        library.propagate = propagated
+        hf_logging.enable_default_handler()

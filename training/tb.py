@@ -5,14 +5,17 @@ Only the main process writes; other ranks get a `NullBoard`, so the training loo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-TILE = 160  # pixels per sample image in the grid
-TEXT_LINES = 4  # caption lines under each tile: predicted (2) and reference (2)
+TILE = 256  # pixels per sample image in the grid
+FONT_PX = 18  # caption text size: readable at TensorBoard's default image size
+LINES_EACH = 3  # caption lines under each tile for the predicted and for the reference caption
+PREDICTED, REFERENCE = (20, 20, 20), (90, 90, 90)  # the model's caption dark, the reference grey
 
 
 class Board(Protocol):
@@ -65,35 +68,40 @@ class TensorBoard:
 
 
 def caption_grid(images: Sequence[Image.Image], predicted: Sequence[str], reference: Sequence[str], *, columns: int = 4) -> Image.Image:
-    """Tile images in rows of `columns`, writing 'P: predicted' and 'R: reference' under each."""
-    font = ImageFont.load_default()
-    line_height = 12
-    cell_h = TILE + TEXT_LINES * line_height + 4
+    """Tile images in rows of `columns`, writing 'model: predicted' and 'ref: reference' under each."""
+    font = ImageFont.load_default(size=FONT_PX)  # Pillow's own scalable font (the bitmap one is ~8 px high)
+    line_height = FONT_PX + 4
+    cell_h = TILE + 2 * LINES_EACH * line_height + 8
     rows = max(1, -(-len(images) // columns))
     grid = Image.new("RGB", (columns * TILE, rows * cell_h), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
+    fits = lambda text: draw.textlength(text, font=font) <= TILE - 8  # noqa: E731
     for i, (image, pred, ref) in enumerate(zip(images, predicted, reference)):
         x, y = (i % columns) * TILE, (i // columns) * cell_h
         grid.paste(image.convert("RGB").resize((TILE, TILE)), (x, y))
-        lines = _wrap("P: " + pred, 2) + _wrap("R: " + ref, 2)
-        for j, line in enumerate(lines):
-            draw.text((x + 2, y + TILE + 2 + j * line_height), line, fill=(0, 0, 0), font=font)
+        lines = [(line, PREDICTED) for line in _wrap("model: " + pred, LINES_EACH, fits)]
+        lines += [(line, REFERENCE) for line in _wrap("ref: " + ref, LINES_EACH, fits)]
+        for j, (line, colour) in enumerate(lines):
+            draw.text((x + 4, y + TILE + 4 + j * line_height), line, fill=colour, font=font)
     return grid
 
 
-def _wrap(text: str, max_lines: int, width: int = 26) -> list[str]:
-    # The default bitmap font is ~6 px per character: 26 characters fit a 160 px tile.
+def _wrap(text: str, max_lines: int, fits) -> list[str]:  # type: ignore[no-untyped-def]
+    """`text` in lines that `fits(line)` accepts, at most `max_lines` (the last one ends in "..." if cut)."""
     lines, current = [], ""
     for word in text.split():
-        if current and len(current) + 1 + len(word) > width:
+        candidate = f"{current} {word}".strip()
+        if current and not fits(candidate):
             lines.append(current)
             current = word
         else:
-            current = f"{current} {word}".strip()
+            current = candidate
     lines.append(current)
     if len(lines) > max_lines:
         lines = lines[:max_lines]
-        lines[-1] = lines[-1][: width - 3] + "..."
+        while lines[-1] and not fits(lines[-1] + "..."):
+            lines[-1] = lines[-1][:-1]
+        lines[-1] += "..."
     return lines
 
 
@@ -110,6 +118,8 @@ def serve_tensorboard(logdir: str | Path, *, host: str = "127.0.0.1", port: int 
                         "or pass --logdir", reason="missing_logdir")
     from tensorboard import program
 
+    # TensorBoard logs about 11 info lines every 5 s (each reload of the logdir): they would bury the URL.
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
     board = program.TensorBoard()
     # --load_fast=false: the in-process Python reader. The Rust data server TensorBoard would otherwise start is
     # a child process that outlives a caller that only stops this thread (it kept logging after the tests).

@@ -26,10 +26,19 @@ from capbot.cli import (  # noqa: E402,F401
 )
 
 
+def command():  # type: ignore[no-untyped-def]
+    """The whole command tree as click runs it, with its help polished (`capbot.cli.helptext`)."""
+    import typer.main
+
+    from capbot.cli.helptext import polish
+
+    return polish(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and exit non-zero, without a traceback."""
     try:
-        app(args=argv, prog_name="capbot", standalone_mode=False)
+        command().main(args=argv, prog_name="capbot", standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -14,7 +14,7 @@ from capbot.cli.root import data_app
 
 @data_app.command("synthetic")
 def synthetic(
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: <data_dir>/datasets/synthetic)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: CAPBOT_DATA_DIR/datasets/synthetic)."),
     train: int = typer.Option(5000, "--train", min=0, help="Images in the train split."),
     val: int = typer.Option(500, "--val", min=0, help="Images in the val split."),
     test: int = typer.Option(500, "--test", min=0, help="Images in the test split."),

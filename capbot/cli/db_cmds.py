@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -85,9 +85,13 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     if not versions:
         typer.echo("no model versions registered; the configured base model serves")
         return
-    table = Table("id", "status", "created", "parent", "metrics", "location")
+    # Ids are what `models promote` takes: never wrapped or cut. Every other cell folds rather than being cut.
+    id_width = max(len(v.id) for v in versions)
+    table = Table(Column("id", no_wrap=True, min_width=id_width), Column("status", no_wrap=True),
+                  Column("created", overflow="fold"), Column("parent", overflow="fold"),
+                  Column("metrics", overflow="fold"), Column("location", overflow="fold"))
     for v in versions:
-        metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}" for k, val in v.metrics.items())
+        metrics = "\n".join(_metric(name, value) for name, value in v.metrics.items())
         status = f"[bold green]{v.status}[/]" if v.status == "active" else v.status
         table.add_row(v.id, status, _when(v.created_at), v.parent_id or "", metrics, v.location)
     Console().print(table)
@@ -124,6 +128,20 @@ def rollback() -> None:
     typer.echo("renames the next retraining applies to the base data: "
                + (", ".join(f"{r.old!r} -> {r.new!r}" for r in kept) or "none"))
     _warn_if_missing(restored.location)
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 feedback row", "3 feedback rows"."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _metric(name: str, value: object) -> str:
+    """One metric for the table: numbers to 4 significant digits, lists (renames) by their length."""
+    if isinstance(value, float):
+        return f"{name}={value:.4g}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"{name}: {len(value)}"
+    return f"{name}={value}"
 
 
 def _warn_if_missing(location: str) -> None:
@@ -165,9 +183,10 @@ def export(
     written = write_feedback_file(screened.rows, out, fmt)
     window = f" since {start.isoformat()}" if start else ""
     counts = screened.counts
-    typer.echo(f"wrote {written} feedback rows{window} to {out} (from {counts.corrections} corrections by "
-               f"{counts.users} agreeing users; set aside: {counts.spam} copy-paste spam, {counts.over_user_cap} "
-               f"beyond the per-user cap, {counts.outvoted} outvoted, {counts.disputed_images} disputed images)")
+    typer.echo(f"wrote {_count(written, 'feedback row')}{window} to {out} (from {_count(counts.corrections, 'correction')} "
+               f"by {_count(counts.users, 'agreeing user')}; set aside: {counts.spam} copy-paste spam, "
+               f"{counts.over_user_cap} beyond the per-user cap, {counts.outvoted} outvoted, "
+               f"{_count(counts.disputed_images, 'disputed image')})")
 
 
 @feedback_app.command("queue")
@@ -202,6 +221,8 @@ def queue(
     for item in items:
         confidence = "?" if item.confidence is None else f"{item.confidence:.2f}"
         corrected = "; ".join(item.corrections) + (f" ({item.users} users)" if item.users > 1 else "")
+        if item.confirmations:
+            corrected = f"{corrected} ({item.confirmations} confirmed)".strip()
         table.add_row(f"{item.score:.2f}", confidence, item.caption, corrected, str(item.caption_id),
                       item.url or str(item.image_path))
     Console(width=200).print(table)
@@ -212,7 +233,8 @@ def _queue_json(item) -> dict:  # type: ignore[no-untyped-def]
             "disagreement": round(item.disagreement, 4), "image_sha256": item.image_sha256,
             "image_path": str(item.image_path), "url": item.url, "caption_id": item.caption_id,
             "caption": item.caption, "confidence": item.confidence, "model_version": item.model_version,
-            "corrections": list(item.corrections), "users": item.users, "platform": item.platform,
+            "corrections": list(item.corrections), "confirmations": item.confirmations, "users": item.users,
+            "platform": item.platform,
             "channel_id": item.channel_id,
             "captioned_at": item.captioned_at.isoformat() if item.captioned_at else None}
 

@@ -13,7 +13,7 @@ from storage.errors import UserError
 
 @data_app.command("coco")
 def coco(
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: <data_dir>/datasets/coco)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: CAPBOT_DATA_DIR/datasets/coco)."),
     parts: str = typer.Option("train2017,val2017,annotations", "--parts",
                               help="Comma-separated parts: train2017, val2017, annotations."),
     base_url: Optional[list[str]] = typer.Option(None, "--base-url",
@@ -45,12 +45,12 @@ def redcaps(
                                                           "of them; repeat for several."),
     hub: Optional[str] = typer.Option(None, "--hub", help="Read annotations from this Hugging Face dataset repo instead."),
     hub_split: str = typer.Option("train", "--hub-split", help="Split of the --hub dataset to read."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: <data_dir>/datasets/redcaps)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: CAPBOT_DATA_DIR/datasets/redcaps)."),
     workers: int = typer.Option(16, "--workers", min=1, max=256, help="Parallel downloads."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds to wait for each image server."),
     retries: int = typer.Option(2, "--retries", min=0, max=10, help="Retries after a timeout or dropped connection."),
     max_bytes: Optional[int] = typer.Option(None, "--max-bytes", min=1,
-                                            help="Largest image file accepted (default: settings max_image_bytes)."),
+                                            help="Largest image file accepted (default: CAPBOT_MAX_IMAGE_BYTES)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test shuffle."),
     ratios: str = typer.Option("0.7,0.1,0.2", "--ratios", help="train,val,test shares of the annotations."),
     subset: str = typer.Option("3500,500,1000", "--subset", help="Images to keep per split (train,val,test), or 'all'."),

@@ -17,11 +17,11 @@ from capbot.cli.root import app
 @app.command("evaluate")
 def evaluate(
     data: Path = typer.Option(..., "--data", help="Dataset directory (synthetic, COCO 2017 or with dataset_coco.json)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model directory or hub id (default: settings.model)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model directory or hub id (default: CAPBOT_MODEL)."),
     split: str = typer.Option("test", "--split", help="Split to score: train, val, test (or val2017 ...)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N images."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per batch (default: settings)."),
-    beams: Optional[int] = typer.Option(None, "--beams", min=1, help="Beam width; 1 = greedy (default: settings)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per batch (default: CAPBOT_BATCH_SIZE)."),
+    beams: Optional[int] = typer.Option(None, "--beams", min=1, help="Beam width; 1 = greedy (default: CAPBOT_NUM_BEAMS)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Longest caption in tokens."),
     meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="Compute METEOR (starts a Java VM, ~9 s)."),
     spice: bool = typer.Option(False, "--spice", help="Also compute SPICE (needs Stanford CoreNLP; skipped with a reason otherwise)."),

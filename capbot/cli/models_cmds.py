@@ -17,7 +17,7 @@ def init(
     preset: str = typer.Option("tiny", "--preset", help="Architecture for parts without a checkpoint: tiny (tests, demos) or base (ViT-B/16 + GPT-2 124M)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="ViT encoder checkpoint (hub id or directory) instead of random weights."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="GPT-2 decoder checkpoint (hub id or directory); cross-attention is added."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer (hub id or directory); default: the decoder's, else a new BPE tokenizer."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer (hub id or directory). (default: the decoder's, else a new BPE tokenizer)"),
     captions: Optional[Path] = typer.Option(None, "--captions", help="Caption text for a new tokenizer: one per line, or a COCO captions JSON."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random weights."),
 ) -> None:

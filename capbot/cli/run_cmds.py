@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -14,18 +15,24 @@ from capbot.settings import get_settings
 
 @app.command()
 def run(
-    host: Optional[str] = typer.Option(None, help="Address to bind (default: CAPBOT_HOST)."),
-    port: Optional[int] = typer.Option(None, help="Port to bind (default: CAPBOT_PORT)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or model directory served until the registry "
+                                        "has an active version (default: CAPBOT_MODEL)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of the database, images, models and "
+                                            "runs (default: CAPBOT_DATA_DIR, else ./capbot-data)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default: CAPBOT_HOST)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port to bind; 0 picks a free one (default: CAPBOT_PORT)."),
 ) -> None:
     """Start capbot: the demo page and API, Slack and Discord when their tokens are set, and the retrain schedule.
 
-    Stops cleanly on Ctrl-C or SIGTERM. Without any bot token it still serves the web page and says which
-    bots are off and why.
+    Every setting is a CAPBOT_* environment variable (or a line of .env); the options here override the most
+    common ones. Stops cleanly on Ctrl-C or SIGTERM. Without any bot token it still serves the web page and
+    says which bots are off and why.
     """
     from capbot.app import build_services
     from capbot.serve import bind_web_socket, serve
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    given = {"model": model, "data_dir": data_dir, "host": host, "port": port}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = get_settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
     sock = bind_web_socket(settings.host, settings.port)  # before the model loads: a busy port fails at once

@@ -135,7 +135,7 @@ app.command("train")(train_command)
 
 @app.command("tensorboard")
 def tensorboard_command(
-    logdir: Optional[Path] = typer.Option(None, "--logdir", help="Directory of runs to show (default: DATA_DIR/runs)."),
+    logdir: Optional[Path] = typer.Option(None, "--logdir", help="Directory of runs to show (default: CAPBOT_DATA_DIR/runs)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
     port: int = typer.Option(6006, "--port", min=0, max=65535, help="Port to serve on (0: any free port)."),
 ) -> None:
@@ -144,5 +144,6 @@ def tensorboard_command(
     from training.tb import serve_tensorboard
 
     url, wait = serve_tensorboard(logdir or get_settings().runs_dir, host=host, port=port)
-    typer.echo(f"TensorBoard at {url} (Ctrl+C to stop)")
+    typer.echo(f"TensorBoard: {url}")  # alone on its line, so it is easy to spot and copy
+    typer.echo("Ctrl+C stops it.", err=True)
     wait()

@@ -13,6 +13,7 @@ from capbot.metrics import Metrics
 from capbot.web.errors import ApiError
 from capbot.web.identity import Caller, Network
 from inference.types import GenerationOptions
+from storage.blobs import BlobStore
 
 PLATFORM = "web"
 
@@ -23,6 +24,7 @@ class WebConfig:
 
     max_image_bytes: int
     api_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()  # open the operator view and /v1/admin; none: both are off
     trusted_proxies: tuple[Network, ...] = ()
     max_beams: int = 8
     max_new_tokens: int = 64
@@ -33,6 +35,7 @@ class WebConfig:
         return cls(
             max_image_bytes=settings.max_image_bytes,
             api_keys=settings.api_key_list,
+            admin_keys=settings.admin_key_list,
             trusted_proxies=settings.trusted_proxy_networks,
             max_beams=settings.api_max_beams,
             max_new_tokens=settings.api_max_new_tokens,
@@ -48,6 +51,7 @@ class WebContext:
     model_version: Callable[[], str]
     engine: Engine | None = None  # readiness and the model registry; None in tests of the page alone
     metrics: Metrics = field(default_factory=Metrics)
+    blobs: BlobStore | None = None  # the stored images: the operator view's thumbnails
 
     @property
     def default_options(self) -> GenerationOptions:

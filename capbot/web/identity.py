@@ -76,6 +76,11 @@ def pseudonym(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:24]}"
 
 
+def bearer_key(request: Request) -> str | None:
+    """The key a request sends as `Authorization: Bearer KEY`, or None."""
+    return _bearer(request)
+
+
 def _bearer(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()

@@ -88,3 +88,55 @@ class ReadyOut(BaseModel):
 
     status: str = Field(..., description="ready or not_ready (then the status code is 503).")
     checks: dict[str, CheckOut]
+
+
+class ConfirmationOut(BaseModel):
+    """A stored confirmation: the caller said the caption is right."""
+
+    caption_id: int
+    status: str = Field(..., description="Always 'accepted' here; refusals are errors with a reason code.")
+    message: str
+
+
+class QueueItemOut(BaseModel):
+    """One image of the review queue (`capbot feedback queue`): its newest caption and what users said."""
+
+    caption_id: int = Field(..., description="The newest caption of the image: corrections and confirmations go here.")
+    caption: str
+    confidence: float | None
+    unsure: bool
+    model_version: str
+    corrections: list[str] = Field(..., description="What users said instead (distinct texts, most users first).")
+    confirmations: int = Field(..., description="Users who said this caption is right.")
+    users: int = Field(..., description="Distinct users who answered about this image.")
+    score: float = Field(..., description="uncertainty + disagreement: higher is more worth a look.")
+    uncertainty: float
+    disagreement: float
+    platform: str
+    captioned_at: datetime | None
+    image_sha256: str = Field(..., description="The image's hash: GET /v1/admin/images/{image_sha256} is a thumbnail.")
+
+
+class QueueOut(BaseModel):
+    """The review queue, highest score first."""
+
+    items: list[QueueItemOut]
+
+
+class VersionPoint(BaseModel):
+    """A model version's gate metrics, for plotting over time."""
+
+    id: str
+    status: str
+    created_at: datetime | None
+    activated_at: datetime | None
+    base_cider: float | None = Field(..., description="CIDEr on the held-out base set (a trained model's "
+                                     "validation CIDEr when it was not retrained).")
+    feedback_cider: float | None = Field(..., description="CIDEr on held-out user corrections (retrained versions).")
+    gate: str | None = Field(..., description="The promotion gate's reason, for retrained versions.")
+
+
+class AdminModelsOut(ModelsOut):
+    """The registry with each version's gate metrics, oldest first, for the operator view's plot."""
+
+    points: list[VersionPoint]

@@ -1,4 +1,4 @@
-"""The /v1 API: caption (file, raw bytes or URL), read a caption, correct it, list model versions."""
+"""The /v1 API: caption (file, raw bytes or URL), read a caption, correct or confirm it, list model versions."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from capbot.web.identity import Caller, identify
 from capbot.web.intake import UrlRequest, read_caption_source
 from capbot.web.schemas import (
     CaptionOut,
+    ConfirmationOut,
     CorrectionIn,
     CorrectionOut,
     ModelsOut,
@@ -110,6 +111,18 @@ def v1_router(ctx: WebContext) -> APIRouter:
         a newer one replaces the older. Refusals say why (`error.code`: link, mention, too_short, ...)."""
         reply = await correct(ctx, who, caption_id, body.text)
         return CorrectionOut(caption_id=caption_id, status="accepted", message=reply.text)
+
+    @router.post("/captions/{caption_id}/confirmations", status_code=201, response_model=ConfirmationOut,
+                 responses=error_responses(401, 404, 429))
+    async def create_confirmation(caption_id: int, who: Caller = caller) -> ConfirmationOut:
+        """Say that one of the caller's captions is right. A confirmation is feedback like a correction:
+        retraining learns from it and the review queue ranks the caption lower. It replaces the caller's
+        correction of the image, and a later correction replaces it."""
+        await ctx.owned_caption(who, caption_id)
+        reply = await asyncio.to_thread(ctx.core.confirm_caption, caption_id, ctx.origin(who))
+        if reply.kind is not ReplyKind.DONE:
+            raise reply_error(reply)
+        return ConfirmationOut(caption_id=caption_id, status="accepted", message=reply.text)
 
     @router.get("/models", response_model=ModelsOut, responses=error_responses(401, 503))
     async def list_models(who: Caller = caller) -> ModelsOut:

@@ -111,6 +111,21 @@ def test_correction_accepted_and_refused(make_core, bot_store):
     assert texts == ["a red square on a white table"]
 
 
+def test_confirmation_is_stored_and_shares_the_correction_limit(make_core, bot_store):
+    core = make_core(correction_rate_limit_per_minute=2)
+    caption_id = result(core.image_posted(ALICE, RED)).caption_id
+    done = core.confirm_caption(caption_id, BOB)
+    assert done.kind is ReplyKind.DONE and "right" in done.text
+    assert core.submit_correction(caption_id, BOB, "a red square on a white table").kind is ReplyKind.DONE
+    limited = core.confirm_caption(caption_id, BOB)
+    assert limited.kind is ReplyKind.BUSY and limited.reason == "rate_limited"
+    missing = core.confirm_caption(caption_id + 999, ALICE)
+    assert missing.kind is ReplyKind.REFUSED and missing.reason == "unknown_caption"
+    with session_scope(bot_store.engine) as session:
+        answers = [(c.kind, c.status) for c in corrections.corrections_for_caption(session, caption_id)]
+    assert answers == [("confirmation", "overridden"), ("correction", "accepted")]
+
+
 def test_caption_by_url_uses_the_safe_fetcher(make_core):
     with ImageServer() as server:
         server.state.image = BLUE

@@ -99,6 +99,27 @@ def _seed_feedback(url, blob_dir):
     return blobs, dog, cat
 
 
+@pytest.mark.parametrize("columns", [80, 120])
+def test_models_list_shows_whole_version_ids(env, capsys, monkeypatch, columns):
+    # The ids `capbot models promote` needs, as training names them, beside long metrics and locations.
+    ids = ["20261207-105805-e80c1a", "20261208-093012-4b7d2f"]
+    engine = _engine(env)
+    assert main(["db", "upgrade"]) == 0
+    with session_scope(engine) as session:
+        for version_id, parent in zip(ids, [None, ids[0]]):
+            metrics = {"cider": 0.8123, "bleu_4": 0.31, "rouge_l": 0.52, "meteor": 0.27, "feedback_cider": 1.234}
+            registry.register_version(session, version_id=version_id, parent_id=parent, metrics=metrics,
+                                      location=f"/srv/capbot/data/models/{version_id}/with/a/long/path")
+    engine.dispose()
+    monkeypatch.setenv("COLUMNS", str(columns))
+    capsys.readouterr()
+    assert main(["models", "list"]) == 0
+    table = capsys.readouterr().out
+    assert all(version_id in table for version_id in ids), table
+    assert "…" not in table  # nothing cut short
+    assert all(line[-1] in "┓┃┩│┘" for line in table.splitlines() if line), table  # nor cut at the edge
+
+
 def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
     assert main(["db", "upgrade"]) == 0
     blobs, dog, cat = _seed_feedback(env, tmp_path / "data" / "blobs")
@@ -114,7 +135,7 @@ def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
         assert [(r["caption"], r["model_caption"]) for r in csv.DictReader(handle)] == [("a tabby cat", "a cat")]
     assert main(["feedback", "export", "--out", str(tmp_path / "g.out"), "--format", "csv",
                  "--since", "2026-02-15"]) == 0
-    assert "wrote 1 feedback rows since 2026-02-15" in capsys.readouterr().out
+    assert "wrote 1 feedback row since 2026-02-15" in capsys.readouterr().out
     assert main(["feedback", "export", "--out", str(tmp_path / "f.txt")]) == 2
     assert main(["feedback", "export", "--out", str(out), "--since", "yesterday"]) == 2
     assert "ISO 8601" in capsys.readouterr().err
@@ -139,8 +160,9 @@ def test_feedback_export_resolves_several_users_and_sets_junk_aside(env, tmp_pat
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (row["image_sha256"], row["caption"], row["users"]) == (ball.image_sha256, "A red ball.", 3)
     assert row["supporters"] == "slack:U1 slack:U2"
-    assert ("wrote 1 feedback rows to" in (said := " ".join(capsys.readouterr().out.split()))
-            and "set aside: 5 copy-paste spam, 0 beyond the per-user cap, 1 outvoted, 0 disputed images" in said)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "wrote 1 feedback row to" in said and "(from 8 corrections by 2 agreeing users;" in said
+    assert "set aside: 5 copy-paste spam, 0 beyond the per-user cap, 1 outvoted, 0 disputed images" in said
     monkeypatch.setenv("CAPBOT_RETRAIN_SPAM_MIN_IMAGES", "6")
     monkeypatch.setenv("CAPBOT_RETRAIN_MAX_IMAGES_PER_USER", "2")
     assert main(["feedback", "export", "--out", str(out)]) == 0

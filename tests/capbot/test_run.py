@@ -61,6 +61,33 @@ def test_run_with_unloadable_model_says_why(tmp_path):
     assert last_line.startswith("error: model directory not found") and "Traceback" not in done.stderr
 
 
+def test_run_takes_the_model_and_data_directory_as_options(tmp_path, tiny_model_dir):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CAPBOT_")}
+    command = [sys.executable, "-m", "capbot", "run", "--model", str(tiny_model_dir), "--data-dir",
+               str(tmp_path / "elsewhere"), "--port", "0"]
+    process = subprocess.Popen(command, cwd=tmp_path, env={**environ, "CAPBOT_DEVICE": "cpu"}, stderr=subprocess.PIPE,
+                               text=True)
+    lines: list[str] = []
+    try:
+        url = wait_for_url(process, lines)
+        serving = httpx.get(url + "v1/models", timeout=10).json()["serving"]
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert serving == json.loads((tiny_model_dir / "capbot.json").read_text())["version"]
+    assert (tmp_path / "elsewhere" / "capbot.db").is_file() and not (tmp_path / "capbot-data").exists()
+
+
+def test_run_on_an_address_no_interface_has_says_so(tmp_path, capsys):
+    from capbot.cli import main
+
+    assert main(["run", "--host", "10.255.255.1", "--port", "0"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.startswith("error: cannot listen on 10.255.255.1:0: ")
+    assert "no network interface of this machine has that address" in said and "stop what is using it" not in said
+
+
 def test_run_on_a_busy_port_says_so_in_one_line(tmp_path):
     import socket
 

@@ -29,7 +29,7 @@ def make_client(services, *, address: str | None = None, **config) -> TestClient
     web_config = WebConfig(max_image_bytes=config.pop("max_image_bytes", settings.max_image_bytes),
                            max_beams=settings.api_max_beams, max_new_tokens=settings.api_max_new_tokens, **config)
     app = create_web_app(services.core, web_config, engine=services.engine, metrics=services.metrics,
-                         model_version=lambda: services.captioner.model_version)
+                         model_version=lambda: services.captioner.model_version, blobs=services.blobs)
     return TestClient(app, client=(address, 50000))
 
 

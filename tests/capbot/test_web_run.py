@@ -1,6 +1,6 @@
 """The web service through `capbot run`, tried as a new user would: limits hold without cookies whatever
 X-Forwarded-For says, a correction flood from one address is one user per image, sizes are capped, and the
-README's curl examples work as written."""
+curl examples in docs/web.md work as written."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from storage import corrections, db, feedback
 from storage.blobs import LocalBlobStore
 from tests.capbot.capbot_server import running_capbot
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+WEB_DOC = Path(__file__).resolve().parents[2] / "docs" / "web.md"
 
 
 def cookie_less(url: str, forwarded_for: str) -> httpx.Client:
@@ -77,10 +77,10 @@ def test_limits_hold_through_capbot_run(tmp_path, tiny_model_dir, photo_bytes):
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_curl_examples_work_as_written(tmp_path, tiny_model_dir):
-    section = README.read_text().split("## HTTP API", 1)[1].split("\n## ", 1)[0]
+def test_the_curl_examples_work_as_written(tmp_path, tiny_model_dir):
+    section = WEB_DOC.read_text().split("### Try it with curl", 1)[1].split("\n#", 1)[0]
     commands = [line for line in section.split("```")[1].splitlines() if line.startswith("curl ")]
-    assert len(commands) == 8
+    assert len(commands) == 9
     import skimage
 
     shutil.copy(Path(skimage.__file__).parent / "data" / "rocket.jpg", tmp_path / "photo.jpg")
@@ -91,13 +91,14 @@ def test_readme_curl_examples_work_as_written(tmp_path, tiny_model_dir):
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, (command, done.stderr)
             outputs.append(done.stdout)
-    upload, raw, by_url, read, correct, models, ready, metrics = outputs
+    upload, raw, by_url, read, correct, confirm, models, ready, metrics = outputs
     first = json.loads(upload)
     assert first["id"] == 1 and first["text"] and 0 <= first["confidence"] <= 1
     assert len(json.loads(raw)["alternatives"]) <= 3
     assert json.loads(by_url)["error"]["code"] in ("unresolvable", "connect_failed", "private_address")  # offline
     assert json.loads(read)["text"] == first["text"]
     assert json.loads(correct)["status"] == "accepted"
+    assert json.loads(confirm)["status"] == "accepted" and "right" in json.loads(confirm)["message"]
     assert json.loads(models)["serving"] == first["model_version"]
     assert json.loads(ready)["status"] == "ready"
     assert 'capbot_captions_total{platform="web"} 2.0' in metrics

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -76,6 +79,26 @@ def test_tensorboard_command_serves_the_runs(cli_run):
     with urllib.request.urlopen(url.rstrip("/") + "/data/runs", timeout=30) as response:
         runs = json.loads(response.read())
     assert any("first" in run for run in runs)
+
+
+def test_tensorboard_command_shows_its_url_without_burying_it(cli_run, tmp_path):
+    _, _, _, run_dir, _ = cli_run
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CAPBOT_")}
+    process = subprocess.Popen([sys.executable, "-m", "capbot", "tensorboard", "--logdir", str(run_dir.parent),
+                                "--port", "0"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        said = process.stdout.readline()
+        url = said.split()[-1] if said.startswith("TensorBoard") else None
+        assert url and url.startswith("http://127.0.0.1:"), said
+        # Once it answers with the run, it has read the logdir: the reload that used to log ~11 info lines.
+        with urllib.request.urlopen(url.rstrip("/") + "/data/runs", timeout=30) as response:
+            assert any("first" in run for run in json.loads(response.read()))
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=30)
+    assert said.strip() == f"TensorBoard: {url}" and "Ctrl" not in url
+    assert "tensorboard:" not in errors, errors
 
 
 def test_tensorboard_without_logs_is_a_user_error(tmp_path, capsys):

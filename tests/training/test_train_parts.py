@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
@@ -16,7 +17,7 @@ from storage.errors import UserError
 from training.collate import IGNORE_INDEX, CaptionCollator, caption_labels
 from training.schedule import lr_factor
 from training.progress import step_bar
-from training.tb import caption_grid
+from training.tb import TILE, caption_grid
 from training.train import TrainArgs, read_jsonl_pairs, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -87,10 +88,19 @@ def test_warmup_then_cosine_to_the_floor():
 def test_caption_grid_tiles_images_with_text():
     images = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue", "yellow", "white")]
     grid = caption_grid(images, ["a red circle"] * 5, ["a large red circle on the left"] * 5, columns=4)
-    assert grid.width == 4 * 160 and grid.height > 2 * 160
+    assert grid.width == 4 * TILE and grid.height > 2 * TILE
     assert grid.getpixel((10, 10)) == (255, 0, 0)  # the first tile is the first image
-    text_area = grid.crop((0, 160, 160, 200))
-    assert min(p[0] for p in text_area.getdata()) < 100  # dark caption text was drawn under it
+    text_area = grid.crop((0, TILE, TILE, TILE + 40))
+    assert np.asarray(text_area).min() < 100  # dark caption text was drawn under it
+
+
+def test_caption_grid_text_is_large_enough_to_read():
+    grid = caption_grid([Image.new("RGB", (64, 64), "red")], ["a red circle"], ["a large red circle"], columns=1)
+    under = np.asarray(grid.convert("L"))[TILE:]
+    inked = np.flatnonzero(under.min(axis=1) < 128)  # rows under the image with text in them
+    first_line = np.split(inked, np.flatnonzero(np.diff(inked) > 1) + 1)[0]
+    # "model: a red circle" from its ascenders to its baseline; Pillow's default bitmap font gave 8 pixels.
+    assert len(first_line) >= 12, len(first_line)
 
 
 def test_jsonl_pairs_resolve_relative_paths(tmp_path):
@@ -137,6 +147,38 @@ def test_progress_bar_shows_steps_loss_throughput_and_time_left_on_a_terminal():
         bar.advance(4)
         bar.show(1.0, 2.0)
     assert not bar.shown and plain.file.getvalue() == ""
+
+
+class _CurrentStderr(logging.Handler):
+    """Like capbot's log handler: writes to whatever sys.stderr is when a record comes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"{record.levelname.lower()} {record.name}: {record.getMessage()}\n")
+
+
+def test_transformers_warnings_print_above_the_bar_not_inside_it():
+    from transformers.utils import logging as hf_logging
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    handler = _CurrentStderr()
+    logging.getLogger().addHandler(handler)
+    warn = hf_logging.get_logger("transformers.modeling_utils")
+    try:
+        with step_bar(0, 10, console=console) as bar:
+            bar.advance(4)
+            warn.warning("We strongly recommend passing in an `attention_mask` since your input_ids may be padded.")
+            bar.advance(1)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = console.file.getvalue().splitlines()
+    said = [line for line in lines if "We strongly recommend" in line]
+    # Printed by the bar's console as a line of its own (above the bar), not written into the bar's line.
+    assert said and all("training" not in line and "steps" not in line for line in said), lines
+    assert said[0].endswith("warning transformers.modeling_utils: We strongly recommend passing in an "
+                            "`attention_mask` since your input_ids may be padded.")
+    # Afterwards transformers logs as it did before.
+    assert logging.getLogger("transformers").propagate is False
+    assert hf_logging._default_handler in logging.getLogger("transformers").handlers
 
 
 class _Stderr(io.StringIO):
