@@ -27,7 +27,7 @@ def load_engine(model: str | Path, *, device: str = "auto", dtype: str = "auto",
     `generate`) or the CPU fast path's `FastEngine` (int8 ONNX Runtime graphs, own decode loop). Only the
     exact engine imports torch and transformers' models."""
     if resolve_mode(precision, device) == "fast":
-        from inference.fastengine import FastEngine
+        from inference.fast.engine import FastEngine
 
         return FastEngine.load(model, batch_size=batch_size, threads=resolve_threads(threads), cache_dir=cache_dir)
     import torch

@@ -23,10 +23,11 @@ from transformers import VisionEncoderDecoderModel
 
 from inference.captioner import LocalCaptioner
 from inference.device import EngineConfigError, resolve_mode, resolve_threads
-import inference.fastcache
-from inference.fastbuild import build as build_conversion
-from inference.fastcache import CACHE_DIRNAME, META_FILE, conversion_recipe, weights_key
-from inference.fastengine import FastEngine
+import inference.fast.cache
+from inference.fast.build import build as build_conversion
+from inference.fast.cache import CACHE_DIRNAME, conversion_recipe, weights_key
+from inference.fast.layout import META_FILE
+from inference.fast.engine import FastEngine
 from inference.types import GenerationOptions
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -86,7 +87,7 @@ def test_new_weights_rebuild_and_the_stale_conversion_goes(fast, model_copy, pho
 def test_each_kind_of_cpu_keeps_its_own_conversion_of_the_same_weights(model_copy, photos, tmp_path, monkeypatch):
     model = Path(shutil.copytree(model_copy, tmp_path / "model"))
     for saturates in (True, False):  # the same folder served by an AVX2-only CPU, then by a VNNI one
-        monkeypatch.setattr(inference.fastcache, "int8_products_saturate", lambda: saturates)
+        monkeypatch.setattr(inference.fast.cache, "int8_products_saturate", lambda: saturates)
         captioner = LocalCaptioner(model, device="cpu", precision="fast", threads=1)
         assert captioner.caption(photos[:1])[0].text
         meta = json.loads((captioner.engine.folder / META_FILE).read_text())

@@ -5,7 +5,7 @@ machinery: the encoder graph computes every layer's cross-attention keys/values 
 decoder graph runs one token per step against a self-attention cache, and `inference.search` makes
 `generate`'s choices in NumPy. Captions go through `inference.generation.assemble_captions`, so text,
 confidence and alternatives mean what they mean on the exact path. Why ONNX Runtime: see
-docs/performance.md. Serving this way never imports torch (`inference.fastfiles`, `inference.pixels`);
+docs/performance.md. Serving this way never imports torch (`inference.fast.files`, `inference.pixels`);
 the conversion runs in a child process that does.
 """
 
@@ -23,8 +23,9 @@ import numpy as np
 from PIL import Image
 
 from inference.device import EngineConfigError
-from inference.fastcache import META_FILE, ensure_built, state_names
-from inference.fastfiles import generation_settings, load_text_decoder
+from inference.fast.cache import ensure_built
+from inference.fast.files import generation_settings, load_text_decoder
+from inference.fast.layout import DECODER_FILE, ENCODER_FILE, META_FILE, state_names
 from inference.generation import EngineOutput, assemble_captions, in_batches, search_spec
 from inference.hub import ModelLoadError, load_pretrained, looks_like_path
 from inference.modeldir import has_metadata, load_metadata
@@ -72,7 +73,7 @@ def resolve_model_dir(source: str | Path) -> Path:
 
 
 class FastEngine:
-    """A converted model (`inference.fastcache`) with its tokenizer and image processor, on the CPU."""
+    """A converted model (`inference.fast.cache`) with its tokenizer and image processor, on the CPU."""
 
     device = SimpleNamespace(type="cpu")
 
@@ -88,8 +89,8 @@ class FastEngine:
         self.version = version
         self.batch_size = batch_size
         self.threads = threads
-        self.encoder = ort_session(folder / "encoder.onnx", threads)
-        self.decoder = ort_session(folder / "decoder.onnx", threads)
+        self.encoder = ort_session(folder / ENCODER_FILE, threads)
+        self.decoder = ort_session(folder / DECODER_FILE, threads)
         self._past_names, self._cross_names, self._present_names = state_names(self.meta["layers"])
         _return_freed_memory()  # the graph files' parse buffers
 
