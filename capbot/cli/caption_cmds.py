@@ -20,17 +20,19 @@ from storage.errors import UserError
 def caption(
     images: list[Path] = typer.Argument(..., help="Image files to caption (JPEG, PNG, GIF, WebP, TIFF, ...)."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or model directory (default: CAPBOT_MODEL)."),
-    beams: Optional[int] = typer.Option(None, "--beams", min=1, max=16, help="1 = greedy; more = beam search (default: CAPBOT_NUM_BEAMS)."),
+    beams: Optional[int] = typer.Option(None, "--beams", min=1, max=16, help="1 = greedy; more = beam search (default: what the server uses, CAPBOT_NUM_BEAMS and at least CAPBOT_NUM_ALTERNATIVES + 1)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, max=128, help="Longest caption in tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image per line."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: CAPBOT_DEVICE)."),
 ) -> None:
-    """Caption image files. Unreadable images print `error: PATH: REASON`; the rest are still captioned."""
-    from capbot.captioning import configured_captioner, generation_options
+    """Caption image files. Unreadable images print `error: PATH: REASON`; the rest are still captioned.
+
+    By default an image gets the caption the web API and the bots give it (the same captioner spec)."""
+    from capbot.captioning import captioner_spec, configured_captioner
     from capbot.settings import get_settings
 
     settings = get_settings()
-    options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
+    spec = captioner_spec(settings).with_choices(beams=beams, max_new_tokens=max_new_tokens)
     console = Console(stderr=True)
     if not any(path.is_file() for path in images):
         # Nothing to caption: say so per file without first loading (or downloading) a model.
@@ -39,8 +41,8 @@ def caption(
         raise SystemExit(1)
     source = f"Modal app {settings.modal_app_name}" if settings.captioner == "modal" else (model or settings.model)
     with console.status(f"loading model {source}"):
-        captioner = configured_captioner(settings, model, device=device, options=options)
-    failed = _caption_files(captioner, images, options, console, as_json, settings.batch_size)
+        captioner = configured_captioner(settings, spec, model, device=device)
+    failed = _caption_files(captioner, images, spec.options, console, as_json, spec.batch_size)
     if failed:
         raise SystemExit(1)
 

@@ -1,7 +1,7 @@
 """Convert a model directory into the fast path's ONNX graphs: `python -m inference.fast.build MODEL_DIR OUT_DIR`.
 
 Run by `inference.fast.cache` in a child process. Steps:
-1. load the fp32 model from the directory (the one format capbot saves);
+1. load the fp32 model from the directory (`inference.ved.load_model`, as the exact engine does);
 2. export `EncoderGraph` and `DecoderStep` (`inference.fast.graph`) with the TorchScript exporter
    (`dynamo=False`, opset 17; optimum's exporters pin transformers below 5);
 3. quantise every weight matrix to int8, attention products and softmax stay fp32:
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from transformers import VisionEncoderDecoderModel
 
+from inference import ved
 from inference.fast.graph import DecoderStep, EncoderGraph
 from inference.fast.layout import DECODER_FILE, ENCODER_FILE, META_FILE, state_names
 
@@ -95,7 +96,7 @@ def build(model_dir: Path, out_dir: Path, *, quantize: bool = True, reduce_range
     """Export (and quantise) `model_dir`'s model into `out_dir`; returns what fast.json records.
     `reduce_range`: the encoder's int8 weights in 7 bits (for CPUs whose int8 products saturate)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = VisionEncoderDecoderModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = ved.load_model(model_dir, dtype=torch.float32)
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / "fp32" if quantize else out_dir
     raw.mkdir(exist_ok=True)
