@@ -103,7 +103,8 @@ def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int)
 
     encoded = BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_best, dim=0))
     inputs = ids[:, :-1]
-    logits = model(encoder_outputs=encoded, decoder_input_ids=inputs, decoder_attention_mask=_until_eos(inputs, eos_id)).logits
+    logits = model(encoder_outputs=encoded, decoder_input_ids=inputs,
+                   decoder_attention_mask=_until_eos(inputs, eos_id)).logits
     chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
     rows = []
     for row_ids, row_logprobs in zip(ids[:, 1:].tolist(), chosen.tolist()):

@@ -145,3 +145,12 @@ def test_confidence_views_out_of_range_are_a_user_error(engine, photos):
         with pytest.raises(EngineConfigError, match="confidence views must be 0 to 4") as raised:
             engine.generate(photos[:1], GenerationOptions(confidence_views=views))
         assert raised.value.reason == "bad_options"
+
+
+def test_the_scoring_pass_masks_what_follows_each_captions_end():
+    from inference.generation import _until_eos
+
+    start = eos = 9  # GPT-2: one token starts, ends and pads
+    inputs = torch.tensor([[start, 4, eos, eos, eos], [start, 4, 5, 6, 7], [start, eos, eos, eos, eos]])
+    assert _until_eos(inputs, eos).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert _until_eos(inputs[:, :1], eos).tolist() == [[1], [1], [1]]
