@@ -64,9 +64,11 @@ class Capbot:
 
     def __init__(self, model_dir: Path, precision: str, threads: int) -> None:
         from inference.captioner import LocalCaptioner
+        from inference.spec import CaptionerSpec
 
         self.name = f"capbot {precision}"
-        self.captioner = LocalCaptioner(model_dir, device="cpu", precision=precision, threads=threads, batch_size=32)
+        self.captioner = LocalCaptioner(model_dir, CaptionerSpec(device="cpu", precision=precision, threads=threads,
+                                                                 batch_size=32))
 
     def caption(self, jpegs: list[bytes], beams: int) -> list[str]:
         from inference.types import GenerationOptions

@@ -25,6 +25,7 @@ OPTION_SETS = {
 
 def run(model_dir: Path, data_dir: Path) -> dict:
     from inference.captioner import LocalCaptioner
+    from inference.spec import CaptionerSpec
     from inference.types import GenerationOptions
     from training.data.coco import load_split
     from training.evaluate import score_captions
@@ -32,7 +33,7 @@ def run(model_dir: Path, data_dir: Path) -> dict:
     test = load_split(data_dir, "test")
     images = [item.path.read_bytes() for item in test.items]
     references = {item.image_id: list(item.captions) for item in test.items}
-    captioners = {mode: LocalCaptioner(model_dir, device="cpu", precision=mode, threads=1, batch_size=50)
+    captioners = {mode: LocalCaptioner(model_dir, CaptionerSpec(device="cpu", precision=mode, threads=1, batch_size=50))
                   for mode in ("exact", "fast")}
     rows = []
     for name, kwargs in OPTION_SETS.items():

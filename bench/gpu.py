@@ -1,7 +1,7 @@
 """GPU benchmarks, plain Hugging Face on the same card in the same run (`make bench-gpu`).
 
 1. Batch-1 latency, greedy, 16 tokens: plain HF fp32 `generate`, HF bf16 with a static cache, and
-   `inference.gpuloop.StaticGreedy` (bf16, static KV cache, one CUDA graph per step).
+   `bench.gpuloop.StaticGreedy` (bf16, static KV cache, one CUDA graph per step).
 2. Throughput from JPEG bytes, greedy, 16 tokens: JPEGs decoded on the GPU with torchvision's nvJPEG
    when torchvision imports (PIL in a thread pool otherwise), resized and normalised on the device,
    captioned by StaticGreedy at a large batch; against plain HF from PIL images (ViTImageProcessor +
@@ -66,7 +66,7 @@ def load(model_dir: Path, device, dtype):
 
 
 def static_greedy(model, batch: int):
-    from inference.gpuloop import StaticGreedy
+    from bench.gpuloop import StaticGreedy
 
     gen = model.generation_config
     return StaticGreedy(model, batch, NEW_TOKENS, start_id=gen.decoder_start_token_id, eos_id=gen.eos_token_id,
@@ -165,7 +165,7 @@ def check_tokens(model_dir: Path) -> bool:
     import numpy as np
     import torch
 
-    from inference.fastgraph import DecoderStep, EncoderGraph, empty_past
+    from inference.fast.graph import DecoderStep, EncoderGraph, empty_past
     from inference.generation import search_spec
     from inference.search import search
     from inference.types import GenerationOptions

@@ -4,7 +4,7 @@ schedule from `Settings` and wires them together. Everything else takes plain ar
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Callable
@@ -14,11 +14,12 @@ from sqlalchemy import Engine
 from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
 from bots.store import SqlBotStore
-from capbot.captioning import generation_options, modal_captioner, serving_captioner
+from capbot.captioning import captioner_spec, modal_captioner, serving_captioner
 from capbot.follow import RegistryFollower
 from capbot.metrics import Metrics
 from capbot.settings import Settings
-from inference.types import Captioner, GenerationOptions
+from inference.spec import CaptionerSpec
+from inference.types import Captioner
 from storage import db, events, registry
 from storage.blobs import LocalBlobStore
 
@@ -32,6 +33,7 @@ class Services:
     settings: Settings
     engine: Engine
     blobs: LocalBlobStore
+    spec: CaptionerSpec  # how captions are made; the scheduled retraining's gate scores with it too
     captioner: Captioner
     core: BotCore
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -52,24 +54,13 @@ def serving_model(engine: Engine, settings: Settings) -> str:
     return active.location if active else settings.model
 
 
-def build_captioner(settings: Settings, model: str) -> Captioner:
-    """The configured `Captioner`: in-process on `model` (default), or the deployed Modal class, which
-    follows the registry itself (so no `RegistryFollower` is started for it) and is looked up at once, so
-    missing credentials or a missing deployment stop `capbot run` with one line."""
+def build_captioner(settings: Settings, spec: CaptionerSpec, model: str) -> Captioner:
+    """The configured `Captioner` made as `spec` says: in-process on `model` (default), or the deployed Modal
+    class, which follows the registry itself (so no `RegistryFollower` is started for it) and is looked up
+    at once, so missing credentials or a missing deployment stop `capbot run` with one line."""
     if settings.captioner == "modal":
-        return modal_captioner(settings).check()
-    return serving_captioner(settings, model)
-
-
-def serving_options(settings: Settings) -> GenerationOptions:
-    """What the bots and the web caption with: the settings' defaults, offering `num_alternatives` other
-    captions, with enough beams for them (alternatives are the beam search's n-best), and scoring each
-    caption's confidence on `confidence_views` views of the image (None: the captioner's device decides,
-    `inference.views.views_for`)."""
-    alternatives = settings.num_alternatives
-    base = generation_options(settings)
-    return replace(base, num_beams=max(base.num_beams, alternatives + 1), num_alternatives=alternatives,
-                   confidence_views=settings.confidence_views)
+        return modal_captioner(settings, spec).check()
+    return serving_captioner(settings, spec, model)
 
 
 EVENT_MEMORY = timedelta(days=7)  # Slack and Discord stop retrying a delivery within hours
@@ -93,7 +84,8 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
     forget_old_events(engine)
     blobs = blobs or LocalBlobStore(settings.blob_dir)
     model = serving_model(engine, settings)
-    captioner = captioner or build_captioner(settings, model)
+    spec = captioner_spec(settings)
+    captioner = captioner or build_captioner(settings, spec, model)
     metrics = Metrics()
     core = BotCore(
         captioner,
@@ -104,7 +96,7 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
             timeout_s=settings.fetch_timeout_s,
             max_redirects=settings.fetch_max_redirects,
         ),
-        options=serving_options(settings),
+        options=spec.options,
         workers=settings.workers,
         queue_size=settings.queue_size,
         rate_limit_per_minute=settings.rate_limit_per_minute,
@@ -113,7 +105,7 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
         observer=metrics,
     )
     metrics.watch_queue(core.queue_depth)
-    services = Services(settings, engine, blobs, captioner, core, metrics=metrics)
+    services = Services(settings, engine, blobs, spec, captioner, core, metrics=metrics)
     if hasattr(captioner, "reload"):
         follower = RegistryFollower(captioner, partial(serving_model, engine, settings), current=model,
                                     interval_s=settings.registry_poll_s).start()

@@ -1,57 +1,57 @@
-"""Settings to captioning objects: the one place CLI commands and the server turn `Settings` into a captioner."""
+"""Settings to captioning objects: `captioner_spec` is the one place `Settings` become a `CaptionerSpec`; the
+server, `capbot caption`, `capbot evaluate`, retraining and the Modal classes build their captioners from it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from inference.spec import CaptionerSpec
 from inference.types import GenerationOptions
 
 
-def generation_options(settings, *, num_beams: int | None = None, max_new_tokens: int | None = None) -> GenerationOptions:
-    """The decoding defaults from settings, with optional per-command overrides."""
-    return GenerationOptions(
-        num_beams=num_beams or settings.num_beams,
-        max_new_tokens=max_new_tokens or settings.max_new_tokens,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+def captioner_spec(settings) -> CaptionerSpec:
+    """How captions are made, from settings: the local engine's device, dtype, engine mode, threads and batch,
+    the intake's limits, and what is served. Served captions offer `num_alternatives` other captions, so
+    the search has at least that many + 1 beams (alternatives are its n-best), and each caption's
+    confidence is scored on `confidence_views` views (None: the device decides, `inference.views.views_for`)."""
+    alternatives = settings.num_alternatives
+    options = GenerationOptions(num_beams=max(settings.num_beams, alternatives + 1), max_new_tokens=settings.max_new_tokens,
+                                no_repeat_ngram_size=settings.no_repeat_ngram_size, num_alternatives=alternatives,
+                                confidence_views=settings.confidence_views)
+    return CaptionerSpec(
+        device=settings.device, dtype=settings.dtype, precision=settings.precision, threads=settings.threads,
+        batch_size=settings.batch_size, options=options, max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        cache_dir=settings.data_dir / "cache" / "fast",  # fast conversions of a read-only model directory
     )
 
 
-def local_captioner(settings, model: str | None = None, *, device: str | None = None,
-                    batch_size: int | None = None, options: GenerationOptions | None = None):
-    """An in-process `LocalCaptioner` configured from settings (model, device, dtype, precision mode,
-    threads, batch, image limits); fast-path conversions of a read-only model go under data_dir/cache."""
+def local_captioner(spec: CaptionerSpec, model: str):
+    """An in-process `LocalCaptioner` of `model` (hub id or directory) made as `spec` says."""
     from inference.captioner import LocalCaptioner
 
-    return LocalCaptioner(
-        model or settings.model,
-        device=device or settings.device,
-        dtype=settings.dtype,
-        precision=settings.precision,
-        threads=settings.threads,
-        cache_dir=settings.data_dir / "cache" / "fast",
-        batch_size=batch_size or settings.batch_size,
-        max_image_bytes=settings.max_image_bytes,
-        max_image_pixels=settings.max_image_pixels,
-        default_options=options or generation_options(settings),
-    )
+    return LocalCaptioner(model, spec)
 
 
-def modal_captioner(settings, *, options: GenerationOptions | None = None, lookup=None):
-    """A `ModalCaptioner` calling the GPU class of the deployed app named in settings (nothing is sent yet)."""
+def modal_captioner(settings, spec: CaptionerSpec, *, lookup=None):
+    """A `ModalCaptioner` calling the GPU class of the deployed app named in settings (nothing is sent yet);
+    a call without options of its own asks for `spec.options`, as a local captioner would."""
     from capbot.modal_config import CAPTION_CLASS
     from inference.modal_captioner import ModalCaptioner, deployed_class
 
     return ModalCaptioner(
         settings.modal_app_name, CAPTION_CLASS,
         timeout_s=settings.modal_call_timeout_s,
-        max_image_bytes=settings.max_image_bytes,
-        max_image_pixels=settings.max_image_pixels,
-        default_options=options or generation_options(settings),
+        max_image_bytes=spec.max_image_bytes,
+        max_image_pixels=spec.max_image_pixels,
+        default_options=spec.options,
         lookup=lookup or deployed_class,
     )
 
 
-def configured_captioner(settings, model: str | None = None, *, device: str | None = None,
-                         batch_size: int | None = None, options: GenerationOptions | None = None):
-    """The captioner CAPBOT_CAPTIONER chooses: in-process (`model`, or settings.model) or the deployed Modal class.
+def configured_captioner(settings, spec: CaptionerSpec, model: str | None = None, *, device: str | None = None):
+    """The captioner CAPBOT_CAPTIONER chooses: in-process (`model`, or settings.model; `device` over the
+    spec's) or the deployed Modal class.
 
     The Modal class always serves the registry's active version, so asking it for another model is refused.
     """
@@ -62,16 +62,16 @@ def configured_captioner(settings, model: str | None = None, *, device: str | No
             what = "--model" if model is not None else "--device"
             raise UserError(f"{what} cannot be used with CAPBOT_CAPTIONER=modal: the deployed GPU class serves "
                             "the registry's active version", reason="modal_fixed_model")
-        return modal_captioner(settings, options=options)
-    return local_captioner(settings, model, device=device, batch_size=batch_size, options=options)
+        return modal_captioner(settings, spec)
+    return local_captioner(replace(spec, device=device) if device else spec, model or settings.model)
 
 
-def serving_captioner(settings, model: str | None = None):
+def serving_captioner(settings, spec: CaptionerSpec, model: str):
     """The server's local captioner: `local_captioner`, with micro-batching of concurrent requests
     unless CAPBOT_BATCH_WAIT_MS is 0."""
-    captioner = local_captioner(settings, model)
+    captioner = local_captioner(spec, model)
     if settings.batch_wait_ms <= 0:
         return captioner
     from inference.batching import BatchingCaptioner
 
-    return BatchingCaptioner(captioner, max_images=settings.batch_size, wait_ms=settings.batch_wait_ms)
+    return BatchingCaptioner(captioner, max_images=spec.batch_size, wait_ms=settings.batch_wait_ms)

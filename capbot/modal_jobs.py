@@ -7,7 +7,7 @@ state Dict, `spawn`) arrive as arguments, so tests pass local stand-ins. Heavy i
 functions: the Modal app modules import this module where `modal deploy` runs.
 
 Library calls this glue depends on (reconcile them when their owners change them):
-`capbot.app.build_services`/`serving_model`, `capbot.captioning.local_captioner`/`modal_captioner`,
+`capbot.app.build_services`/`serving_model`, `capbot.captioning.captioner_spec`/`local_captioner`/`modal_captioner`,
 `capbot.cli.retrain_cmds.retrain_config`, `training.retrain.retrain`/`default_trainer`,
 `training.train.train(TrainArgs)`, `training.evaluate.evaluate_model`, `training.data.coco_download.download_coco`,
 `training.data.redcaps.build_redcaps`, `storage.registry`, `bots.discord.run.run_discord_bot`,
@@ -96,17 +96,19 @@ def _reload(volume: Any, what: str) -> None:
 
 def start_caption_server(models_volume: Any) -> Any:
     """The GPU class's per-container state: the active version loaded, ready to follow the registry."""
+    from dataclasses import replace
     from functools import partial
 
     from capbot.app import serving_model
-    from capbot.captioning import local_captioner
+    from capbot.captioning import captioner_spec, local_captioner
     from inference.modal_serving import CaptionServer
 
     settings, plan = container_settings(), ModalPlan.current()
     engine = _migrated_engine(settings)
     files = VolumeModelFiles(models_volume, settings.models_dir, stage_dir=settings.data_dir / "staged-models")
+    spec = replace(captioner_spec(settings), batch_size=plan.batch_size)  # the GPU batch the deploy planned
     return CaptionServer(
-        lambda location: local_captioner(settings, location, batch_size=plan.batch_size),
+        lambda location: local_captioner(spec, location),
         partial(serving_model, engine, settings),
         prepare=files.prepare,
         poll_s=plan.registry_poll_s, max_image_bytes=settings.max_image_bytes,
@@ -118,10 +120,10 @@ def start_caption_server(models_volume: Any) -> Any:
 
 def _services(settings: Any, blobs_volume: Any) -> Any:
     from capbot.app import build_services
-    from capbot.captioning import modal_captioner
+    from capbot.captioning import captioner_spec, modal_captioner
 
     blobs = CommittingBlobStore(settings.blob_dir, blobs_volume)
-    return build_services(settings, captioner=modal_captioner(settings), blobs=blobs)
+    return build_services(settings, captioner=modal_captioner(settings, captioner_spec(settings)), blobs=blobs)
 
 
 def web_app(blobs_volume: Any) -> Any:
@@ -298,7 +300,9 @@ def train_model(runs_volume: Any, models_volume: Any, *, data: str, name: str, m
 
 def evaluate(*, model: str, data: str, split: str, limit: int) -> dict:
     """COCO caption metrics of a model directory (default: the active version) on a dataset split."""
-    from capbot.captioning import local_captioner
+    from dataclasses import replace
+
+    from capbot.captioning import captioner_spec, local_captioner
     from training.data.coco import load_split
     from training.evaluate import evaluate_model
 
@@ -306,7 +310,8 @@ def evaluate(*, model: str, data: str, split: str, limit: int) -> dict:
     engine = _migrated_engine(settings)
     dataset = load_split(_dataset_path(settings, data), split)
     dataset = dataset.subset(limit) if limit else dataset
-    captioner = local_captioner(settings, model or _active_or_base(engine, settings), batch_size=64)
+    spec = replace(captioner_spec(settings).scoring(), batch_size=64)  # as `capbot evaluate`, GPU-sized batches
+    captioner = local_captioner(spec, model or _active_or_base(engine, settings))
     try:
         report = evaluate_model(captioner, dataset, batch_size=64)
     finally:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(10.0, ge=0, le=1000, description="Micro-batching: how long a caption request waits for concurrent ones to share its forward pass (up to batch_size images); 0 = off.")
 
     # --- generation defaults ---
-    num_beams: int = Field(1, ge=1, le=16, description="1 = greedy search; >1 = beam search.")
+    num_beams: int = Field(1, ge=1, le=16, description="Beam width of captions (1 = greedy); served captions search with at least num_alternatives + 1 beams, so the default serves 3 (docs/models.md).")
     max_new_tokens: int = Field(24, ge=1, le=128, description="Upper bound on caption length in tokens.")
     no_repeat_ngram_size: int = Field(3, ge=0, le=10, description="Forbid repeating n-grams of this size (0 = off).")
     num_alternatives: int = Field(2, ge=0, le=9, description="Other captions offered with each served caption (beam search n-best, shown in correction forms); serving searches with at least this + 1 beams.")

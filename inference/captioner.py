@@ -1,4 +1,5 @@
-"""`LocalCaptioner`: the in-process `Captioner`, with a model swap that never drops a request."""
+"""`LocalCaptioner`: the in-process `Captioner`, built from a `CaptionerSpec`, with a model swap that never
+drops a request; `load_engine`: which engine a model and a spec get."""
 
 from __future__ import annotations
 
@@ -10,68 +11,69 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from inference.device import resolve_mode, resolve_threads, runs_on_cpu
-from inference.generation import check_options
-from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from inference.device import resolve_mode, resolve_threads
+from inference.engine import Engine
+from inference.families import family_of
+from inference.hub import looks_like_path, model_directory
+from inference.modeldir import version_of
 from inference.pixels import decode_image
+from inference.spec import CaptionerSpec
 from inference.types import Caption, GenerationOptions, ImageInput
 
 log = logging.getLogger(__name__)
 
-EngineLoader = Callable[..., Any]  # (model, *, device, dtype, batch_size, precision, threads, cache_dir) -> engine
+EngineLoader = Callable[[str | Path, CaptionerSpec], Engine]
 
 
-def load_engine(model: str | Path, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                precision: str = "exact", threads: int = 0, cache_dir: Path | None = None) -> Any:
-    """The engine for `precision` (`inference.device.resolve_mode`): the exact `CaptionEngine` (plain
-    `generate`) or the CPU fast path's `FastEngine` (int8 ONNX Runtime graphs, own decode loop). Only the
-    exact engine imports torch and transformers' models."""
-    if resolve_mode(precision, device) == "fast":
-        from inference.fastengine import FastEngine
+def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
+    """The engine for `model` (hub id or directory) under `spec`: the model's family (`inference.families`),
+    then the spec's engine mode (`inference.device.resolve_mode`): the exact engine (plain `generate`) or
+    the CPU fast path (int8 ONNX Runtime graphs, own decode loop). Only the exact engine imports torch and
+    transformers' models. The version is capbot.json's id when the directory has one, else `model` itself."""
+    model_dir = model_directory(model)
+    family_of(model_dir, spec.family)  # the one family today: a model of another is refused here
+    version = version_of(model_dir, model)
+    if resolve_mode(spec.precision, spec.device) == "fast":
+        from inference.fast.engine import FastEngine
 
-        return FastEngine.load(model, batch_size=batch_size, threads=resolve_threads(threads), cache_dir=cache_dir)
-    import torch
+        return FastEngine.load(model_dir, version=version, batch_size=spec.batch_size,
+                               threads=resolve_threads(spec.threads), cache_dir=spec.cache_dir,
+                               beside=looks_like_path(str(model)))
+    from inference.exact import ExactEngine
 
-    from inference.engine import CaptionEngine
-
-    if threads and runs_on_cpu(device):
-        torch.set_num_threads(resolve_threads(threads))  # 0: leave torch's own choice (all cores) alone
-    return CaptionEngine.load(model, device=device, dtype=dtype, batch_size=batch_size)
+    return ExactEngine.load(model_dir, version=version, device=spec.device, dtype=spec.dtype,
+                            batch_size=spec.batch_size, threads=spec.threads)
 
 
 class LocalCaptioner:
-    """Captions images with a model loaded in this process (CPU or GPU).
+    """Captions images with a model loaded in this process (CPU or GPU), as `spec` says.
 
-    `model` is a hub id or a model directory. `reload` swaps in another model while requests keep being
-    served: a request holds the engine it started with, so an in-flight batch finishes on the old model.
-    `precision` is exact (plain `generate`, today's fp32 tokens), fast (CPU: int8 ONNX Runtime) or auto
-    (fast on CPU); `threads` is the intra-op thread count (0: `inference.device.resolve_threads`);
-    `cache_dir` is where fast conversions go when the model directory is read-only.
+    `model` is a hub id or a model directory. `reload` swaps in another model, under the same spec, while
+    requests keep being served: a request holds the engine it started with, so an in-flight batch finishes
+    on the old model. A caption call without options gets `spec.options`.
     """
 
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        batch_size: int = 8,
-        max_image_bytes: int = DEFAULT_MAX_BYTES,
-        max_image_pixels: int = DEFAULT_MAX_PIXELS,
-        default_options: GenerationOptions | None = None,
-        precision: str = "exact",
-        threads: int = 0,
-        cache_dir: Path | None = None,
-        engine_loader: EngineLoader = load_engine,
-    ) -> None:
-        self.device, self.dtype, self.batch_size = device, dtype, batch_size
-        self._engine_args = {"precision": precision, "threads": threads, "cache_dir": cache_dir}
-        self.max_image_bytes, self.max_image_pixels = max_image_bytes, max_image_pixels
-        self.default_options = default_options or GenerationOptions()
-        check_options(self.default_options)
+    def __init__(self, model: str | Path, spec: CaptionerSpec = CaptionerSpec(), *,
+                 engine_loader: EngineLoader = load_engine) -> None:
+        self.spec = spec
         self._load = engine_loader
         self._lock = threading.Lock()
-        self._engine: Any = self._load(model, device=device, dtype=dtype, batch_size=batch_size, **self._engine_args)
+        self._engine: Engine | None = self._load(model, spec)
+
+    @property
+    def default_options(self) -> GenerationOptions:
+        """What a caption call without options of its own gets: the spec's."""
+        return self.spec.options
+
+    @property
+    def max_image_bytes(self) -> int:
+        """The intake's size limit in bytes."""
+        return self.spec.max_image_bytes
+
+    @property
+    def max_image_pixels(self) -> int:
+        """The intake's limit on width x height."""
+        return self.spec.max_image_pixels
 
     @property
     def model_version(self) -> str:
@@ -79,7 +81,7 @@ class LocalCaptioner:
         return self._current().version
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         """The engine now serving; for tools that need the model itself (evaluation, benchmarks)."""
         return self._current()
 
@@ -115,7 +117,7 @@ class LocalCaptioner:
         Loading happens outside the lock, so captioning continues on the old model meanwhile; a failed
         load raises and leaves the old model serving.
         """
-        engine = self._load(model, device=self.device, dtype=self.dtype, batch_size=self.batch_size, **self._engine_args)
+        engine = self._load(model, self.spec)
         with self._lock:
             previous, self._engine = self._engine.version, engine
         log.info("captioner model swapped", extra={"previous_version": previous, "version": engine.version})
@@ -125,13 +127,10 @@ class LocalCaptioner:
         """Release the model (and its GPU memory); the captioner cannot caption afterwards."""
         with self._lock:
             engine, self._engine = self._engine, None
-        if engine is not None and engine.device.type == "cuda":
-            import torch
+        if engine is not None:
+            engine.release()
 
-            del engine
-            torch.cuda.empty_cache()
-
-    def _current(self) -> Any:
+    def _current(self) -> Engine:
         with self._lock:
             if self._engine is None:
                 raise RuntimeError("this captioner was closed")

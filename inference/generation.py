@@ -27,17 +27,6 @@ class GeneratedCaption:
     alternatives: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class EngineOutput:
-    """One caption text as an engine returns it, with the time its batch spent per image (batch time / size)."""
-
-    text: str
-    token_ids: list[int]  # as generate returned them: decoder start first, right-padded to the batch's longest
-    timings_ms: dict[str, float] = field(default_factory=dict)  # {"preprocess": .., "generate": ..}
-    confidence: float = 0.0  # see inference.confidence
-    alternatives: tuple[str, ...] = ()
-
-
 def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
                       options: GenerationOptions) -> list[GeneratedCaption]:
     """Caption a batch of preprocessed images with `model.generate` (no gradients, deterministic).
@@ -54,8 +43,12 @@ def generate_captions(model: Any, tokenizer: Any, pixel_values: Any,
     n_best = n_best_size(options)
     with torch.inference_mode():
         hidden = model.encoder(pixel_values=pixel_values).last_hidden_state
-        # A fresh output object: generate expands the one it is given in place, once per beam.
+        # A fresh output object: generate expands the one it is given in place, once per beam. The decoder's
+        # mask starts as its start token's (generate extends it per step): GPT-2's start token is also its
+        # padding, and without a mask the decoder cannot tell that start from padding.
         ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), num_return_sequences=n_best,
+                             decoder_attention_mask=torch.ones((len(hidden), 1), dtype=torch.long,
+                                                               device=hidden.device),
                              **generate_kwargs(options))
         logprobs = _token_logprobs(model, hidden, ids, n_best, tokenizer.eos_token_id)
         view_logprobs = _view_logprobs(model, pixel_values, ids[::n_best],
@@ -109,13 +102,25 @@ def _token_logprobs(model: Any, hidden: Any, ids: Any, n_best: int, eos_id: int)
     from transformers.modeling_outputs import BaseModelOutput
 
     encoded = BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_best, dim=0))
-    logits = model(encoder_outputs=encoded, decoder_input_ids=ids[:, :-1]).logits
+    inputs = ids[:, :-1]
+    logits = model(encoder_outputs=encoded, decoder_input_ids=inputs,
+                   decoder_attention_mask=_until_eos(inputs, eos_id)).logits
     chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
     rows = []
     for row_ids, row_logprobs in zip(ids[:, 1:].tolist(), chosen.tolist()):
         end = row_ids.index(eos_id) + 1 if eos_id in row_ids else len(row_ids)
         rows.append(row_logprobs[:end])
     return rows
+
+
+def _until_eos(inputs: Any, eos_id: int) -> Any:
+    """The decoder inputs' attention mask: the start token and every token up to and with the first EOS after
+    it; what follows is padding (which, in GPT-2's vocabulary, is the same token as the start)."""
+    import torch
+
+    ended = torch.cumsum((inputs[:, 1:] == eos_id).long(), dim=1) > 0
+    after_eos = torch.cat([torch.zeros_like(ended[:, :1]), ended[:, :-1]], dim=1)  # the EOS itself stays
+    return torch.cat([torch.ones_like(inputs[:, :1]), (~after_eos).long()], dim=1)
 
 
 def _view_logprobs(model: Any, pixel_values: Any, best: Any, count: int, eos_id: int) -> list[list[float]]:
@@ -189,8 +194,8 @@ def check_options(options: GenerationOptions) -> None:
         raise EngineConfigError(f"alternatives must be 0 or more, got {options.num_alternatives}", reason="bad_options")
     if options.num_alternatives > options.num_beams - 1:
         raise EngineConfigError(
-            f"{options.num_alternatives} alternative(s) need a beam search with more beams "
-            f"(at least {options.num_alternatives + 1}); got {options.num_beams}", reason="bad_options")
+            f"{options.num_alternatives} alternative(s) need a beam search with more beams: at least "
+            f"{options.num_alternatives + 1} beams, got {options.num_beams}", reason="bad_options")
     if options.confidence_views is not None and not 0 <= options.confidence_views <= MAX_VIEWS:
         raise EngineConfigError(f"confidence views must be 0 to {MAX_VIEWS}, got {options.confidence_views}",
                                 reason="bad_options")

@@ -4,6 +4,14 @@
 an unreachable hub; `load_pretrained` turns them into one `ModelLoadError` a person can act on. A hub id
 missing from the cache first gets a quick connection check, because huggingface_hub retries an
 unreachable hub for about 30 s before failing (a server without internet would wait that long to say so).
+
+Engines, training and `capbot models import` load a hub model from its local snapshot
+(`model_directory`): the files capbot reads, downloaded once, in one weights format. transformers 5,
+given a hub id whose repository has only `pytorch_model.bin` (the default model's), starts a background
+thread on every load that asks the hub to convert it to safetensors and then downloads the result (982 MB
+for the default model; the thread is not a daemon, so a command waits for it). Loading from a directory
+never starts it; for the hub ids still passed to `from_pretrained` (`capbot models init --encoder ...`),
+`load_pretrained` sets transformers' own switch, DISABLE_SAFETENSORS_CONVERSION, unless it is set already.
 """
 
 from __future__ import annotations
@@ -43,11 +51,34 @@ def missing_directory(path: Path, what: str = "model") -> ModelLoadError:
     return ModelLoadError(f"{what} directory not found: {path}", reason="not_found")
 
 
+# What capbot reads from a model repository: configs, image processor, tokenizer files, and one format of
+# weights (safetensors, else a PyTorch .bin; repositories often carry TensorFlow and Flax copies as well).
+_REPO_FILES = ("*.json", "*.txt", "*.model")
+_SAFETENSORS, _BIN = ("*.safetensors",), ("*.bin",)
+
+
+def model_directory(source: str | Path) -> Path:
+    """A local directory holding the model `source`: the directory itself, or the hub id's cached snapshot
+    (downloaded first when missing; `ModelLoadError` when it cannot be)."""
+    if looks_like_path(str(source)):
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise missing_directory(path)
+        return path
+    from huggingface_hub import snapshot_download
+
+    folder = Path(load_pretrained(snapshot_download, str(source), "model", allow_patterns=[*_REPO_FILES, *_SAFETENSORS]))
+    if not any(folder.glob("*.safetensors")):
+        folder = Path(load_pretrained(snapshot_download, str(source), "model", allow_patterns=[*_REPO_FILES, *_BIN]))
+    return folder
+
+
 def load_pretrained(loader: Callable[..., T], source: str | Path, what: str, **kwargs: Any) -> T:
     """Call `loader(source, **kwargs)` (a `from_pretrained`), raising `ModelLoadError` for user-fixable failures.
 
     `what` names the piece in messages ("model", "tokenizer", "image processor").
     """
+    os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")  # see the module docstring
     text = str(source)
     if looks_like_path(text):
         path = Path(text).expanduser()

@@ -188,6 +188,14 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
+def version_of(model_dir: str | Path, source: str | Path | None = None) -> str:
+    """The version id a model directory serves as: capbot.json's, else the `source` it was loaded from (a hub
+    id, whose snapshot directory has none) or the directory itself."""
+    if has_metadata(model_dir):
+        return load_metadata(model_dir).version
+    return str(model_dir if source is None else source)
+
+
 def has_metadata(model_dir: str | Path) -> bool:
     """True when `model_dir` is a directory with a `capbot.json`."""
     return (Path(model_dir).expanduser() / METADATA_FILE).is_file()

@@ -16,8 +16,8 @@ ImageInput = Union[bytes, Image.Image]
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """How to decode and score a caption. Defaults mirror `Settings`' generation defaults; serving adds
-    alternatives and confidence views (`capbot.app.serving_options`)."""
+    """How to decode and score a caption. The defaults are plain greedy search; what a captioner serves
+    without options of its own is its spec's (`inference.spec.SERVED_OPTIONS` by default)."""
 
     num_beams: int = 1  # 1 = greedy
     max_new_tokens: int = 24

@@ -29,8 +29,10 @@ skipped | dry_run | promoted | not_promoted (refused by the gate, or before trai
 the reason says which) (failures raise after the run is recorded as failed).
 
 Training and captioning are reached through two small seams (`Trainer`, `CaptionerFactory`) whose
-defaults call `training.train.train` and `inference.captioner.LocalCaptioner` (on the configured device
-and dtype); tests pass stand-ins for the crash and lock cases and the real ones for the learning tests.
+defaults call `training.train.train` and `inference.captioner.LocalCaptioner`, made as the config's
+captioner spec says: the spec serving uses (`capbot.captioning.captioner_spec`), so candidate and active
+are scored on the captions users would get from them (engine, precision, beams); tests pass stand-ins for
+the crash and lock cases and the real ones for the learning tests.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from storage.errors import UserError
-from inference.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from inference.spec import CaptionerSpec
 from inference.types import Captioner
 from storage import feedback as storage_feedback
 from storage import registry, runs
@@ -124,10 +126,7 @@ class RetrainConfig:
     batch_size: int = 16
     eval_batch_size: int = 16
     with_meteor: bool = True  # METEOR is reported, not gated on; off saves a JVM start (~9 s) per run
-    device: str = "auto"  # where candidate and active caption the held-out sets (as CAPBOT_DEVICE)
-    dtype: str = "auto"  # their weight dtype while scoring (as CAPBOT_DTYPE)
-    max_image_bytes: int = DEFAULT_MAX_BYTES  # the serving image limits, so both score what serving accepts
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    captioner: CaptionerSpec = CaptionerSpec()  # how candidate and active caption the held-out sets: serving's
     seed: int = 0
     dry_run: bool = False  # report what would be trained, change nothing
 
@@ -538,11 +537,9 @@ def default_trainer(job: FineTune) -> Path:
 
 
 def default_captioner_factory(config: RetrainConfig) -> CaptionerFactory:
-    """Local in-process captioners on the configured device and dtype, with the serving image limits."""
+    """Local in-process captioners made as the config's captioner spec says, for scoring
+    (`CaptionerSpec.scoring`: the served captions, without alternatives and confidence views)."""
     from inference.captioner import LocalCaptioner
 
-    def make(location: str) -> Captioner:
-        return LocalCaptioner(location, device=config.device, dtype=config.dtype, batch_size=config.eval_batch_size,
-                              max_image_bytes=config.max_image_bytes, max_image_pixels=config.max_image_pixels)
-
-    return make
+    spec = config.captioner.scoring()
+    return lambda location: LocalCaptioner(location, spec)

@@ -279,18 +279,17 @@ def _batches(source: _PairSource, position: Position, args: TrainArgs, info: dis
 
 
 def _load_model(args: TrainArgs, ckpt_path: Path | None):
-    """Model, tokenizer, image processor and the parent version id (from capbot.json, when present)."""
-    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
-
-    from inference.hub import load_pretrained
+    """Model, tokenizer, image processor and the parent version id (from capbot.json, when present). Loaded
+    as serving loads them (`inference.ved`), from the hub id's local snapshot when `args.model` is one."""
+    from inference import ved
+    from inference.hub import model_directory
     from inference.modeldir import has_metadata, load_metadata, set_token_ids
 
-    weights = str(ckpt_path / MODEL_DIR) if ckpt_path else args.model
-    model = load_pretrained(VisionEncoderDecoderModel.from_pretrained, weights, "model")
-    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.model, "tokenizer")
-    processor = load_pretrained(AutoImageProcessor.from_pretrained, args.model, "image processor")
+    source = model_directory(args.model)
+    model = ved.load_model(ckpt_path / MODEL_DIR if ckpt_path else source)
+    tokenizer, processor = ved.load_tokenizer(source), ved.load_processor(source)
     set_token_ids(model, tokenizer)
-    parent = load_metadata(args.model).version if has_metadata(args.model) else None
+    parent = load_metadata(source).version if has_metadata(source) else None
     # The decoder reads the encoder's hidden states, never its pooled output: freeze the pooler so its
     # parameters expect no gradients (DDP would wait for them). Kept, not dropped, so the saved model has
     # every weight its config describes and loads without a "newly initialized" report.

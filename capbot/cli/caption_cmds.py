@@ -34,19 +34,20 @@ def caption(
     images: list[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files to caption (JPEG, PNG, GIF, WebP, "
                                         "TIFF, ...)."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or model directory (default: CAPBOT_MODEL)."),
-    beams: Optional[int] = typer.Option(None, "--beams", min=1, max=16, help="1 = greedy; more = beam search (default: CAPBOT_NUM_BEAMS)."),
+    beams: Optional[int] = typer.Option(None, "--beams", min=1, max=16, help="1 = greedy; more = beam search (default: what the server uses: CAPBOT_NUM_BEAMS, and at least CAPBOT_NUM_ALTERNATIVES + 1)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, max=128, help="Longest caption in tokens (default: CAPBOT_MAX_NEW_TOKENS)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line on stdout for each image, in "
                                  "order: its caption and confidence, or its error."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: CAPBOT_DEVICE)."),
 ) -> None:
-    """Caption image files. A file that cannot be captioned prints `error: PATH: REASON` (with --json, a JSON
-    line with its error) and the command exits 2; the other files are still captioned."""
-    from capbot.captioning import configured_captioner, generation_options
+    """Caption image files. By default an image gets the caption the web API and the bots give it (the same
+    captioner spec). A file that cannot be captioned prints `error: PATH: REASON` (with --json, a JSON line with
+    its error) and the command exits 2; the other files are still captioned."""
+    from capbot.captioning import captioner_spec, configured_captioner
     from capbot.settings import get_settings
 
     settings = get_settings()
-    options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
+    spec = captioner_spec(settings).with_choices(beams=beams, max_new_tokens=max_new_tokens)
     console = Console(stderr=True)
     out = Output(console, as_json)
     if not any(path.is_file() for path in images):
@@ -57,11 +58,11 @@ def caption(
     source = f"Modal app {settings.modal_app_name}" if settings.captioner == "modal" else (model or settings.model)
     try:
         with console.status(f"loading model {source}"):
-            captioner = configured_captioner(settings, model, device=device, options=options)
+            captioner = configured_captioner(settings, spec, model, device=device)
     except UserError as exc:
         out.failure(exc)  # with --json, scripts read why on stdout too; main() prints it on stderr
         raise
-    failed = _caption_files(captioner, images, options, out, settings.batch_size)
+    failed = _caption_files(captioner, images, spec.options, out, spec.batch_size)
     if failed:
         raise SystemExit(USER_ERROR)
 

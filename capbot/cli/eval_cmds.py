@@ -28,8 +28,13 @@ def evaluate(
     predictions_out: Optional[Path] = typer.Option(None, "--predictions", help="Write captions as COCO results JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
-    """Score a model on a split with BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap)."""
-    from capbot.captioning import configured_captioner, generation_options
+    """Score a model on a split with BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap).
+
+    By default the captions scored are the ones the server gives (the same captioner spec, as the retraining
+    gate scores them)."""
+    from dataclasses import replace
+
+    from capbot.captioning import captioner_spec, configured_captioner
     from capbot.settings import get_settings
     from training.data.coco import load_split
     from training.evaluate import evaluate_model
@@ -38,17 +43,17 @@ def evaluate(
     dataset = load_split(data, split)
     if limit is not None:
         dataset = dataset.subset(limit)
-    options = generation_options(settings, num_beams=beams, max_new_tokens=max_new_tokens)
-    batch = batch_size or settings.batch_size
+    spec = captioner_spec(settings).scoring().with_choices(beams=beams, max_new_tokens=max_new_tokens)
+    spec = replace(spec, batch_size=batch_size or spec.batch_size)
     console = Console(stderr=True)
     with console.status("loading model"):
-        captioner = configured_captioner(settings, model, batch_size=batch, options=options)
+        captioner = configured_captioner(settings, spec, model)
     columns = (TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("images", total=len(dataset))
             report = evaluate_model(
-                captioner, dataset, batch_size=batch, options=options, with_spice=spice, with_meteor=meteor,
+                captioner, dataset, batch_size=spec.batch_size, options=spec.options, with_spice=spice, with_meteor=meteor,
                 progress=lambda n: progress.advance(task, n),
             )
     finally:

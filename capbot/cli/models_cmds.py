@@ -1,4 +1,5 @@
-"""`capbot models init`: build a new model directory (list/promote/rollback live in db_cmds)."""
+"""`capbot models init | import`: build a new model directory, or register a ready-made one (list/promote/rollback
+live in db_cmds)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,27 @@ def init(
         )
     params = meta.extra.get("num_parameters", 0)
     typer.echo(f"created model {meta.version} in {out} ({params / 1e6:.1f}M parameters)")
+
+
+@models_app.command("import")
+def import_(
+    source: str = typer.Argument(..., help="Hub id (e.g. nlpconnect/vit-gpt2-image-captioning) or a model directory saved by transformers."),
+    activate: bool = typer.Option(False, "--activate", help="Also make it the active version (what serving uses)."),
+) -> None:
+    """Copy a ready-made captioning model into CAPBOT_DATA_DIR/models as a new version and register it."""
+    from capbot.cli.database import open_database
+    from capbot.settings import get_settings
+    from inference.model_import import import_model
+    from storage import registry
+    from storage.db import session_scope
+
+    settings = get_settings()
+    with open_database(settings.database_url) as engine:
+        with Console(stderr=True).status(f"importing {source}"):
+            out = import_model(source, settings.models_dir)
+        with session_scope(engine) as session:
+            registry.register_version(session, version_id=out.name, location=str(out))
+            if activate:
+                registry.promote(session, out.name)
+    state = "active" if activate else f"a candidate; serve it with `capbot models promote {out.name}`"
+    typer.echo(f"imported {source} as version {out.name} in {out} ({state})")

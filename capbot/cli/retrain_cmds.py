@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from capbot.settings import Settings
+    from inference.spec import CaptionerSpec
     from training.data.screen import ScreenRules
     from training.retrain import RetrainConfig, RetrainResult
 
@@ -39,8 +40,11 @@ class RetrainOptions:
     dry_run: bool = False
 
 
-def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions = RetrainOptions()) -> RetrainConfig:
-    """The `RetrainConfig` for `settings` and this run's `options` (the CLI's; the schedule passes none)."""
+def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions = RetrainOptions(),
+                   spec: CaptionerSpec | None = None) -> RetrainConfig:
+    """The `RetrainConfig` for `settings` and this run's `options` (the CLI's; the schedule passes none);
+    the gate scores with `spec`, the server's when it runs beside one, else the one settings give."""
+    from capbot.captioning import captioner_spec
     from storage.blobs import LocalBlobStore
     from training.data.renames import RenameRules
     from training.retrain import RetrainConfig
@@ -61,10 +65,7 @@ def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions =
         rename_rules=RenameRules(min_users=settings.retrain_rename_min_users) if options.renames else None,
         screen_rules=screen_rules(settings),
         min_users=settings.retrain_min_users,
-        device=settings.device,
-        dtype=settings.dtype,
-        max_image_bytes=settings.max_image_bytes,
-        max_image_pixels=settings.max_image_pixels,
+        captioner=spec or captioner_spec(settings),
         dry_run=options.dry_run,
         **{name: value for name, value in training_choices.items() if value is not None},
     )
@@ -82,13 +83,14 @@ def _first(option: Any, setting: Any) -> Any:
     return setting if option is None else option  # `or` would take a tolerance of 0.0 for "unset"
 
 
-def retrain_from_settings(settings: Settings, options: RetrainOptions = RetrainOptions()) -> RetrainResult:
+def retrain_from_settings(settings: Settings, options: RetrainOptions = RetrainOptions(),
+                          spec: CaptionerSpec | None = None) -> RetrainResult:
     """Run `training.retrain.retrain` against the configured store; returns its `RetrainResult`."""
     from capbot.cli.database import open_database
     from training.retrain import retrain
 
     with open_database(settings.database_url) as engine:
-        return retrain(retrain_config(settings, engine, options))
+        return retrain(retrain_config(settings, engine, options, spec))
 
 
 @app.command("retrain")

@@ -41,13 +41,14 @@ def run(
     except BaseException:
         sock.close()
         raise
-    asyncio.run(serve(services, retrain_job=_retrain_job(settings), sock=sock))
+    asyncio.run(serve(services, retrain_job=_retrain_job(settings, services.spec), sock=sock))
 
 
-def _retrain_job(settings):
-    """The scheduled retraining run, or None when no schedule is configured."""
+def _retrain_job(settings, spec=None):
+    """The scheduled retraining run (its gate scoring with `spec`, the server's captioner spec), or None when
+    no schedule is configured."""
     if not settings.retrain_cron:
         return None
     from capbot.cli.retrain_cmds import retrain_from_settings
 
-    return lambda: retrain_from_settings(settings)
+    return lambda: retrain_from_settings(settings, spec=spec)

@@ -12,6 +12,8 @@ from bots.core import BotCore, CaptionInfo, Origin
 from capbot.metrics import Metrics
 from capbot.web.errors import ApiError
 from capbot.web.identity import Caller, Network
+from inference.device import EngineConfigError
+from inference.spec import choose_options
 from inference.types import GenerationOptions
 from storage.blobs import BlobStore
 
@@ -72,18 +74,9 @@ class WebContext:
 
 def request_options(defaults: GenerationOptions, beams: int | None, max_tokens: int | None,
                     alternatives: int | None) -> GenerationOptions:
-    """Generation options for one request: the caller's choices over the server's defaults.
-
-    Alternatives come from the beam search's n-best, so unless the caller set both, one follows the other:
-    fewer beams offer fewer alternatives, more alternatives search with more beams.
-    """
-    if alternatives is None:
-        alternatives = min(defaults.num_alternatives, (beams or defaults.num_beams) - 1)
-    if beams is None:
-        beams = max(defaults.num_beams, alternatives + 1)
-    if alternatives > beams - 1:
-        raise ApiError(422, "bad_options", f"{alternatives} alternative(s) need at least {alternatives + 1} beams; "
-                       f"got beams={beams}.")
-    return GenerationOptions(num_beams=beams, max_new_tokens=max_tokens or defaults.max_new_tokens,
-                             no_repeat_ngram_size=defaults.no_repeat_ngram_size, num_alternatives=alternatives,
-                             confidence_views=defaults.confidence_views)
+    """Generation options for one request: the caller's choices over the server's defaults, by the rule
+    `capbot caption` follows too (`inference.spec.choose_options`)."""
+    try:
+        return choose_options(defaults, beams=beams, max_new_tokens=max_tokens, alternatives=alternatives)
+    except EngineConfigError as exc:
+        raise ApiError(422, "bad_options", exc.message.rstrip(".") + ".") from None

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from capbot.captioning import captioner_spec
 from capbot.cli import main
 from capbot.cli.retrain_cmds import RetrainOptions, _print_result, retrain_config
 from capbot.settings import get_settings
@@ -92,10 +93,12 @@ def test_the_rename_users_setting_reaches_the_run(monkeypatch, tmp_path, capsys,
 
 def test_settings_reach_the_retrain_config_and_its_captioner_in_one_step(tmp_path, tiny_model_dir):
     settings = get_settings(data_dir=tmp_path / "data", model=str(tiny_model_dir), device="cpu", dtype="bfloat16",
-                            max_image_pixels=1000, retrain_base_data=tmp_path / "base", retrain_min_feedback=7,
-                            retrain_cider_tolerance=0.1, retrain_rename_min_users=5)
+                            precision="exact", max_image_pixels=1000, retrain_base_data=tmp_path / "base",
+                            retrain_min_feedback=7, retrain_cider_tolerance=0.1, retrain_rename_min_users=5)
     config = retrain_config(settings, engine=None)
-    assert (config.device, config.dtype, config.max_image_pixels) == ("cpu", "bfloat16", 1000)
+    assert config.captioner == captioner_spec(settings)  # the gate scores what the server serves
+    spec = config.captioner
+    assert (spec.device, spec.dtype, spec.precision, spec.max_image_pixels) == ("cpu", "bfloat16", "exact", 1000)
     assert (config.base_model, config.base_data, config.min_feedback) == (str(tiny_model_dir), tmp_path / "base", 7)
     assert config.cider_tolerance == 0.1 and config.rename_rules.min_users == 5
     assert config.runs_dir == tmp_path / "data" / "runs" and config.epochs == 3  # RetrainConfig's default

@@ -65,14 +65,14 @@ def test_database_url_must_be_sqlite_or_postgres(monkeypatch, capsys, value, say
 
 @pytest.mark.parametrize("value, views", [(None, None), ("auto", None), ("", None), ("AUTO", None), ("0", 0), ("4", 4)])
 def test_confidence_views_default_to_the_device_and_take_a_number(monkeypatch, value, views):
-    from capbot.app import serving_options
+    from capbot.captioning import captioner_spec
     from capbot.settings import get_settings
 
     if value is not None:
         monkeypatch.setenv("CAPBOT_CONFIDENCE_VIEWS", value)
     settings = get_settings()
     assert settings.confidence_views == views
-    assert serving_options(settings).confidence_views == views
+    assert captioner_spec(settings).options.confidence_views == views
 
 
 @pytest.mark.parametrize("value", ["5", "-1", "many"])

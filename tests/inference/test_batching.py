@@ -12,6 +12,7 @@ from inference.batching import BatchingCaptioner
 from inference.captioner import LocalCaptioner
 from inference.images import ImageError
 from inference.types import Captioner, GenerationOptions
+from tests.specs import exact_greedy
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 PHOTOS = ["astronaut.png", "rocket.jpg", "chelsea.png", "coffee.png", "camera.png", "horse.png"]
@@ -40,7 +41,7 @@ def photos():
 
 @pytest.fixture
 def inner(tiny_model_dir):
-    return CountingCaptioner(tiny_model_dir, device="cpu", precision="exact", batch_size=8, default_options=OPTIONS)
+    return CountingCaptioner(tiny_model_dir, exact_greedy(batch_size=8, options=OPTIONS))
 
 
 def call_concurrently(captioner, payloads, options=None):

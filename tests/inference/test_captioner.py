@@ -18,6 +18,7 @@ from inference.images import ImageError
 from inference.model_init import init_model
 from inference.modeldir import load_metadata, new_metadata, save_model_dir
 from inference.types import Caption, Captioner, GenerationOptions
+from tests.specs import EXACT_GREEDY, exact_greedy
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 OPTIONS = GenerationOptions(max_new_tokens=6)
@@ -30,7 +31,7 @@ def photo_bytes():
 
 @pytest.fixture(scope="module")
 def captioner(tiny_model_dir):
-    return LocalCaptioner(tiny_model_dir, device="cpu", batch_size=2, default_options=OPTIONS)
+    return LocalCaptioner(tiny_model_dir, exact_greedy(batch_size=2, options=OPTIONS))
 
 
 def test_implements_the_contract_with_capbot_version(captioner, tiny_model_dir, photo_bytes):
@@ -57,10 +58,10 @@ def test_bad_image_raises_image_error(captioner, photo_bytes):
     assert err.value.reason == "not_image"
 
 def test_image_limits_apply(tiny_model_dir, photo_bytes):
-    strict = LocalCaptioner(tiny_model_dir, device="cpu", max_image_bytes=1000, max_image_pixels=10**9)
+    strict = LocalCaptioner(tiny_model_dir, exact_greedy(max_image_bytes=1000, max_image_pixels=10**9))
     with pytest.raises(ImageError, match="too large"):
         strict.caption([photo_bytes[0]])
-    strict = LocalCaptioner(tiny_model_dir, device="cpu", max_image_pixels=100)
+    strict = LocalCaptioner(tiny_model_dir, exact_greedy(max_image_pixels=100))
     with pytest.raises(ImageError, match="too many pixels"):
         strict.caption([photo_bytes[0]])
 
@@ -69,7 +70,7 @@ def test_save_load_round_trip_gives_identical_captions(captioner, tiny_model_dir
     model = VisionEncoderDecoderModel.from_pretrained(tiny_model_dir)
     meta = new_metadata(made_by="train", parent_version=captioner.model_version)
     out = save_model_dir(model, AutoImageProcessor.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir), tmp_path / "copy", meta)
-    copy = LocalCaptioner(out, device="cpu", default_options=OPTIONS)
+    copy = LocalCaptioner(out, exact_greedy(options=OPTIONS))
     assert copy.model_version == meta.version != captioner.model_version
     beams = GenerationOptions(num_beams=2, max_new_tokens=6)
     for opts in (OPTIONS, beams):
@@ -80,12 +81,12 @@ def test_directory_without_metadata_is_versioned_by_its_path(tiny_model_dir, tmp
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model_dir, bare)
     (bare / "capbot.json").unlink()
-    assert LocalCaptioner(bare, device="cpu").model_version == str(bare)
+    assert LocalCaptioner(bare, EXACT_GREEDY).model_version == str(bare)
 
 
 def test_reload_swaps_models_without_failing_requests(captioner, tiny_model_dir, photo_bytes, tmp_path):
     other = init_model(tmp_path / "other", seed=1)
-    swapper = LocalCaptioner(tiny_model_dir, device="cpu", default_options=OPTIONS)
+    swapper = LocalCaptioner(tiny_model_dir, exact_greedy(options=OPTIONS))
     old_version = swapper.model_version
     results, errors, stop = [], [], threading.Event()
 
@@ -123,7 +124,7 @@ def test_failed_reload_keeps_the_old_model(captioner, tmp_path):
 
 
 def test_close_releases_the_model(tiny_model_dir):
-    captioner = LocalCaptioner(tiny_model_dir, device="cpu")
+    captioner = LocalCaptioner(tiny_model_dir, EXACT_GREEDY)
     captioner.close()
     with pytest.raises(RuntimeError, match="closed"):
         captioner.caption([Image.new("RGB", (8, 8))])

@@ -1,7 +1,7 @@
 """Learning test: does a caption's confidence separate right captions from wrong ones?
 
 The trained tiny fixture captions held-out synthetic scenes through the product's `LocalCaptioner` with the
-serving options (`capbot.app.serving_options`: 3 beams, 2 alternatives), scoring confidence the way serving
+serving options (`capbot.captioning.captioner_spec`: 3 beams, 2 alternatives), scoring confidence the way serving
 does on a GPU, where CAPBOT_CONFIDENCE_VIEWS left unset means 4 views (`inference.views.views_for`): the
 image and 4 views of it moved by two pixels. A caption is wrong when it does not name the main object's
 colour and shape (`training.concepts`). The AUROC of "caption is wrong" against confidence is the chance
@@ -27,9 +27,10 @@ import pytest
 
 from dataclasses import replace
 
-from capbot.app import serving_options
+from capbot.captioning import captioner_spec
 from capbot.settings import get_settings
 from inference.captioner import LocalCaptioner
+from tests.specs import exact_greedy
 from tests.trained_fixture import LEARNING_SEED, TRAINED_TINY_RECIPE
 from inference.views import views_for
 from training.concepts import parse_concepts
@@ -77,8 +78,8 @@ def held_out(trained_tiny_model, tmp_path_factory):
 def scored(trained_tiny_model, held_out):
     """{views: (confidences, wrong)} for every held-out image, captioned as `capbot run` does, with the
     GPU's default views and with the CPU's (none)."""
-    captioner = LocalCaptioner(trained_tiny_model.model_dir, device="cpu", batch_size=64)
-    serving = serving_options(get_settings())
+    captioner = LocalCaptioner(trained_tiny_model.model_dir, exact_greedy(batch_size=64))
+    serving = captioner_spec(get_settings()).options
     return {views: _score(captioner, replace(serving, confidence_views=views), held_out)
             for views in (views_for(None, "cuda"), views_for(None, "cpu"))}
 

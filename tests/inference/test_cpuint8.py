@@ -1,10 +1,10 @@
-"""Which CPUs get 7-bit int8 weights on the fast path (`inference.cpuint8`)."""
+"""Which CPUs get 7-bit int8 weights on the fast path (`inference.fast.cpuint8`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference.cpuint8 import cpu_flags, int8_products_saturate
+from inference.fast.cpuint8 import cpu_flags, int8_products_saturate
 
 
 def cpuinfo(flags: str) -> str:

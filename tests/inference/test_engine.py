@@ -13,10 +13,12 @@ from PIL import Image
 from transformers import AutoImageProcessor, VisionEncoderDecoderModel
 
 from inference.device import EngineConfigError, resolve_device, resolve_precision
-from inference.engine import CaptionEngine
+from inference.captioner import load_engine
+from inference.exact import ExactEngine
 from inference.hub import ModelLoadError
 from inference.images import load_image
 from inference.types import GenerationOptions
+from tests.specs import EXACT_GREEDY
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 PHOTOS = ["astronaut.png", "rocket.jpg", "chelsea.png", "coffee.png", "camera.png"]
@@ -24,7 +26,7 @@ PHOTOS = ["astronaut.png", "rocket.jpg", "chelsea.png", "coffee.png", "camera.pn
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    return CaptionEngine.load(tiny_model_dir, device="cpu", batch_size=3)
+    return ExactEngine.load(tiny_model_dir, device="cpu", batch_size=3)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_bad_options_and_devices_are_user_errors(engine):
 
 
 def test_bfloat16_weights_load_and_caption(tiny_model_dir, photos):
-    bf16 = CaptionEngine.load(tiny_model_dir, device="cpu", dtype="bfloat16")
+    bf16 = ExactEngine.load(tiny_model_dir, device="cpu", dtype="bfloat16")
     assert bf16.dtype == torch.bfloat16
     assert len(bf16.generate(photos[:2], GenerationOptions(max_new_tokens=3))) == 2
 
@@ -90,16 +92,16 @@ def test_bfloat16_weights_load_and_caption(tiny_model_dir, photos):
 def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as err:
-        CaptionEngine.load("nlpconnect/vit-gpt2-image-captioning", device="cpu")
+        load_engine("nlpconnect/vit-gpt2-image-captioning", EXACT_GREEDY)
     assert err.value.reason == "hub_unreachable" and "local model directory" in err.value.message
 
 
 def test_missing_or_incomplete_directories_are_clear_errors(tmp_path):
     with pytest.raises(ModelLoadError) as err:
-        CaptionEngine.load(tmp_path / "nope", device="cpu")
+        load_engine(tmp_path / "nope", EXACT_GREEDY)
     assert err.value.reason == "not_found" and "directory not found" in err.value.message
     with pytest.raises(ModelLoadError) as err:
-        CaptionEngine.load(tmp_path, device="cpu")
+        load_engine(tmp_path, EXACT_GREEDY)
     assert err.value.reason == "invalid" and "capbot models init" in err.value.message
 
 
@@ -143,3 +145,12 @@ def test_confidence_views_out_of_range_are_a_user_error(engine, photos):
         with pytest.raises(EngineConfigError, match="confidence views must be 0 to 4") as raised:
             engine.generate(photos[:1], GenerationOptions(confidence_views=views))
         assert raised.value.reason == "bad_options"
+
+
+def test_the_scoring_pass_masks_what_follows_each_captions_end():
+    from inference.generation import _until_eos
+
+    start = eos = 9  # GPT-2: one token starts, ends and pads
+    inputs = torch.tensor([[start, 4, eos, eos, eos], [start, 4, 5, 6, 7], [start, eos, eos, eos, eos]])
+    assert _until_eos(inputs, eos).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert _until_eos(inputs[:, :1], eos).tolist() == [[1], [1], [1]]

@@ -23,11 +23,13 @@ from transformers import VisionEncoderDecoderModel
 
 from inference.captioner import LocalCaptioner
 from inference.device import EngineConfigError, resolve_mode, resolve_threads
-import inference.fastcache
-from inference.fastbuild import build as build_conversion
-from inference.fastcache import CACHE_DIRNAME, META_FILE, conversion_recipe, weights_key
-from inference.fastengine import FastEngine
+import inference.fast.cache
+from inference.fast.build import build as build_conversion
+from inference.fast.cache import CACHE_DIRNAME, conversion_recipe, weights_key
+from inference.fast.layout import META_FILE
+from inference.fast.engine import FastEngine
 from inference.types import GenerationOptions
+from tests.specs import exact_greedy, fast_greedy
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 PHOTOS = ["astronaut.png", "rocket.jpg", "chelsea.png", "coffee.png", "camera.png"]
@@ -48,12 +50,12 @@ def model_copy(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exact(tiny_model_dir):
-    return LocalCaptioner(tiny_model_dir, device="cpu", precision="exact", batch_size=3)
+    return LocalCaptioner(tiny_model_dir, exact_greedy(batch_size=3))
 
 
 @pytest.fixture(scope="module")
 def fast(model_copy):
-    return LocalCaptioner(model_copy, device="cpu", precision="fast", threads=1, batch_size=3)
+    return LocalCaptioner(model_copy, fast_greedy(batch_size=3))
 
 
 def conversions(model_dir: Path) -> list[str]:
@@ -65,7 +67,7 @@ def test_conversion_is_cached_beside_the_model_keyed_by_its_weights(fast, model_
     assert conversions(model_copy) == [weights_key(model_copy)]
     folder = fast.engine.folder
     built_at = (folder / META_FILE).stat().st_mtime_ns
-    again = LocalCaptioner(model_copy, device="cpu", precision="fast", threads=1)
+    again = LocalCaptioner(model_copy, fast_greedy())
     assert again.engine.folder == folder and (folder / META_FILE).stat().st_mtime_ns == built_at  # reused
 
 
@@ -77,7 +79,7 @@ def test_new_weights_rebuild_and_the_stale_conversion_goes(fast, model_copy, pho
     model.save_pretrained(changed)
     old_key = weights_key(model_copy)
     assert conversions(changed) == [old_key]  # copied along with the model, now stale
-    rebuilt = LocalCaptioner(changed, device="cpu", precision="fast", threads=1)
+    rebuilt = LocalCaptioner(changed, fast_greedy())
     assert conversions(changed) == [weights_key(changed)] != [old_key]
     assert rebuilt.engine.folder.parent == changed / CACHE_DIRNAME
     assert rebuilt.caption(photos[:1])[0].confidence != fast.caption(photos[:1])[0].confidence
@@ -86,8 +88,8 @@ def test_new_weights_rebuild_and_the_stale_conversion_goes(fast, model_copy, pho
 def test_each_kind_of_cpu_keeps_its_own_conversion_of_the_same_weights(model_copy, photos, tmp_path, monkeypatch):
     model = Path(shutil.copytree(model_copy, tmp_path / "model"))
     for saturates in (True, False):  # the same folder served by an AVX2-only CPU, then by a VNNI one
-        monkeypatch.setattr(inference.fastcache, "int8_products_saturate", lambda: saturates)
-        captioner = LocalCaptioner(model, device="cpu", precision="fast", threads=1)
+        monkeypatch.setattr(inference.fast.cache, "int8_products_saturate", lambda: saturates)
+        captioner = LocalCaptioner(model, fast_greedy())
         assert captioner.caption(photos[:1])[0].text
         meta = json.loads((captioner.engine.folder / META_FILE).read_text())
         assert meta["reduce_range"] is saturates
@@ -191,7 +193,8 @@ def test_a_server_process_serves_fast_without_torch_and_converts_in_a_child(tiny
     script = (
         "import sys, pathlib\n"
         "from inference.captioner import LocalCaptioner\n"
-        f"captioner = LocalCaptioner({str(model)!r}, precision='auto', device='auto', threads=1)\n"
+        "from inference.spec import CaptionerSpec\n"
+        f"captioner = LocalCaptioner({str(model)!r}, CaptionerSpec(precision='auto', device='auto', threads=1))\n"
         f"caption = captioner.caption([pathlib.Path({str(tmp_path / 'photo.png')!r}).read_bytes()])[0]\n"
         "print(type(captioner.engine).__name__, 'torch' in sys.modules, bool(caption.text), 0 < caption.confidence <= 1)\n"
     )

@@ -10,6 +10,7 @@ import pytest
 
 from inference.captioner import LocalCaptioner
 from inference.types import GenerationOptions
+from tests.specs import exact_greedy
 from training.data.coco import load_split
 from training.evaluate import score_captions
 
@@ -24,7 +25,7 @@ def test_fast_captions_match_exact_on_held_out_images(trained_tiny_model, tmp_pa
     references = {item.image_id: list(item.captions) for item in test.items}
     texts = {}
     for precision in ("exact", "fast"):
-        captioner = LocalCaptioner(model, device="cpu", precision=precision, threads=1, batch_size=50)
+        captioner = LocalCaptioner(model, exact_greedy(precision=precision, threads=1, batch_size=50))
         texts[precision] = [c.text for c in captioner.caption(images, options)]
     identical = sum(a == b for a, b in zip(texts["exact"], texts["fast"])) / len(images)
     cider = {p: score_captions(dict(zip(references, t)), references, with_meteor=False).cider for p, t in texts.items()}

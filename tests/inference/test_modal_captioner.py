@@ -23,6 +23,7 @@ from inference.modal_serving import CaptionServer
 from inference.modeldir import load_metadata
 from inference.types import Captioner, GenerationOptions
 from tests.modal_support import LocalDeployment, LocalMethod
+from tests.specs import EXACT_GREEDY, exact_greedy
 
 pytestmark = pytest.mark.filterwarnings("error::modal.exception.DeprecationError")
 
@@ -33,7 +34,7 @@ OPTIONS = GenerationOptions(max_new_tokens=5)
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     """The GPU side of the deployed class, on the tiny model on CPU."""
-    return CaptionServer(lambda location: LocalCaptioner(location, device="cpu"), lambda: str(tiny_model_dir))
+    return CaptionServer(lambda location: LocalCaptioner(location, EXACT_GREEDY), lambda: str(tiny_model_dir))
 
 
 def _remote(server, **limits):
@@ -68,7 +69,7 @@ def test_captions_real_photos_through_the_deployed_class(server, tiny_model_dir)
 
 def test_same_captions_as_the_local_engine(server, tiny_model_dir):
     photo = (PHOTOS / "astronaut.png").read_bytes()
-    local = LocalCaptioner(tiny_model_dir, device="cpu", default_options=OPTIONS)
+    local = LocalCaptioner(tiny_model_dir, exact_greedy(options=OPTIONS))
     remote = _captioner(LocalDeployment(_remote(server)))
     assert [c.text for c in remote.caption([photo])] == [c.text for c in local.caption([photo])]
 

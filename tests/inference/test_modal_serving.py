@@ -17,6 +17,7 @@ from inference.modal_wire import caption_from_wire, options_to_wire
 from inference.modeldir import METADATA_FILE, load_metadata, new_metadata
 from inference.types import GenerationOptions
 from tests.modal_support import LocalVolume
+from tests.specs import EXACT_GREEDY
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 OPTIONS = options_to_wire(GenerationOptions(max_new_tokens=4))
@@ -51,7 +52,7 @@ class Clock:
 
 
 def _server(registry: Registry, clock: Clock, **kwargs) -> CaptionServer:
-    return CaptionServer(lambda location: LocalCaptioner(location, device="cpu"), registry, poll_s=30, clock=clock,
+    return CaptionServer(lambda location: LocalCaptioner(location, EXACT_GREEDY), registry, poll_s=30, clock=clock,
                          **kwargs)
 
 

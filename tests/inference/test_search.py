@@ -1,6 +1,6 @@
 """The fast path's decode loop and graphs against plain `generate`: same fp32 weights, same tokens.
 
-`inference.search` drives `inference.fastgraph.DecoderStep` here in torch fp32 (the graphs the fast path
+`inference.search` drives `inference.fast.graph.DecoderStep` here in torch fp32 (the graphs the fast path
 exports), so any difference from `generate` is a difference of search or graph, not of int8 rounding.
 """
 
@@ -14,7 +14,7 @@ import skimage
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
-from inference.fastgraph import DecoderStep, EncoderGraph, empty_past
+from inference.fast.graph import DecoderStep, EncoderGraph, empty_past
 from inference.generation import search_spec
 from inference.images import load_image
 from inference.modeldir import set_token_ids
@@ -39,7 +39,7 @@ def pixels(tiny_model_dir):
 
 
 def torch_stepper(model, pixels, beams):
-    """The step function over the fp32 torch graphs (what fastbuild exports)."""
+    """The step function over the fp32 torch graphs (what inference.fast.build exports)."""
     with torch.inference_mode():
         cross = EncoderGraph(model)(pixels)
     decoder = DecoderStep(model)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from inference.captioner import LocalCaptioner
+from tests.specs import EXACT_GREEDY
 from training.collate import CaptionCollator
 
 ORIENTATION_TAG = 0x0112
@@ -93,7 +94,7 @@ NAIVE_DIFFERS = {f"exif-orientation-{n}" for n in range(2, 9)} | {"rgba-transpar
 
 @pytest.fixture(scope="module")
 def captioner(tiny_model_dir):
-    captioner = LocalCaptioner(tiny_model_dir, device="cpu")
+    captioner = LocalCaptioner(tiny_model_dir, EXACT_GREEDY)
     yield captioner
     captioner.close()
 

@@ -51,6 +51,7 @@ from training.data.coco import load_split
 from training.data.synthetic import generate_synthetic, load_scenes
 from training.retrain import retrain
 
+from tests.specs import EXACT_GREEDY
 from tests.training.retrain_support import config_for, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400), pytest.mark.usefixtures("one_torch_thread")]
@@ -133,7 +134,7 @@ def _change_images(dataset: Path, share: float, seed: int, change: Callable[[Ima
 
 
 def _caption(model, images, options=None):
-    captioner = LocalCaptioner(str(model), device="cpu")
+    captioner = LocalCaptioner(str(model), EXACT_GREEDY)
     try:
         return captioner.caption(images, options)
     finally:

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from inference.captioner import LocalCaptioner
+from tests.specs import EXACT_GREEDY
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.train import TrainArgs, train
 
@@ -33,7 +34,7 @@ def test_gpu_training_runs_in_bf16_keeps_fp32_weights_and_learns(tiny_model_dir,
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
     weights = load_file(str(result.model_dir / "model.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.float32}  # autocast computes in bf16, stores fp32
-    captioner = LocalCaptioner(result.model_dir, device="cpu")  # a GPU-trained model serves anywhere
+    captioner = LocalCaptioner(result.model_dir, EXACT_GREEDY)  # a GPU-trained model serves anywhere
     try:
         png = next((synthetic_dataset.out_dir / "test").glob("*.png")).read_bytes()
         assert captioner.caption([png])[0].text

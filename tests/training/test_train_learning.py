@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from inference.captioner import LocalCaptioner
+from tests.specs import exact_greedy
 from training.concepts import concept_accuracy
 from training.data.coco import load_split
 from training.data.synthetic import load_scenes
@@ -24,7 +25,7 @@ def reports(trained_tiny_model):
     test = load_split(trained_tiny_model.data_dir, "test")
     with CaptionScorer() as scorer:
         return {
-            name: evaluate_model(LocalCaptioner(path, device="cpu", batch_size=64), test, batch_size=64, scorer=scorer)
+            name: evaluate_model(LocalCaptioner(path, exact_greedy(batch_size=64)), test, batch_size=64, scorer=scorer)
             for name, path in (("trained", trained_tiny_model.model_dir), ("untrained", trained_tiny_model.untrained_dir))
         }
 

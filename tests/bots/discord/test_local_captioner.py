@@ -8,13 +8,14 @@ from bots import messages
 from inference.captioner import LocalCaptioner
 from storage import captions
 from storage.db import session_scope
+from tests.specs import EXACT_GREEDY
 from tests.bots.discord.harness import BotRunner, make_core, person, png
 
 
 @pytest.fixture(scope="module")
 def bot(fake_discord, discord_db, tiny_model_dir):
     _, _, store = discord_db
-    captioner = LocalCaptioner(tiny_model_dir, device="cpu")
+    captioner = LocalCaptioner(tiny_model_dir, EXACT_GREEDY)
     core = make_core(captioner, store, workers=1)
     runner = BotRunner(fake_discord, core).start()
     yield runner, captioner

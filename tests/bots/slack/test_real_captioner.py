@@ -8,11 +8,12 @@ from bots import messages
 from inference.captioner import LocalCaptioner
 from tests.bots.slack.conftest import file_share
 from tests.fakes.http_images import png_bytes
+from tests.specs import EXACT_GREEDY
 
 
 @pytest.fixture(scope="module")
 def captioner(tiny_model_dir):
-    return LocalCaptioner(tiny_model_dir, device="cpu")
+    return LocalCaptioner(tiny_model_dir, EXACT_GREEDY)
 
 
 def test_image_post_is_captioned_by_the_real_model(make_slack, captioner):

@@ -6,7 +6,7 @@ recipe that converts them). New weights give a new key, so a stale conversion is
 removed once the new one is in place. A read-only model directory (a shared volume, a hub snapshot
 owned by someone else) falls back to `<fallback>/<key>/`.
 
-The conversion runs in a child process (`python -m inference.fastbuild`): it loads the fp32 model,
+The conversion runs in a child process (`python -m inference.fast.build`): it loads the fp32 model,
 which the serving process then never holds (the memory a server keeps is the converted model's). A
 process that has imported torch already (tests, training, a GPU server) converts in-process: it saves
 the child's ~10 s of imports and has nothing left to save in memory.
@@ -28,12 +28,12 @@ from pathlib import Path
 from filelock import FileLock
 
 from storage.errors import UserError
-from inference.cpuint8 import int8_products_saturate
+from inference.fast.cpuint8 import int8_products_saturate
+from inference.fast.layout import META_FILE
 
 log = logging.getLogger(__name__)
 
 CACHE_DIRNAME = ".capbot-fast"
-META_FILE = "fast.json"
 # Bump when the graphs or the quantisation recipe change: old conversions then count as stale.
 RECIPE = "onnx-int8-v4"
 _HASHED_SUFFIXES = (".safetensors", ".bin")
@@ -46,7 +46,7 @@ class FastBuildError(UserError):
 
 def conversion_recipe(quantize: bool = True, *, reduce_range: bool | None = None) -> str:
     """The conversion recipe keyed into a conversion: fp32, or int8 with 8-bit or 7-bit (`reduce_range`)
-    weights; `reduce_range` defaults to what this CPU needs (`inference.cpuint8`). A folder shared by
+    weights; `reduce_range` defaults to what this CPU needs (`inference.fast.cpuint8`). A folder shared by
     machines of both kinds then holds one conversion of each, and neither counts as the other's."""
     if not quantize:
         return RECIPE + "-fp32"
@@ -153,11 +153,11 @@ def _build(model_dir: Path, root: Path, key: str, digest: str, recipe: str, quan
 
 def _convert(model_dir: Path, out: Path, quantize: bool, reduce_range: bool) -> None:
     if "torch" in sys.modules:
-        from inference.fastbuild import build
+        from inference.fast.build import build
 
         build(model_dir, out, quantize=quantize, reduce_range=reduce_range)
         return
-    command = [sys.executable, "-m", "inference.fastbuild", str(model_dir), str(out)]
+    command = [sys.executable, "-m", "inference.fast.build", str(model_dir), str(out)]
     if not quantize:
         command.append("--no-quantize")
     if reduce_range:
@@ -184,11 +184,3 @@ def _is_current(folder: Path, weights: str) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
 
-
-def state_names(layers: int) -> tuple[list[str], list[str], list[str]]:
-    """The graphs' input/output names of the caches (`inference.fastgraph`): past, cross and present
-    keys/values, k before v per layer."""
-    def names(prefix: str) -> list[str]:
-        return [f"{prefix}_{kind}{i}" for i in range(layers) for kind in ("k", "v")]
-
-    return names("past"), names("cross"), names("present")

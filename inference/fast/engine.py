@@ -1,11 +1,11 @@
 """The CPU fast path: int8 ONNX Runtime graphs driven by capbot's own decode loop.
 
-Same interface as `CaptionEngine` (`generate`, `pixel_values`, `version`, `tokenizer`), different
-machinery: the encoder graph computes every layer's cross-attention keys/values once per image, the
-decoder graph runs one token per step against a self-attention cache, and `inference.search` makes
+An `inference.engine.Engine` like the exact engine (`inference.exact`), with different machinery: the
+encoder graph computes every layer's cross-attention keys/values once per image, the decoder graph runs
+one token per step against a self-attention cache, and `inference.search` makes
 `generate`'s choices in NumPy. Captions go through `inference.generation.assemble_captions`, so text,
 confidence and alternatives mean what they mean on the exact path. Why ONNX Runtime: see
-docs/performance.md. Serving this way never imports torch (`inference.fastfiles`, `inference.pixels`);
+docs/performance.md. Serving this way never imports torch (`inference.fast.files`, `inference.pixels`);
 the conversion runs in a child process that does.
 """
 
@@ -16,18 +16,19 @@ import json
 import logging
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from inference.device import EngineConfigError
-from inference.fastcache import META_FILE, ensure_built, state_names
-from inference.fastfiles import generation_settings, load_text_decoder
-from inference.generation import EngineOutput, assemble_captions, in_batches, search_spec
-from inference.hub import load_pretrained, looks_like_path, missing_directory
-from inference.modeldir import has_metadata, load_metadata
+from inference.engine import EngineOutput
+from inference.families import VISION_ENCODER_DECODER
+from inference.fast.cache import ensure_built
+from inference.fast.files import generation_settings, load_text_decoder
+from inference.fast.layout import DECODER_FILE, ENCODER_FILE, META_FILE, state_names
+from inference.generation import assemble_captions, in_batches, search_spec
+from inference.modeldir import version_of
 from inference.pixels import PixelSpec, pixel_values
 from inference.search import score_sequences, search
 from inference.types import GenerationOptions
@@ -59,22 +60,11 @@ def ort_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def resolve_model_dir(source: str | Path) -> Path:
-    """A local directory for `source`: the directory itself, or the hub snapshot of a hub id."""
-    if looks_like_path(str(source)):
-        path = Path(source).expanduser()
-        if not path.is_dir():
-            raise missing_directory(path)
-        return path
-    from huggingface_hub import snapshot_download
-
-    return Path(load_pretrained(snapshot_download, str(source), "model"))
-
-
 class FastEngine:
-    """A converted model (`inference.fastcache`) with its tokenizer and image processor, on the CPU."""
+    """A converted model (`inference.fast.cache`) with its tokenizer and image processor, on the CPU."""
 
-    device = SimpleNamespace(type="cpu")
+    family = VISION_ENCODER_DECODER
+    device_type = "cpu"
 
     def __init__(self, folder: Path, image_processor: Any, tokenizer: Any, generation_config: Any, *,
                  version: str, batch_size: int = 8, threads: int = 1) -> None:
@@ -88,24 +78,25 @@ class FastEngine:
         self.version = version
         self.batch_size = batch_size
         self.threads = threads
-        self.encoder = ort_session(folder / "encoder.onnx", threads)
-        self.decoder = ort_session(folder / "decoder.onnx", threads)
+        self.encoder = ort_session(folder / ENCODER_FILE, threads)
+        self.decoder = ort_session(folder / DECODER_FILE, threads)
         self._past_names, self._cross_names, self._present_names = state_names(self.meta["layers"])
         _return_freed_memory()  # the graph files' parse buffers
 
     @classmethod
-    def load(cls, source: str | Path, *, batch_size: int = 8, threads: int = 1, cache_dir: Path | None = None,
-             quantize: bool = True) -> "FastEngine":
-        """Load `source` (model directory or hub id), converting it first when its conversion is missing or stale."""
+    def load(cls, model_dir: Path, *, version: str | None = None, batch_size: int = 8, threads: int = 1,
+             cache_dir: Path | None = None, beside: bool = True, quantize: bool = True) -> "FastEngine":
+        """Load the model directory `model_dir` (a local one: `inference.hub.model_directory`), converting it
+        first when its conversion is missing or stale; the conversion goes beside the model unless `beside`
+        is False (a hub snapshot), else under `cache_dir`. `version`: `inference.modeldir.version_of`."""
         started = time.perf_counter()
-        model_dir = resolve_model_dir(source)
+        version = version or version_of(model_dir)
         processor = PixelSpec.from_dir(model_dir) or _transformers_processor(model_dir)
         tokenizer = load_text_decoder(model_dir)
-        folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize, beside=looks_like_path(str(source)))
-        version = load_metadata(model_dir).version if has_metadata(model_dir) else str(source)
+        folder = ensure_built(model_dir, fallback=cache_dir, quantize=quantize, beside=beside)
         engine = cls(folder, processor, tokenizer, generation_settings(model_dir, tokenizer),
                      version=version, batch_size=batch_size, threads=threads)
-        log.info("fast model loaded", extra={"source": str(source), "version": version, "conversion": str(folder),
+        log.info("fast model loaded", extra={"source": str(model_dir), "version": version, "conversion": str(folder),
                                              "threads": threads, "load_ms": round((time.perf_counter() - started) * 1000)})
         return engine
 
@@ -117,7 +108,14 @@ class FastEngine:
         """The model's input array for decoded RGB images (the shared image path, `inference.pixels`)."""
         return pixel_values(self.image_processor, images, as_numpy=True)
 
+    def release(self) -> None:
+        """Close the graphs' sessions and give their memory back."""
+        self.encoder = self.decoder = None
+        _return_freed_memory()
+
     def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        if self.encoder is None:
+            raise RuntimeError("this engine was released")
         t0 = time.perf_counter()
         pixels = self.pixel_values(images)
         t1 = time.perf_counter()
@@ -127,7 +125,7 @@ class FastEngine:
                                     reason="bad_options")
         cross = self._encode(pixels)
         result = search(self._stepper(cross, len(images) * spec.num_beams), len(images), spec)
-        views = views_for(options.confidence_views, self.device.type)
+        views = views_for(options.confidence_views, self.device_type)
         view_logprobs = self._score_on_views(pixels, result.sequences[::spec.n_best], views, spec.eos_id)
         generated = assemble_captions(self.tokenizer, result.sequences.tolist(), result.token_logprobs, options,
                                       view_logprobs)
@@ -202,6 +200,6 @@ _LIBC = _load_libc()
 
 def _transformers_processor(model_dir: Path) -> Any:
     """A processor `PixelSpec` cannot express runs itself (this imports torch)."""
-    from transformers import AutoImageProcessor
+    from inference.ved import load_processor
 
-    return load_pretrained(AutoImageProcessor.from_pretrained, model_dir, "image processor")
+    return load_processor(model_dir)

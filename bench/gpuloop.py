@@ -5,7 +5,7 @@ On a GPU, `generate` spends most of a caption in Python and kernel launches: a 1
 EOS bookkeeping) as a CUDA graph over fixed buffers, so a step is one graph launch:
 - the self-attention cache is preallocated to the caption length and written at the step's position
   (a device tensor, so the same graph serves every step); attention masks the positions not yet written;
-- the cross-attention keys/values come from `inference.fastgraph.EncoderGraph`, once per image;
+- the cross-attention keys/values come from `inference.fast.graph.EncoderGraph`, once per image;
 - the chosen token, the finished flags and the position advance inside the graph; the host only replays
   it `max_new_tokens` times and reads the tokens once at the end.
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inference.fastgraph import EncoderGraph, _linear, attention_scaling
+from inference.fast.graph import EncoderGraph, _linear, attention_scaling
 
 
 class StaticGreedy(nn.Module):

@@ -1,20 +1,20 @@
-"""Convert a model directory into the fast path's ONNX graphs: `python -m inference.fastbuild MODEL_DIR OUT_DIR`.
+"""Convert a model directory into the fast path's ONNX graphs: `python -m inference.fast.build MODEL_DIR OUT_DIR`.
 
-Run by `inference.fastcache` in a child process. Steps:
-1. load the fp32 model from the directory (the one format capbot saves);
-2. export `EncoderGraph` and `DecoderStep` (`inference.fastgraph`) with the TorchScript exporter
+Run by `inference.fast.cache` in a child process. Steps:
+1. load the fp32 model from the directory (`inference.ved.load_model`, as the exact engine does);
+2. export `EncoderGraph` and `DecoderStep` (`inference.fast.graph`) with the TorchScript exporter
    (`dynamo=False`, opset 17; optimum's exporters pin transformers below 5);
 3. quantise every weight matrix to int8, attention products and softmax stay fp32:
    - encoder: ONNX Runtime dynamic quantisation (int8 weights per output channel, activations quantised
      per call over the whole input; the engine runs it one image at a time, so an image's features never
      depend on the other images of a batch); 7-bit weights (`reduce_range`) on CPUs whose int8 products
-     saturate (`inference.cpuint8`; the caller decides, since the choice is part of the conversion's key);
+     saturate (`inference.fast.cpuint8`; the caller decides, since the choice is part of the conversion's key);
    - decoder: `MatMulNBits` with 8-bit weights in blocks of 32 and int8 compute (accuracy level 4), whose
      activations are quantised per row and block: a caption never depends on the other captions of its
      batch (micro-batching must not change anyone's caption), and beam search kept 97.5% of the exact
      captions against 93.5% with per-tensor activations (docs/performance.md); the token embedding
      (a Gather) is then quantised to int8 as well;
-4. write `fast.json` describing the graphs' shapes and special tokens.
+4. write `fast.json` (`layout.META_FILE`) describing the graphs' shapes and special tokens.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 from transformers import VisionEncoderDecoderModel
 
-from inference.fastcache import state_names
-from inference.fastgraph import DecoderStep, EncoderGraph
+from inference import ved
+from inference.fast.graph import DecoderStep, EncoderGraph
+from inference.fast.layout import DECODER_FILE, ENCODER_FILE, META_FILE, state_names
 
 OPSET = 17
 
@@ -47,14 +48,14 @@ def export_graphs(model: VisionEncoderDecoderModel, out_dir: Path) -> dict:
     past_names, cross_names, present_names = state_names(layers)
     with torch.no_grad():
         torch.onnx.export(
-            EncoderGraph(model), (pixels,), str(out_dir / "encoder.onnx"), dynamo=False, opset_version=OPSET,
+            EncoderGraph(model), (pixels,), str(out_dir / ENCODER_FILE), dynamo=False, opset_version=OPSET,
             input_names=["pixel_values"], output_names=cross_names,
             dynamic_axes={"pixel_values": {0: "images"}, **{name: {0: "images"} for name in cross_names}},
         )
         ids = torch.zeros(4, dtype=torch.long)  # 2 images x 2 beams, 3 tokens already cached
         past = [torch.zeros(4, heads, 3, head_dim) for _ in past_names]
         torch.onnx.export(
-            DecoderStep(model), (ids, *past, *cross), str(out_dir / "decoder.onnx"), dynamo=False,
+            DecoderStep(model), (ids, *past, *cross), str(out_dir / DECODER_FILE), dynamo=False,
             opset_version=OPSET, input_names=["input_ids", *past_names, *cross_names],
             output_names=["logprobs", *present_names],
             dynamic_axes={"input_ids": {0: "rows"}, "logprobs": {0: "rows"},
@@ -95,7 +96,7 @@ def build(model_dir: Path, out_dir: Path, *, quantize: bool = True, reduce_range
     """Export (and quantise) `model_dir`'s model into `out_dir`; returns what fast.json records.
     `reduce_range`: the encoder's int8 weights in 7 bits (for CPUs whose int8 products saturate)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = VisionEncoderDecoderModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = ved.load_model(model_dir, dtype=torch.float32)
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / "fp32" if quantize else out_dir
     raw.mkdir(exist_ok=True)
@@ -105,13 +106,13 @@ def build(model_dir: Path, out_dir: Path, *, quantize: bool = True, reduce_range
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         shapes = export_graphs(model, raw)
     if quantize:
-        quantize_graph(raw / "encoder.onnx", out_dir / "encoder.onnx", reduce_range=reduce_range)
-        quantize_rowwise(raw / "decoder.onnx", out_dir / "decoder.onnx")
+        quantize_graph(raw / ENCODER_FILE, out_dir / ENCODER_FILE, reduce_range=reduce_range)
+        quantize_rowwise(raw / DECODER_FILE, out_dir / DECODER_FILE)
         for leftover in raw.iterdir():
             leftover.unlink()
         raw.rmdir()
     meta = {"format": 1, "quantized": quantize, "reduce_range": quantize and reduce_range, **shapes}
-    (out_dir / "fast.json").write_text(json.dumps(meta, indent=2))
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
 
 
