@@ -35,13 +35,15 @@ def local_captioner(settings, model: str | None = None, *, device: str | None = 
 
 
 def modal_captioner(settings, *, options: GenerationOptions | None = None, lookup=None):
-    """A `ModalCaptioner` calling the GPU class of the deployed app named in settings (nothing is sent yet)."""
-    from capbot.modal_config import CAPTION_CLASS
+    """A `ModalCaptioner` calling the GPU class of the deployed app (nothing is sent yet): the app name and
+    wait of the plan a container was deployed with, or of the settings elsewhere."""
+    from capbot.modal.plan import CAPTION_CLASS, ModalPlan
     from inference.modal_captioner import ModalCaptioner, deployed_class
 
+    plan = ModalPlan.current(lambda: settings)
     return ModalCaptioner(
-        settings.modal_app_name, CAPTION_CLASS,
-        timeout_s=settings.modal_call_timeout_s,
+        plan.app_name, CAPTION_CLASS,
+        timeout_s=plan.call_timeout_s,
         max_image_bytes=settings.max_image_bytes,
         max_image_pixels=settings.max_image_pixels,
         default_options=options or generation_options(settings),

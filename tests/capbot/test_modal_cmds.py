@@ -12,7 +12,7 @@ import pytest
 
 from capbot.cli import main
 from storage.errors import UserError
-from capbot.modal_deploy import check_checkout
+from capbot.modal.deploy import check_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_CREDENTIALS = ("error: no Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and "
