@@ -15,7 +15,7 @@ from storage.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CHECKOUT_FILES = ("pyproject.toml", "README.md", "requirements.lock")
+CHECKOUT_FILES = ("pyproject.toml", "README.md", "requirements-gpu.lock", "requirements-runtime.lock")  # the image's
 
 
 def check_checkout(root: Path) -> Path:

@@ -66,7 +66,7 @@ def test_deploy_needs_a_checkout(tmp_path):
     assert check_checkout(ROOT) == ROOT
     with pytest.raises(UserError) as refused:
         check_checkout(tmp_path)
-    assert "pyproject.toml, README.md, requirements.lock" in refused.value.message
+    assert "pyproject.toml, README.md, requirements-gpu.lock, requirements-runtime.lock" in refused.value.message
 
 
 def test_capbot_run_with_the_modal_captioner_stops_at_start_without_credentials(tmp_path):
