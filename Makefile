@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lock clean bench bench-gpu
+.PHONY: install run test lock lock-gpu clean bench bench-gpu
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,16 @@ bench: install
 bench-gpu: install
 	$(PY) -m bench.gpu
 
-# Regenerate requirements.lock from the current venv (after changing pyproject.toml's dependencies).
+# Regenerate requirements.lock from the current venv (after changing pyproject.toml's dependencies), and
+# requirements-runtime.lock beside it: the same pins without the test tools (the Modal image installs it).
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|capbot)==' > requirements.lock
+	$(PY) -m tools.locks runtime > requirements-runtime.lock
+
+# Regenerate requirements-gpu.lock (the Modal image's CUDA torch with its nvidia/triton wheels) from PyPI's
+# metadata for Linux x86_64, constrained by requirements.lock; run after `make lock` or a torch pin change.
+lock-gpu:
+	$(PY) -m tools.locks gpu > requirements-gpu.lock.tmp && mv requirements-gpu.lock.tmp requirements-gpu.lock
 
 clean:
 	rm -rf $(VENV)

@@ -1,13 +1,17 @@
-"""The composition root: the only place that builds the store, captioner, bot core, bots, web server and
-schedule from `Settings` and wires them together. Everything else takes plain arguments."""
+"""The composition root: the only place that builds the store, captioner, bot core, bots (Slack, Discord),
+web server and retraining configuration from `Settings` and wires them together. `capbot run`
+(`capbot.serve`, the CLI) and the Modal containers (`capbot.modal`) both assemble through it; everything
+else takes plain arguments."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import Engine
 
@@ -22,6 +26,10 @@ from inference.spec import CaptionerSpec
 from inference.types import Captioner
 from storage import db, events, registry
 from storage.blobs import LocalBlobStore
+
+if TYPE_CHECKING:
+    from training.data.screen import ScreenRules
+    from training.retrain import RetrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +82,16 @@ def forget_old_events(engine: Engine, now: datetime | None = None) -> int:
 
 
 def build_services(settings: Settings, *, captioner: Captioner | None = None,
-                   blobs: LocalBlobStore | None = None) -> Services:
+                   blobs: LocalBlobStore | None = None, engine: Engine | None = None) -> Services:
     """Migrate the database, open the blob store, load the captioner and start the bot core's workers.
 
     `blobs` replaces the directory store of settings.blob_dir (on Modal: one that commits its Volume).
+    `engine`: an engine the caller opened on an already migrated database (on Modal: a container's small
+    pool; the deploy migrates once), used instead of migrating and opening one here.
     """
-    db.upgrade(settings.database_url)
-    engine = db.create_engine_for(settings.database_url)
+    if engine is None:
+        db.upgrade(settings.database_url)
+        engine = db.create_engine_for(settings.database_url)
     forget_old_events(engine)
     blobs = blobs or LocalBlobStore(settings.blob_dir)
     model = serving_model(engine, settings)
@@ -121,3 +132,100 @@ def build_web_app(services: Services, extra_routers: tuple = ()):
     return create_web_app(services.core, WebConfig.from_settings(services.settings), engine=services.engine,
                           model_version=lambda: services.captioner.model_version, metrics=services.metrics,
                           blobs=services.blobs, extra_routers=tuple(extra_routers))
+
+
+# --- the bots ------------------------------------------------------------------------------------------------
+
+def build_slack_app(services: Services) -> Any:
+    """The Slack (bolt) app over the services' core; needs CAPBOT_SLACK_BOT_TOKEN (the signing secret too
+    for HTTP events, not for Socket Mode)."""
+    from bots.slack.app import create_app
+
+    s = services.settings
+    secret = s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else ""
+    return create_app(services.core, bot_token=s.slack_bot_token.get_secret_value(), signing_secret=secret,
+                      api_url=s.slack_api_url, max_image_bytes=s.max_image_bytes, fetch_timeout_s=s.fetch_timeout_s)
+
+
+def slack_events_router(slack_app: Any) -> Any:
+    """The web router that receives Slack's HTTP events at /slack/events for `slack_app`."""
+    from bots.slack.http import slack_router
+
+    return slack_router(slack_app)
+
+
+async def run_discord(services: Services, stop: asyncio.Event) -> None:
+    """Run the Discord bot over the services' core until `stop` is set (needs CAPBOT_DISCORD_TOKEN)."""
+    from bots.discord.run import run_discord_bot
+
+    s = services.settings
+    await run_discord_bot(
+        services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
+        api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
+        message_content=s.discord_message_content, stop=stop,
+    )
+
+
+# --- retraining ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """One run's choices (the CLI's flags, the Modal job's resume); None keeps the setting or
+    `RetrainConfig`'s default."""
+
+    min_feedback: int | None = None
+    base_data: Path | None = None
+    base_eval_split: str | None = None
+    feedback_fraction: float | None = None
+    cider_tolerance: float | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    renames: bool = True  # False: find no new renames (those the active version learned still apply)
+    dry_run: bool = False
+    resume: bool = False  # continue an interrupted run from its last checkpoint (a preempted Modal job)
+    checkpoint_every: int | None = None  # training steps between checkpoints (None: only at the end)
+
+
+def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions = RetrainOptions(),
+                   spec: CaptionerSpec | None = None) -> RetrainConfig:
+    """The `RetrainConfig` for `settings` and this run's `options`: the one place Settings become one, for
+    `capbot retrain`, the embedded schedule of `capbot run` and the Modal Cron alike. The gate scores with
+    `spec`, the server's when it runs beside one, else the one settings give."""
+    from training.data.renames import RenameRules
+    from training.retrain import RetrainConfig
+
+    # Choices without a setting: unless given, RetrainConfig's defaults apply.
+    choices = {"base_eval_split": options.base_eval_split, "epochs": options.epochs,
+               "learning_rate": options.learning_rate, "batch_size": options.batch_size,
+               "checkpoint_every": options.checkpoint_every}
+    return RetrainConfig(
+        engine=engine,
+        blobs=LocalBlobStore(settings.blob_dir or settings.data_dir / "blobs"),
+        models_dir=settings.models_dir,
+        runs_dir=settings.runs_dir,
+        base_model=settings.model,
+        base_data=_first(options.base_data, settings.retrain_base_data),
+        min_feedback=_first(options.min_feedback, settings.retrain_min_feedback),
+        feedback_fraction=_first(options.feedback_fraction, settings.retrain_feedback_fraction),
+        cider_tolerance=_first(options.cider_tolerance, settings.retrain_cider_tolerance),
+        rename_rules=RenameRules(min_users=settings.retrain_rename_min_users) if options.renames else None,
+        screen_rules=screen_rules(settings),
+        min_users=settings.retrain_min_users,
+        captioner=spec or captioner_spec(settings),
+        dry_run=options.dry_run,
+        resume=options.resume,
+        **{name: value for name, value in choices.items() if value is not None},
+    )
+
+
+def screen_rules(settings: Settings) -> ScreenRules:
+    """The junk rules from settings: the same for retraining and `capbot feedback export`."""
+    from training.data.screen import ScreenRules
+
+    return ScreenRules(max_images_per_user=settings.retrain_max_images_per_user,
+                       spam_min_images=settings.retrain_spam_min_images)
+
+
+def _first(option: Any, setting: Any) -> Any:
+    return setting if option is None else option  # `or` would take a tolerance of 0.0 for "unset"

@@ -34,14 +34,16 @@ def local_captioner(spec: CaptionerSpec, model: str):
 
 
 def modal_captioner(settings, spec: CaptionerSpec, *, lookup=None):
-    """A `ModalCaptioner` calling the GPU class of the deployed app named in settings (nothing is sent yet);
-    a call without options of its own asks for `spec.options`, as a local captioner would."""
-    from capbot.modal_config import CAPTION_CLASS
+    """A `ModalCaptioner` calling the GPU class of the deployed app (nothing is sent yet): the app name and
+    wait of the plan a container was deployed with, or of the settings elsewhere; a call without options of
+    its own asks for `spec.options`, as a local captioner would."""
+    from capbot.modal.plan import CAPTION_CLASS, ModalPlan
     from inference.modal_captioner import ModalCaptioner, deployed_class
 
+    plan = ModalPlan.current(lambda: settings)
     return ModalCaptioner(
-        settings.modal_app_name, CAPTION_CLASS,
-        timeout_s=settings.modal_call_timeout_s,
+        plan.app_name, CAPTION_CLASS,
+        timeout_s=plan.call_timeout_s,
         max_image_bytes=spec.max_image_bytes,
         max_image_pixels=spec.max_image_pixels,
         default_options=spec.options,

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 import uvicorn
 from fastapi import APIRouter
 
-from capbot.app import Services, build_web_app
+from capbot.app import Services, build_slack_app, build_web_app, run_discord, slack_events_router
 from storage.errors import UserError
 from capbot.settings import Settings
 
@@ -100,21 +100,6 @@ def _enabled(components: list[Component], name: str) -> bool:
     return any(c.name == name and c.enabled for c in components)
 
 
-def _slack_app(services: Services) -> Any:
-    from bots.slack.app import create_app
-
-    s = services.settings
-    secret = s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else ""
-    return create_app(
-        services.core,
-        bot_token=s.slack_bot_token.get_secret_value(),
-        signing_secret=secret,
-        api_url=s.slack_api_url,
-        max_image_bytes=s.max_image_bytes,
-        fetch_timeout_s=s.fetch_timeout_s,
-    )
-
-
 def bind_web_socket(host: str, port: int) -> socket.socket:
     """The web server's listening socket, bound now: a busy port is one clear error before anything starts
     (uvicorn would log a traceback from inside its task and exit 3 after the bots had started)."""
@@ -154,12 +139,10 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
         log.info("%s: %s (%s)", c.name, "on" if c.enabled else "off", c.why)
 
     routers: list[APIRouter] = []
-    slack_app = _slack_app(services) if (_enabled(components, "slack (http)")
-                                          or _enabled(components, "slack (socket mode)")) else None
+    slack_app = build_slack_app(services) if (_enabled(components, "slack (http)")
+                                               or _enabled(components, "slack (socket mode)")) else None
     if slack_app is not None and _enabled(components, "slack (http)"):
-        from bots.slack.http import slack_router
-
-        routers.append(slack_router(slack_app))
+        routers.append(slack_events_router(slack_app))
 
     web = build_web_app(services, tuple(routers))
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default; the web
@@ -223,15 +206,8 @@ async def _start_background(services: Services, components: list[Component], sla
 
 
 async def _discord(services: Services, stop: asyncio.Event) -> None:
-    from bots.discord.run import run_discord_bot
-
-    s = services.settings
     try:
-        await run_discord_bot(
-            services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
-            api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
-            message_content=s.discord_message_content, stop=stop,
-        )
+        await run_discord(services, stop)
     except Exception as exc:  # a Discord outage must not take the web server and Slack down with it
         log.error("discord bot stopped: %s", exc)
 

@@ -107,9 +107,11 @@ class Settings(BaseSettings):
     modal_batch_wait_ms: int = Field(50, ge=0, le=10_000, description="How long a GPU batch waits for more images before it runs.")
     modal_scaledown_window_s: int = Field(300, ge=2, le=3600, description="Idle seconds before a GPU captioning container shuts down.")
     modal_min_containers: int = Field(0, ge=0, le=100, description="GPU captioning containers kept warm even when idle (no cold starts; billed while idle).")
+    modal_max_containers: int = Field(5, ge=1, le=1000, description="GPU captioning containers at most (a cost ceiling); beyond it images wait in Modal's queue. At least CAPBOT_MODAL_MIN_CONTAINERS.")
     modal_web_min_containers: int = Field(0, ge=0, le=100, description="Web endpoint containers (page, API, /slack/events) kept warm; 1 answers Slack without a cold start.")
     modal_retrain_cron: str = Field("0 3 * * 0", description="Modal Cron (UTC) of the scheduled retraining; empty = no schedule.")
-    modal_call_timeout_s: float = Field(120.0, gt=0, le=3600, description="Seconds the modal captioner waits for one caption (a cold start included) before retrying once.")
+    modal_call_timeout_s: float = Field(120.0, gt=0, le=140, description="Seconds one caption request waits for the Modal GPU class in all (a cold start included); at most 140, under Modal's 150 s web request limit. An input that times out is left to finish, never cancelled (that would interrupt its whole GPU batch).")
+    modal_db_pool_size: int = Field(2, ge=1, le=50, description="PostgreSQL connections each Modal container (web, GPU, Discord, jobs) keeps at most; no overflow. Total: this times the containers running (docs/modal.md, Connections).")
 
     # --- logging ---
     log_level: str = Field("INFO", description="Python logging level.")
@@ -151,6 +153,13 @@ class Settings(BaseSettings):
         if cron and len(cron.split()) != 5:
             raise ValueError(f"a crontab line has 5 fields (minute hour day month weekday), got {cron!r}")
         return cron
+
+    @model_validator(mode="after")
+    def _gpu_pool(self) -> "Settings":
+        if self.modal_max_containers < self.modal_min_containers:
+            raise ValueError(f"CAPBOT_MODAL_MAX_CONTAINERS ({self.modal_max_containers}) is below "
+                             f"CAPBOT_MODAL_MIN_CONTAINERS ({self.modal_min_containers})")
+        return self
 
     @field_validator("public_url")
     @classmethod

@@ -1,10 +1,14 @@
-"""`ModalCaptioner`: the `Captioner` that sends images to the deployed GPU class (`inference/modal_app.py`).
+"""`ModalCaptioner`: the `Captioner` that sends images to the deployed GPU class (`capbot/modal/app.py`).
 
 Every image first goes through the same intake as local captioning (`load_image`), so a bad image is
 refused here with its `ImageError` and never costs GPU time; one the GPU side still refuses comes back as
 the same typed error. Each image is one call into the `@modal.batched` method, which gathers calls from
-every caller into GPU batches. A call that times out is cancelled and sent once more (captioning has no
-side effects, so a retry is safe); every other failure becomes one `ModalServiceError` whose message
+every caller into GPU batches.
+
+One `caption()` waits at most `timeout_s` in all, whatever the number of images (the web endpoint's
+requests must end within Modal's 150 s limit). A call still pending then is left to finish, never
+cancelled and never sent again: cancelling one input of a `@modal.batched` batch interrupts the whole
+batch, every other caller's images with it. Every failure becomes one `ModalServiceError` whose message
 says what is wrong: no credentials, app not deployed, Modal unreachable, timeout, or a remote crash.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 from PIL import Image
@@ -50,14 +55,15 @@ class ModalCaptioner:
         class_name: str,
         *,
         timeout_s: float = 120.0,
-        retries: int = 1,
         max_image_bytes: int = DEFAULT_MAX_BYTES,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         default_options: GenerationOptions | None = None,
         lookup: Lookup = deployed_class,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app_name, self.class_name = app_name, class_name
-        self.timeout_s, self.retries = timeout_s, retries
+        self.timeout_s = timeout_s  # one caption() call's whole wait
+        self._clock = clock
         self.max_image_bytes, self.max_image_pixels = max_image_bytes, max_image_pixels
         self.default_options = default_options or GenerationOptions()
         check_options(self.default_options)
@@ -81,7 +87,8 @@ class ModalCaptioner:
         with ModalErrors(self.app_name, self.class_name):
             method = self._caption_method()
             calls = [method.spawn(payload, wire_options) for payload in payloads]
-            results = [self._wait(method, call, payload, wire_options) for call, payload in zip(calls, payloads)]
+            deadline = self._clock() + self.timeout_s
+            results = [self._wait(call, deadline) for call in calls]
         captions = [caption_from_wire(result) for result in results]
         if captions:
             self._version = captions[-1].model_version
@@ -109,31 +116,21 @@ class ModalCaptioner:
                 self._method = self._lookup(self.app_name, self.class_name)().caption
             return self._method
 
-    def _wait(self, method: Any, call: Any, payload: bytes, wire_options: dict) -> dict:
-        """The call's result, sending it once more after a timeout."""
+    def _wait(self, call: Any, deadline: float) -> dict:
+        """The call's result, waiting no later than `deadline`; a call still pending is left to finish."""
         from modal.exception import TimeoutError as ModalTimeout
 
-        for attempt in range(self.retries + 1):
-            try:
-                return call.get(timeout=self.timeout_s)
-            except (TimeoutError, ModalTimeout):
-                _cancel(call)
-                if attempt == self.retries:
-                    break
-                log.warning("caption call timed out; sending it once more",
-                            extra={"app": self.app_name, "timeout_s": self.timeout_s})
-                call = method.spawn(payload, wire_options)
-        tries = "once" if self.retries == 0 else f"{self.retries + 1} times"
-        raise ModalServiceError(
-            f"the Modal captioning class did not answer within {self.timeout_s:g} s (tried {tries}); "
+        try:
+            return call.get(timeout=max(0.0, deadline - self._clock()))
+        except ModalTimeout as exc:  # the GPU call itself ran past its time limit, or its output expired
+            raise self._timed_out(f"the call ended without a result ({type(exc).__name__})") from None
+        except TimeoutError:  # the builtin: still pending (a cold start, a long queue)
+            raise self._timed_out("still waiting for a GPU container; it is left to finish") from None
+
+    def _timed_out(self, detail: str) -> "ModalServiceError":
+        return ModalServiceError(
+            f"the Modal captioning class did not answer within {self.timeout_s:g} s ({detail}); "
             f"see `modal app logs {self.app_name}`", reason="modal_timeout")
-
-
-def _cancel(call: Any) -> None:
-    try:
-        call.cancel()
-    except Exception as exc:  # best effort: the call may have finished or the connection dropped
-        log.debug("could not cancel a timed-out call: %s", exc)
 
 
 class ModalErrors:

@@ -3,8 +3,8 @@
 It serves the registry's active version, captions the lists of image bytes `@modal.batched` hands it
 (one result per input, a refused image included), and follows the registry: at most every `poll_s`
 seconds a batch first asks which version is active; when that moved, the new model's files are
-prepared (on Modal: the Volume reloaded and the directory copied to local disk, see
-`capbot.modal_storage.VolumeModelFiles`) and loaded beside the old one, which keeps serving if anything
+prepared (on Modal: the Volume reloaded when the directory arrived after the container started, see
+`capbot.modal.volumes.VolumeModelFiles`) and loaded beside the old one, which keeps serving if anything
 fails. Requests are never dropped: the batch that notices a promotion waits for the
 load, and every other batch runs on whichever model is loaded.
 

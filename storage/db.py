@@ -33,15 +33,18 @@ _MIGRATION_LOCK_KEY = 0x6361_706D  # "capm": Postgres advisory lock held while m
 _IN_PROCESS_MIGRATION_LOCK = threading.Lock()  # Alembic's `context` proxy is process-global
 
 
-def create_engine_for(url: str, *, echo: bool = False) -> Engine:
+def create_engine_for(url: str, *, echo: bool = False, pool_size: int | None = None) -> Engine:
     """Build an engine for a SQLAlchemy URL (sqlite:///path or postgresql+psycopg://...).
 
     A SQLite file's parent directory is created. The URL's password never appears in logs.
+    `pool_size`: a server database's connections this engine keeps at most, with no overflow beyond
+    them (callers wait for a free one); None = SQLAlchemy's default (5, plus 10 overflow).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo=echo)
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    limits = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
+    return create_engine(url, echo=echo, pool_pre_ping=True, **limits)
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:

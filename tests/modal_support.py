@@ -152,6 +152,7 @@ class Deployment:
     data_dir: Any  # CAPBOT_DATA_DIR (what /data is in a container)
     volumes: dict[str, LocalVolume]
     database_url: str
+    migrations: int = 0  # runs of the migration job containers asked for
 
     @property
     def models_dir(self) -> Any:
@@ -159,13 +160,15 @@ class Deployment:
 
 
 def deployment_env(monkeypatch: Any, tmp_path: Any, tiny_model_dir: Any, database_url: str, **settings: str) -> Deployment:
-    """Set the environment a container gets from the image and the Modal Secret, and swap each module-level
-    `modal.Volume` (which needs Modal's service) for a `LocalVolume`. Pass `CAPBOT_*` overrides as keywords."""
+    """Set the environment a container gets from the image and the Modal Secret, swap each module-level
+    `modal.Volume` (which needs Modal's service) for a `LocalVolume`, and let a container that finds the
+    schema behind run the migration job's body here (`Deployment.migrations` counts those runs). Pass
+    `CAPBOT_*` overrides as keywords."""
     import os
 
-    import capbot.modal_app  # noqa: F401  (defined with the real Volume objects before the stand-ins replace them)
-    from capbot import modal_common
-    from capbot.modal_config import VOLUME_ROLES
+    import capbot.modal.app  # noqa: F401  (defined with the real Volume objects before the stand-ins replace them)
+    from capbot.modal import container, image
+    from capbot.modal.plan import VOLUME_ROLES
 
     for name in [k for k in os.environ if k.startswith(("CAPBOT_", "MODAL_"))]:
         monkeypatch.delenv(name)
@@ -175,10 +178,21 @@ def deployment_env(monkeypatch: Any, tmp_path: Any, tiny_model_dir: Any, databas
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)  # no .env from the checkout
+    from capbot.modal.plan import PLAN_ENV, ModalPlan
+    from capbot.settings import get_settings
+
+    monkeypatch.setenv(PLAN_ENV, ModalPlan.from_settings(get_settings()).to_json())  # shipped by the deploy
     volumes = {role: LocalVolume(role) for role in VOLUME_ROLES}
     for role, volume in volumes.items():
-        monkeypatch.setitem(modal_common.volumes, role, volume)
-    return Deployment(data_dir, volumes, database_url)
+        monkeypatch.setitem(image.volumes, role, volume)
+    deployment = Deployment(data_dir, volumes, database_url)
+
+    def migration_job() -> dict:  # what `migrate_database.remote()` runs in its own container
+        deployment.migrations += 1
+        return container.migrate_database()
+
+    monkeypatch.setattr(container, "ask_migration_job", migration_job)
+    return deployment
 
 
 def promote_copy(tiny_model_dir: Any, models_dir: Any, database_url: str) -> str:
@@ -201,3 +215,14 @@ def promote_copy(tiny_model_dir: Any, models_dir: Any, database_url: str) -> str
     finally:
         engine.dispose()
     return meta.version
+
+
+def stop_container(obj: Any) -> None:
+    """What Modal's container runtime does when it stops a container of a class: run its `@modal.exit`
+    methods (`.local()` never does; modal/_runtime finds them with the same helper)."""
+    from modal._partial_function import _find_callables_for_obj, _PartialFunctionFlags
+    from modal._utils.async_utils import synchronizer
+
+    instance = synchronizer._translate_in(obj)._cached_user_cls_instance()
+    for exit_method in _find_callables_for_obj(instance, _PartialFunctionFlags.EXIT).values():
+        exit_method()

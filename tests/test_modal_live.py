@@ -38,7 +38,7 @@ def smoke_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPBOT_")}
     env.update(CAPBOT_MODAL_APP_NAME=name, CAPBOT_MODAL_VOLUME_PREFIX=name, CAPBOT_MODAL_SECRET=secret,
                CAPBOT_MODAL_GPU="T4", CAPBOT_MODAL_TRAIN_GPU="T4", CAPBOT_MODAL_RETRAIN_CRON="",
-               CAPBOT_MODAL_SCALEDOWN_WINDOW_S="60", CAPBOT_MODAL_CALL_TIMEOUT_S="600")
+               CAPBOT_MODAL_SCALEDOWN_WINDOW_S="60", CAPBOT_MODAL_CALL_TIMEOUT_S="140")
     yield name, env
     _modal(env, "app", "stop", name, "--yes")
     for role in ("models", "datasets", "runs", "blobs"):
@@ -63,7 +63,7 @@ def test_deploy_caption_a_photo_tear_down(smoke_env, tmp_path):
     _, env = smoke_env
     checkout = Path(__file__).resolve().parents[1]
     deployed = _capbot(env, "modal", "deploy", cwd=checkout)
-    assert "Slack request URL: https://" in deployed.stdout
+    assert "Slack request URL: https://" in deployed.stdout and "database: migrated to " in deployed.stdout
     model = tmp_path / "tiny"
     _capbot(env, "models", "init", "--preset", "tiny", "--out", str(model), cwd=tmp_path)
     _capbot(env, "modal", "upload-model", str(model), "--activate", cwd=tmp_path)

@@ -17,6 +17,13 @@ The steps (issue 5, "Retraining"):
  5. Gate (`training.gate`), then ONE transaction: candidate metrics + gate verdict, promotion if it
     passed, and the run's outcome. A crash anywhere before that commit leaves the registry as it was.
 
+Resuming (`RetrainConfig.resume`, the Modal Cron's choice): a run whose process was interrupted (preempted,
+killed, stopped) is not repeated from scratch. The next run re-plans the interrupted run's feedback window
+(the same corrections, screened, split and mixed the same way), checks that it gives the same data counts,
+and continues training from the interrupted run's last checkpoint (`checkpoint_every` steps apart) under a
+new run id that keeps the interrupted run's start, so the next window starts where it did. When the data
+or the active version moved meanwhile, or no checkpoint was saved, it starts afresh as before.
+
 Which feedback is used: training takes every correction since the last *promoted* run, so feedback the
 active version has not learned is never dropped because an earlier candidate was refused; the
 early-stop count only looks at corrections since the last *finished* run, so a refused run is not
@@ -71,6 +78,7 @@ log = logging.getLogger(__name__)
 
 SKIPPED, DRY_RUN = "skipped", "dry_run"
 INTERRUPTED = "interrupted: the process running it stopped before finishing (crash, kill or shutdown)"
+STOPPED = "stopped: "  # the reason's start when a signal or cancellation (not an error) ended the run
 
 
 class RetrainError(UserError):
@@ -91,6 +99,8 @@ class FineTune:
     batch_size: int
     seed: int
     freeze_encoder: bool = False
+    checkpoint_every: int = 0  # steps between checkpoints in work_dir (0: only at the end)
+    resume: bool = False  # continue from work_dir's newest checkpoint (an interrupted run's)
 
 
 Trainer = Callable[[FineTune], Path]  # returns the candidate's model directory (with capbot.json)
@@ -99,7 +109,7 @@ CaptionerFactory = Callable[[str], Captioner]  # model location -> a captioner f
 
 @dataclass
 class RetrainConfig:
-    """Everything one retraining run needs; `capbot.cli.retrain_cmds.retrain_config` builds it from Settings."""
+    """Everything one retraining run needs; `capbot.app.retrain_config` builds it from Settings."""
 
     engine: Engine
     blobs: BlobStore
@@ -129,6 +139,8 @@ class RetrainConfig:
     captioner: CaptionerSpec = CaptionerSpec()  # how candidate and active caption the held-out sets: serving's
     seed: int = 0
     dry_run: bool = False  # report what would be trained, change nothing
+    resume: bool = False  # continue an interrupted run from its last checkpoint (see the module docstring)
+    checkpoint_every: int = 0  # training steps between checkpoints (0: only at the end, nothing to resume)
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,7 @@ class RetrainResult:
     metrics: Comparison | None = None  # candidate and active on the held-out sets
     gate: GateDecision | None = None
     recovered_runs: list[int] = field(default_factory=list)  # stale runs this run marked failed
+    resumed_run: int | None = None  # the interrupted run whose training this run continued
     renames: list[Rename] = field(default_factory=list)  # systematic renames found in this run's feedback
     inherited_renames: list[InheritedRenames] = field(default_factory=list)  # earlier rounds', oldest first
 
@@ -196,14 +209,20 @@ def retrain(
     lock = run_lock_for(config.engine, Path(config.runs_dir) / "retrain.lock")
     with lock:
         recovered = [] if config.dry_run else _recover_interrupted_runs(config.engine)
-        result = _run_locked(config, trainer or default_trainer, captioner_factory or default_captioner_factory(config))
+        trainer, make_captioner = trainer or default_trainer, captioner_factory or default_captioner_factory(config)
+        interrupted = _resumable_run(config) if config.resume and not config.dry_run else None
+        result = _run_locked(config, trainer, make_captioner, interrupted) if interrupted else None
+        if result is None:
+            result = _run_locked(config, trainer, make_captioner)
         result.recovered_runs = recovered
         return result
 
 
-def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: CaptionerFactory) -> RetrainResult:
+def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: CaptionerFactory,
+                interrupted: runs.RunInfo | None = None) -> RetrainResult | None:
+    """One run; continuing `interrupted` when given (None back when its plan no longer holds)."""
     # 1. Export feedback and decide whether it is worth a run.
-    now = utcnow()
+    now = interrupted.started_at if interrupted else utcnow()
     with session_scope(config.engine) as session:
         active = registry.get_active(session)
         since_train, since_new = _feedback_windows(session)
@@ -212,6 +231,8 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     new = {r.image_sha256 for r in corrections if since_new is None or (r.created_at and r.created_at > since_new)}
     active_id = active.id if active else None
     if len(new) < config.min_feedback:
+        if interrupted:
+            return None  # its window no longer passes (feedback forgotten meanwhile): start afresh
         message = (
             f"too little feedback to retrain: {len(new)} new corrected image(s) since "
             f"{_when(since_new)}; at least {config.min_feedback} needed (set --min-feedback or "
@@ -223,6 +244,8 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     screen_counts = _screen_counts(screened)
     refusal = _refusal(config, screened, new)
     if refusal:
+        if interrupted:
+            return None
         counts = DataCounts(feedback_new=len(new), **screen_counts)
         return _refuse(config, refusal + _set_aside_text(counts), counts, screened, active_id, since_train, now)
     rows = screened.rows
@@ -230,6 +253,8 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     # 2. Hold out part of the feedback, adopt the users' renames in the base data, mix the rest with it.
     plan = _plan(config, active, rows, len(new), inherited)
     plan = replace(plan, counts=replace(plan.counts, **screen_counts))
+    if interrupted and not _same_plan(interrupted, plan, since_train, active_id):
+        return None
     if config.dry_run:
         return RetrainResult(DRY_RUN, _dry_run_message(plan, config), plan.counts, active_version=active_id,
                              renames=plan.renames, inherited_renames=plan.inherited)
@@ -241,12 +266,16 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     with session_scope(config.engine) as session:
         run = runs.start_run(session, base_version=active_id, feedback_since=since_train,
                              data_counts=asdict(plan.counts), now=now)
-    log.info("retrain started", extra={"run_id": run.id, "active": active_id, **asdict(plan.counts)})
+    resumed = interrupted.id if interrupted else None
+    log.info("retrain started", extra={"run_id": run.id, "active": active_id, "resumes_run": resumed,
+                                       **asdict(plan.counts)})
     try:
-        return _train_evaluate_gate(config, run.id, plan, trainer, make_captioner)
+        result = _train_evaluate_gate(config, run.id, plan, trainer, make_captioner, work_run=resumed or run.id)
     except BaseException as exc:
         _record_failure(config.engine, run.id, exc)
         raise
+    result.resumed_run = resumed
+    return result
 
 
 def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[FeedbackRow], n_new: int,
@@ -271,10 +300,10 @@ def _plan(config: RetrainConfig, active: ModelVersionInfo | None, rows: list[Fee
 
 
 def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, trainer: Trainer,
-                         make_captioner: CaptionerFactory) -> RetrainResult:
-    # 3. Fine-tune from the active version.
+                         make_captioner: CaptionerFactory, *, work_run: int) -> RetrainResult:
+    # 3. Fine-tune from the active version (in `work_run`'s directory: an interrupted run's, to resume it).
     active = plan.active
-    run_dir = Path(config.runs_dir) / f"run-{run_id}"
+    run_dir = Path(config.runs_dir) / f"run-{work_run}"
     data_dir = run_dir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     write_coco_split(plan.mix.items, data_dir, "train")
@@ -282,16 +311,18 @@ def _train_evaluate_gate(config: RetrainConfig, run_id: int, plan: _Plan, traine
     job = FineTune(init_model=init_model, parent_version=active.id if active else None, data_dir=data_dir,
                    out_dir=Path(config.models_dir), work_dir=run_dir / "train", epochs=config.epochs,
                    learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed,
-                   freeze_encoder=config.freeze_encoder)
+                   freeze_encoder=config.freeze_encoder, checkpoint_every=config.checkpoint_every,
+                   resume=work_run != run_id)
     candidate_dir = Path(trainer(job))
     candidate_id = _version_of(candidate_dir)
 
     # 4. Register the candidate (unpromoted), then score both models on the same held-out sets.
     with session_scope(config.engine) as session:
-        registry.register_version(session, version_id=candidate_id, location=str(candidate_dir),
-                                  parent_id=job.parent_version,
-                                  # what this version learned beyond its parent: later runs inherit it
-                                  metrics={"run_id": run_id, "renames": [r.to_dict() for r in plan.renames]})
+        if registry.get_version(session, candidate_id) is None:  # an interrupted run may have registered it
+            registry.register_version(session, version_id=candidate_id, location=str(candidate_dir),
+                                      parent_id=job.parent_version,
+                                      # what this version learned beyond its parent: later runs inherit it
+                                      metrics={"run_id": run_id, "renames": [r.to_dict() for r in plan.renames]})
     scores = _score_both(config, make_captioner, str(candidate_dir), init_model, plan.base_eval,
                          _feedback_eval_set(plan.held_out))
 
@@ -378,8 +409,33 @@ def _recover_interrupted_runs(engine: Engine) -> list[int]:
     return stale
 
 
+def _resumable_run(config: RetrainConfig) -> runs.RunInfo | None:
+    """The newest run, when a stop or crash (not an error of its own) ended it after it saved a checkpoint."""
+    from training.checkpoint import latest_checkpoint
+
+    with session_scope(config.engine) as session:
+        newest = runs.list_runs(session, limit=1)
+    if not newest or newest[0].status != runs.FAILED:
+        return None
+    run = newest[0]
+    if run.reason != INTERRUPTED and not (run.reason or "").startswith(STOPPED):
+        return None
+    work_dir = Path(config.runs_dir) / f"run-{run.id}" / "train"
+    return run if latest_checkpoint(work_dir) is not None else None
+
+
+def _same_plan(interrupted: runs.RunInfo, plan: _Plan, since_train: datetime | None, active_id: str | None) -> bool:
+    """Whether re-planning `interrupted`'s window gave its data again (so its checkpoint fits)."""
+    same = (interrupted.base_version == active_id and interrupted.feedback_since == since_train
+            and interrupted.data_counts == asdict(plan.counts))
+    if not same:
+        log.warning("the interrupted run's data or active version changed; retraining from scratch",
+                    extra={"run_id": interrupted.id})
+    return same
+
+
 def _record_failure(engine: Engine, run_id: int, exc: BaseException) -> None:
-    reason = f"failed: {exc}" if isinstance(exc, Exception) else f"stopped: {type(exc).__name__}"
+    reason = f"failed: {exc}" if isinstance(exc, Exception) else f"{STOPPED}{type(exc).__name__}"
     try:
         with session_scope(engine) as session:
             runs.finish_run(session, run_id, status=runs.FAILED, reason=reason[:2000])
@@ -527,10 +583,13 @@ def default_trainer(job: FineTune) -> Path:
         train_split="train", val_split=None,  # retrain scores candidate and active itself, on held-out sets training never sees
         steps=steps, batch_size=job.batch_size, lr=job.learning_rate, warmup_steps=min(100, steps // 10),
         seed=job.seed, made_by="retrain", tensorboard=True, freeze_encoder=job.freeze_encoder,
+        save_every=job.checkpoint_every, resume=job.resume,
     ))
     if result.model_dir is None or result.version is None:
         raise RetrainError(f"training in {job.work_dir} produced no model directory", reason="no_model")
     target = job.out_dir / result.version
+    if target.is_dir() and not Path(result.model_dir).exists():
+        return target  # an interrupted run had finished training and moved its candidate already
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(result.model_dir), str(target))  # a rename on one filesystem: appears whole
     return target

@@ -162,7 +162,7 @@ def export(
 ) -> None:
     """Write the feedback retraining would use: one caption per image, agreed by its users (opted-out users
     excluded, copy-paste spam and corrections beyond the per-user cap set aside; see docs/retraining.md)."""
-    from capbot.cli.retrain_cmds import screen_rules
+    from capbot.app import screen_rules
     from capbot.settings import get_settings
     from storage import feedback, runs
     from storage.blobs import LocalBlobStore

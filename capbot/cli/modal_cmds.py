@@ -12,8 +12,9 @@ from capbot.cli.root import modal_group
 @modal_group.command("deploy")
 def deploy() -> None:
     """Deploy everything to Modal: the GPU captioning class, the web endpoint (page, API, /slack/events), the
-    Discord gateway, training, the scheduled retraining and TensorBoard. Same as `modal deploy -m capbot.modal_app`."""
-    from capbot.modal_deploy import deploy as deploy_app
+    Discord gateway, training, the scheduled retraining and TensorBoard; then migrate the database once.
+    `modal deploy -m capbot.modal.app` deploys the same (its containers then ask for the migration)."""
+    from capbot.modal.deploy import deploy as deploy_app
 
     urls = deploy_app()
     web, board = urls.get("web"), urls.get("tensorboard")
@@ -22,6 +23,8 @@ def deploy() -> None:
         typer.echo(f"Slack request URL: {web}/slack/events")
     if board:
         typer.echo(f"TensorBoard: {board}/")
+    if urls.get("revision"):
+        typer.echo(f"database: migrated to {urls['revision']}")
     typer.echo("Discord: the gateway starts within 5 minutes when CAPBOT_DISCORD_TOKEN is in the Secret")
 
 
@@ -31,7 +34,7 @@ def upload_model(
     activate: bool = typer.Option(False, "--activate", help="Make it the active version (serving) right away."),
 ) -> None:
     """Copy a local model directory into the models Volume and register it in the deployed app's registry."""
-    from capbot.modal_deploy import upload_model as upload
+    from capbot.modal.deploy import upload_model as upload
 
     result = upload(model_dir, activate=activate)
     typer.echo(f"model {result['version']} is on Modal at {result['location']}; active version: {result['active']}")
@@ -43,7 +46,7 @@ def pull_model(
     activate: bool = typer.Option(False, "--activate", help="Make it the active version (serving) right away."),
 ) -> None:
     """Have the deployed app download a hub model into the models Volume and register it."""
-    from capbot.modal_deploy import pull_model as pull
+    from capbot.modal.deploy import pull_model as pull
 
     result = pull(hub_id, activate=activate)
     typer.echo(f"model {result['version']} is on Modal at {result['location']}; active version: {result['active']}")

@@ -1,96 +1,36 @@
 """`capbot retrain`: one retraining run from the configured database, blob store and base dataset.
 
-`retrain_config` is the one place Settings become a `RetrainConfig`; `retrain_from_settings` runs it, and
-the embedded schedule (`capbot run`) calls it too, so a scheduled run and a manual one behave the same.
+The composition root's `capbot.app.retrain_config` is the one place Settings become a `RetrainConfig`;
+`retrain_from_settings` runs it, and the embedded schedule (`capbot run`) calls it too, so a scheduled run
+and a manual one behave the same (the Modal Cron builds its config there as well).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from capbot.cli.root import app
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
+    from capbot.app import RetrainOptions
     from capbot.settings import Settings
     from inference.spec import CaptionerSpec
-    from training.data.screen import ScreenRules
-    from training.retrain import RetrainConfig, RetrainResult
+    from training.retrain import RetrainResult
 
 
-@dataclass(frozen=True)
-class RetrainOptions:
-    """One run's choices from the command line; None keeps the setting or `RetrainConfig`'s default."""
-
-    min_feedback: int | None = None
-    base_data: Path | None = None
-    base_eval_split: str | None = None
-    feedback_fraction: float | None = None
-    cider_tolerance: float | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    renames: bool = True  # False: find no new renames (those the active version learned still apply)
-    dry_run: bool = False
-
-
-def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions = RetrainOptions(),
-                   spec: CaptionerSpec | None = None) -> RetrainConfig:
-    """The `RetrainConfig` for `settings` and this run's `options` (the CLI's; the schedule passes none);
-    the gate scores with `spec`, the server's when it runs beside one, else the one settings give."""
-    from capbot.captioning import captioner_spec
-    from storage.blobs import LocalBlobStore
-    from training.data.renames import RenameRules
-    from training.retrain import RetrainConfig
-
-    # Choices without a setting: unless given, RetrainConfig's defaults apply.
-    training_choices = {"base_eval_split": options.base_eval_split, "epochs": options.epochs,
-                        "learning_rate": options.learning_rate, "batch_size": options.batch_size}
-    return RetrainConfig(
-        engine=engine,
-        blobs=LocalBlobStore(settings.blob_dir or settings.data_dir / "blobs"),
-        models_dir=settings.models_dir,
-        runs_dir=settings.runs_dir,
-        base_model=settings.model,
-        base_data=_first(options.base_data, settings.retrain_base_data),
-        min_feedback=_first(options.min_feedback, settings.retrain_min_feedback),
-        feedback_fraction=_first(options.feedback_fraction, settings.retrain_feedback_fraction),
-        cider_tolerance=_first(options.cider_tolerance, settings.retrain_cider_tolerance),
-        rename_rules=RenameRules(min_users=settings.retrain_rename_min_users) if options.renames else None,
-        screen_rules=screen_rules(settings),
-        min_users=settings.retrain_min_users,
-        captioner=spec or captioner_spec(settings),
-        dry_run=options.dry_run,
-        **{name: value for name, value in training_choices.items() if value is not None},
-    )
-
-
-def screen_rules(settings: Settings) -> ScreenRules:
-    """The junk rules from settings: the same for retraining and `capbot feedback export`."""
-    from training.data.screen import ScreenRules
-
-    return ScreenRules(max_images_per_user=settings.retrain_max_images_per_user,
-                       spam_min_images=settings.retrain_spam_min_images)
-
-
-def _first(option: Any, setting: Any) -> Any:
-    return setting if option is None else option  # `or` would take a tolerance of 0.0 for "unset"
-
-
-def retrain_from_settings(settings: Settings, options: RetrainOptions = RetrainOptions(),
+def retrain_from_settings(settings: Settings, options: RetrainOptions | None = None,
                           spec: CaptionerSpec | None = None) -> RetrainResult:
     """Run `training.retrain.retrain` against the configured store; returns its `RetrainResult`."""
+    from capbot.app import RetrainOptions, retrain_config
     from capbot.cli.database import open_database
     from training.retrain import retrain
 
     with open_database(settings.database_url) as engine:
-        return retrain(retrain_config(settings, engine, options, spec))
+        return retrain(retrain_config(settings, engine, options or RetrainOptions(), spec))
 
 
 @app.command("retrain")
@@ -112,6 +52,7 @@ def retrain_command(
     Stops early when too few corrections arrived since the last run; refuses while another run holds
     the lock; a candidate that fails the gate is kept unpromoted and the reason is recorded.
     """
+    from capbot.app import RetrainOptions
     from capbot.logs import configure_logging
     from capbot.settings import get_settings
 

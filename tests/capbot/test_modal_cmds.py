@@ -12,7 +12,7 @@ import pytest
 
 from capbot.cli import main
 from storage.errors import UserError
-from capbot.modal_deploy import check_checkout
+from capbot.modal.deploy import check_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_CREDENTIALS = ("error: no Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and "
@@ -66,7 +66,7 @@ def test_deploy_needs_a_checkout(tmp_path):
     assert check_checkout(ROOT) == ROOT
     with pytest.raises(UserError) as refused:
         check_checkout(tmp_path)
-    assert "pyproject.toml, README.md, requirements.lock" in refused.value.message
+    assert "pyproject.toml, README.md, requirements-gpu.lock, requirements-runtime.lock" in refused.value.message
 
 
 def test_capbot_run_with_the_modal_captioner_stops_at_start_without_credentials(tmp_path):

@@ -8,7 +8,7 @@ import mmap
 
 import pytest
 
-from capbot.modal_storage import (
+from capbot.modal.volumes import (
     CommittingBlobStore, ModalStorageError, VolumeModelFiles, open_paths_under, require_postgres,
 )
 from tests.modal_support import LocalVolume

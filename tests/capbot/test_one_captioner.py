@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from capbot.app import build_services, build_web_app
 from capbot.captioning import captioner_spec
 from capbot.cli import main
-from capbot.cli.retrain_cmds import retrain_config
+from capbot.app import retrain_config
 from capbot.settings import get_settings
 from inference.spec import SERVED_OPTIONS, CaptionerSpec
 from training.data.coco import load_split

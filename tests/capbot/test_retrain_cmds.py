@@ -11,7 +11,8 @@ from PIL import Image
 
 from capbot.captioning import captioner_spec
 from capbot.cli import main
-from capbot.cli.retrain_cmds import RetrainOptions, _print_result, retrain_config
+from capbot.app import RetrainOptions, retrain_config
+from capbot.cli.retrain_cmds import _print_result
 from capbot.settings import get_settings
 from inference.images import ImageError
 from storage import db

@@ -5,6 +5,7 @@ registered candidate, and TensorBoard answering over HTTP."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -32,7 +33,7 @@ def _one_torch_thread(one_torch_thread):
 @on_postgres
 def test_scheduled_retraining_commits_the_candidate_before_the_registry_promotes_it(
         monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset, database_url):
-    from training.modal_app import scheduled_retrain
+    from capbot.modal.app import scheduled_retrain
 
     deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url,
                                 CAPBOT_RETRAIN_BASE_DATA=str(synthetic_dataset.out_dir),
@@ -73,7 +74,7 @@ def test_scheduled_retraining_commits_the_candidate_before_the_registry_promotes
 @on_postgres
 def test_training_job_resumes_in_its_run_directory_and_publishes_a_registered_candidate(
         monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset, database_url):
-    from training.modal_app import train
+    from capbot.modal.app import train
 
     deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url)
     shutil.copytree(synthetic_dataset.out_dir, deployment.data_dir / "datasets" / "shapes")
@@ -94,7 +95,7 @@ def test_training_job_resumes_in_its_run_directory_and_publishes_a_registered_ca
 
 
 def test_tensorboard_answers_over_http(monkeypatch, tmp_path, tiny_model_dir):
-    from training.modal_app import tensorboard
+    from capbot.modal.app import tensorboard
     from training.tb import TensorBoard
 
     deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, "")
@@ -132,7 +133,7 @@ class _QuietHandler(WSGIRequestHandler):
 def test_coco_download_lands_on_the_datasets_volume(monkeypatch, tmp_path, tiny_model_dir, database_url):
     from tests.fakes.http_files import FileServer, Route
     from tests.training.test_coco_download import ANN_PATH, VAL_PATH, _jpeg, _zip  # the official archive layout
-    from training.modal_app import download_coco
+    from capbot.modal.app import download_coco
 
     deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url)
     captions = {"images": [{"id": 1, "file_name": "000000000001.jpg"}],
@@ -152,7 +153,7 @@ def test_coco_download_lands_on_the_datasets_volume(monkeypatch, tmp_path, tiny_
 @on_postgres
 def test_first_model_in_upload_then_register_or_pull(monkeypatch, tmp_path, tiny_model_dir, database_url):
     from inference.modeldir import load_metadata
-    from training.modal_app import pull_model, register_model
+    from capbot.modal.app import pull_model, register_model
 
     deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url)
     uploaded = load_metadata(tiny_model_dir).version
@@ -163,3 +164,51 @@ def test_first_model_in_upload_then_register_or_pull(monkeypatch, tmp_path, tiny
     assert pulled["active"] == uploaded and pulled["version"] != uploaded
     assert load_metadata(pulled["location"]).made_by == "import"
     assert deployment.volumes["models"].commits == 1  # the pulled model, committed before it was registered
+
+
+# --- issue 21: a preempted scheduled retraining resumes ---------------------------------------------------
+
+@on_postgres
+def test_a_preempted_scheduled_retraining_resumes_from_its_last_checkpoint(
+        monkeypatch, tmp_path, tiny_model_dir, synthetic_dataset, database_url, capsys):
+    from modal.exception import InputCancellation
+
+    from capbot.modal import jobs
+    from storage.blobs import LocalBlobStore
+    from capbot.modal.app import scheduled_retrain
+    from training.train_run import Run
+
+    deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url,
+                                CAPBOT_RETRAIN_BASE_DATA=str(synthetic_dataset.out_dir),
+                                CAPBOT_RETRAIN_MIN_FEEDBACK="8", CAPBOT_RETRAIN_CIDER_TOLERANCE="100")
+    monkeypatch.setattr(jobs, "RETRAIN_CHECKPOINT_STEPS", 1)
+    db.upgrade(database_url)
+    engine = db.create_engine_for(database_url)
+    test = load_split(synthetic_dataset.out_dir, "test")
+    add_feedback(engine, LocalBlobStore(deployment.data_dir / "blobs"),
+                 [(item.path, "a thing", item.captions[0]) for item in test.items])
+    saved = Run.checkpoint
+
+    def preempted_after_one(self, position, *args):  # Modal interrupts the container after the first save
+        saved(self, position, *args)
+        raise InputCancellation("preempted")
+
+    monkeypatch.setattr(Run, "checkpoint", preempted_after_one)
+    with pytest.raises(InputCancellation):
+        scheduled_retrain.local()
+    monkeypatch.setattr(Run, "checkpoint", saved)
+    runs_after_commit = deployment.volumes["runs"].commits
+    assert runs_after_commit >= 1  # the checkpoint went out with the final commit
+    capsys.readouterr()
+    result = scheduled_retrain.local()  # Modal restarts the same input
+    log = capsys.readouterr().err  # the container's log
+    try:
+        with db.session_scope(engine) as session:
+            first, second = sorted(runs.list_runs(session), key=lambda run: run.id)
+    finally:
+        engine.dispose()
+    assert (first.status, first.reason) == ("failed", "stopped: InputCancellation")
+    assert result["resumed_run"] == first.id and result["run_id"] == second.id
+    assert second.status == result["status"] and second.started_at == first.started_at  # same feedback window
+    resumed = re.findall(r"training\.train: resumed .*?step=(\d+)", log)
+    assert resumed == ["1"], log[-3000:]  # from the checkpoint, not from scratch

@@ -328,3 +328,49 @@ def test_the_first_promotion_keeps_the_base_model_to_roll_back_to(tmp_path, tiny
     with db.session_scope(engine) as session:
         assert registry.get_active(session).id == restored.id
         assert registry.get_version(session, result.candidate_version).status != "active"
+
+
+# --- resuming an interrupted run (issue 21: a preempted Modal Cron run) -------------------------------------
+
+def _interrupted_first_run(config, monkeypatch, interruption: BaseException) -> None:
+    """A real fine-tune that saves its first checkpoint and is then stopped by `interruption`."""
+    from training.retrain import default_trainer
+    from training.train_run import Run
+
+    saved = Run.checkpoint
+
+    def stopped_after_one(self, *args):
+        saved(self, *args)
+        raise interruption
+
+    monkeypatch.setattr(Run, "checkpoint", stopped_after_one)
+    with pytest.raises(type(interruption)):
+        retrain(config, trainer=default_trainer)
+    monkeypatch.setattr(Run, "checkpoint", saved)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("case", ["stopped", "failed with an error", "active version moved"])
+def test_only_a_stopped_run_on_unchanged_data_is_resumed(case, store, tmp_path, tiny_model_dir, synthetic_dataset,
+                                                         feedback_images, monkeypatch, one_torch_thread):
+    from modal.exception import InputCancellation
+
+    engine, blobs = store
+    add_feedback(engine, blobs, feedback_images)
+    config = config_for(engine, blobs, tmp_path, tiny_model_dir, synthetic_dataset.out_dir, resume=True,
+                        checkpoint_every=1, epochs=1, batch_size=4)
+    _interrupted_first_run(config, monkeypatch, RuntimeError("CUDA error") if case.startswith("failed")
+                           else InputCancellation("preempted"))
+    if case == "active version moved":
+        with db.session_scope(engine) as session:
+            registry.register_version(session, version_id="elsewhere", location=str(tiny_model_dir))
+            registry.promote(session, "elsewhere")
+    calls = []
+    result = retrain(config, trainer=copying_trainer(calls),
+                     captioner_factory=_captioners(tiny_model_dir, synthetic_dataset, feedback_images))
+    with db.session_scope(engine) as session:
+        first, second = sorted(runs.list_runs(session), key=lambda run: run.id)
+    resumes = case == "stopped"
+    assert (result.resumed_run, calls[0].resume) == ((first.id, True) if resumes else (None, False))
+    assert calls[0].work_dir == tmp_path / "runs" / f"run-{first.id if resumes else second.id}" / "train"
+    assert (second.started_at == first.started_at) is resumes  # a resumed run keeps the feedback window

@@ -1,4 +1,4 @@
-"""What `capbot modal ...` does on the user's machine: deploy the app, upload or pull a model.
+"""What `capbot modal ...` does on the user's machine: deploy the app (and migrate once), upload or pull a model.
 
 Every Modal failure becomes one `ModalServiceError` line (no credentials, app not deployed, Modal
 unreachable, a remote crash); problems found before Modal is asked (not a capbot checkout, not a
@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from capbot.modal.plan import ModalPlan
 from storage.errors import UserError
-from capbot.modal_config import ModalPlan
 
 log = logging.getLogger(__name__)
 
-CHECKOUT_FILES = ("pyproject.toml", "README.md", "requirements.lock")
+CHECKOUT_FILES = ("pyproject.toml", "README.md", "requirements-gpu.lock", "requirements-runtime.lock")  # the image's
 
 
 def check_checkout(root: Path) -> Path:
@@ -30,25 +30,28 @@ def check_checkout(root: Path) -> Path:
 
 
 def deploy(plan: ModalPlan | None = None) -> dict[str, str | None]:
-    """Deploy capbot.modal_app (everything) under the plan's app name; returns the web endpoints' URLs."""
+    """Deploy capbot.modal.app (everything) under the plan's app name, then run its migration job once;
+    returns the web endpoints' URLs and the database revision."""
     import modal
 
-    from capbot.modal_common import PROJECT_ROOT
+    from capbot.modal.image import PROJECT_ROOT
     from inference.modal_captioner import ModalErrors
 
     plan = plan or ModalPlan.current()
     check_checkout(PROJECT_ROOT)
     _check_cron(plan.retrain_cron)
-    from bots import modal_app as bots_app
-    from capbot import modal_app
-    from training import modal_app as training_app
+    from capbot.modal import app as modal_app
 
     missing = (f"Modal could not find something the app needs; create the Secret {plan.secret!r} first "
                "(docs/modal.md, step 3)")
     with ModalErrors(plan.app_name, "the deploy", not_found=missing):
         with modal.enable_output():
             modal_app.app.deploy(name=plan.app_name)
-        return {"web": bots_app.web.get_web_url(), "tensorboard": training_app.tensorboard.get_web_url()}
+    with ModalErrors(plan.app_name, "migrate_database"):
+        migrated = modal_app.migrate_database.remote()  # containers only check the schema
+        log.info("database migrated", extra={"revision": migrated.get("revision")})
+        return {"web": modal_app.Web().web.get_web_url(), "tensorboard": modal_app.tensorboard.get_web_url(),
+                "revision": migrated.get("revision")}
 
 
 def _check_cron(cron: str) -> None:

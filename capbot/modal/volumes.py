@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import shutil
-import tempfile
 import threading
-import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 from sqlalchemy.engine import make_url
 
@@ -115,25 +112,23 @@ def _under(path: str, prefix: str) -> bool:
 
 
 class VolumeModelFiles:
-    """Gets a model directory of the models Volume ready to load in a (possibly warm) container.
+    """Makes a model directory of the models Volume visible to a (possibly warm) container.
 
     `prepare(location)` reloads the volume when the directory was committed after this container
-    started, then copies it to local disk (`stage_dir`) and returns the copy. Serving from the copy means
-    no file on the volume stays open (a CPU model memory-maps its weights), so the next reload can run.
+    started, and returns `location` itself: the weights load straight from the Volume (no copy to local
+    disk on the cold start's path). A model on the GPU holds no file of the Volume open once loaded, so
+    the next reload can run; one that does (a memory-mapped CPU model) makes `make_visible` refuse the
+    reload, and the loaded version keeps serving until the container is replaced.
     """
 
-    def __init__(self, volume: Reloadable, mount: str | Path, stage_dir: str | Path | None = None) -> None:
+    def __init__(self, volume: Reloadable, mount: str | Path) -> None:
         self.volume = volume
         self.mount = Path(mount)
-        self.stage_dir = Path(stage_dir) if stage_dir is not None else Path(tempfile.gettempdir()) / "capbot-models"
 
     def prepare(self, location: str) -> str:
-        """The path to load `location` from: a local copy for a directory on the volume, else `location`."""
+        """The path to load `location` from (itself, made visible first when it is on the volume)."""
         self.make_visible(location)
-        path = Path(location)
-        if not _under(str(path), str(self.mount)):
-            return location  # a hub id or another disk: loaded as it is
-        return str(self._stage(path))
+        return location
 
     def make_visible(self, location: str) -> None:
         """Reload the volume when `location` is on it but not yet seen here; raise if that is not possible.
@@ -158,16 +153,51 @@ class VolumeModelFiles:
                 "promoted?", reason="model_missing")
         log.info("models volume reloaded", extra={"location": location})
 
-    def _stage(self, path: Path) -> Path:
-        target = self.stage_dir / path.name
-        if not target.is_dir():
-            started = time.perf_counter()
-            tmp = self.stage_dir / f".{path.name}.tmp-{secrets.token_hex(3)}"
-            shutil.copytree(path, tmp)
-            os.replace(tmp, target)  # a half-copied directory is never loaded
-            log.info("model staged on local disk", extra={"location": str(path), "copy_ms": round(
-                (time.perf_counter() - started) * 1000)})
-        for old in self.stage_dir.iterdir():  # earlier versions: a loaded model no longer needs its files
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
-        return target
+
+@contextmanager
+def committing_every(volume: Committable, seconds: float) -> Iterator[None]:
+    """Commit `volume` every `seconds` while the block runs, and once at the end (even when it fails or is
+    interrupted), so a preempted or crashed job leaves its latest checkpoint behind."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            commit_quietly(volume, "periodic")
+
+    thread = threading.Thread(target=loop, name="capbot-volume-commit", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        commit_quietly(volume, "final")
+
+
+def commit_quietly(volume: Committable, why: str) -> None:
+    """Commit `volume`; a failure is logged (the next commit, or the container's exit, takes the files)."""
+    try:
+        volume.commit()
+    except Exception as exc:
+        log.warning("volume commit failed: %s", exc, extra={"why": why})
+
+
+def reload_quietly(volume: Reloadable, what: str) -> None:
+    """Reload `volume`; a failure is logged (a fresh container already sees the latest commit)."""
+    try:
+        volume.reload()
+    except Exception as exc:
+        log.warning("volume reload failed; using the state this container started with: %s", exc,
+                    extra={"volume": what})
+
+
+def committed_after(trainer: Any, volume: Committable) -> Any:
+    """`trainer`, then a commit of the volume its model directory was written to (errors propagate: an
+    uncommitted candidate must not be promoted)."""
+    def train_then_commit(job: Any) -> Path:
+        model_dir = trainer(job)
+        volume.commit()
+        log.info("candidate committed to the models volume", extra={"model_dir": str(model_dir)})
+        return model_dir
+
+    return train_then_commit

@@ -1,7 +1,7 @@
 """capbot's layout on Modal: names, mount paths and the containers' environment, derived from `Settings`.
 
-Plain data with no `modal` import, shared by the Modal app modules, `capbot modal ...` and the tests.
-Containers re-import the app modules, so the plan chosen where `capbot modal deploy` ran travels into
+Plain data with no `modal` import, shared by the Modal app module, `capbot modal ...`, the modal captioner
+and the tests. Containers re-import the app module, so the plan chosen where `capbot modal deploy` ran travels into
 every container as one environment variable (`PLAN_ENV`); a container never re-derives names from
 whatever else its environment holds (a Secret may carry other CAPBOT_* settings).
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 DATA_ROOT = "/data"  # CAPBOT_DATA_DIR in every container; each Volume is mounted at DATA_ROOT/<role>
 VOLUME_ROLES = ("models", "datasets", "runs", "blobs")  # runs: checkpoints and TensorBoard logs
-CAPTION_CLASS = "GpuCaptioner"  # the class name in inference/modal_app.py; Modal registers it under this name
+CAPTION_CLASS = "GpuCaptioner"  # the class name in capbot/modal/app.py; Modal registers it under this name
+MIGRATION_JOB = "migrate_database"  # the function in capbot/modal/app.py that migrates the database
 PLAN_ENV = "CAPBOT_MODAL_PLAN"
 REQUIRED_SECRET_KEYS = ("CAPBOT_DATABASE_URL",)
 
@@ -33,10 +34,12 @@ class ModalPlan:
     batch_wait_ms: int = 50
     scaledown_window_s: int = 300
     min_containers: int = 0  # GPU captioning containers kept warm
+    max_containers: int = 5  # GPU captioning containers at most (a cost ceiling; callers queue beyond it)
     web_min_containers: int = 0  # web endpoint containers kept warm
     retrain_cron: str = "0 3 * * 0"  # "" = no schedule
-    call_timeout_s: float = 120.0
+    call_timeout_s: float = 120.0  # one caption request's whole wait, under Modal's 150 s web request limit
     registry_poll_s: float = 30.0  # how often a warm GPU container checks the registry (throttle)
+    db_pool_size: int = 2  # PostgreSQL connections each container keeps at most (no overflow)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ModalPlan":
@@ -46,9 +49,9 @@ class ModalPlan:
             volume_prefix=settings.modal_volume_prefix, gpu=settings.modal_gpu, train_gpu=settings.modal_train_gpu,
             batch_size=settings.modal_batch_size, batch_wait_ms=settings.modal_batch_wait_ms,
             scaledown_window_s=settings.modal_scaledown_window_s, min_containers=settings.modal_min_containers,
-            web_min_containers=settings.modal_web_min_containers,
+            max_containers=settings.modal_max_containers, web_min_containers=settings.modal_web_min_containers,
             retrain_cron=settings.modal_retrain_cron, call_timeout_s=settings.modal_call_timeout_s,
-            registry_poll_s=settings.registry_poll_s,
+            registry_poll_s=settings.registry_poll_s, db_pool_size=settings.modal_db_pool_size,
         )
 
     @classmethod
