@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage._sql import check_platform
+from storage._sql import check_platform, is_row_id
 from storage.clock import utcnow
 from storage.errors import CorrectionNotFound, CorrectionRefused
 from storage.models import Caption, Correction
@@ -54,6 +55,7 @@ _EMPHASIS = re.compile(r"\|\||\*+|~~+|`+|(?<!\w)_+|_+(?!\w)")
 _QUOTE = re.compile(r"(?m)^\s*>+\s?")
 _SPACE = re.compile(r"\s+")
 _TRAILING_PUNCT = re.compile(r"[\s.!?,;:]+$")
+_STORE_ATTEMPTS = 8  # each lost race means another correction by the same user of the same image committed first
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def record_correction(
 
     `platform` defaults to the caption's platform. Raises `CorrectionRefused` (nothing stored).
     """
-    caption = session.get(Caption, caption_id) if isinstance(caption_id, int) else None
+    caption = session.get(Caption, caption_id) if is_row_id(caption_id) else None
     if caption is None:
         raise _refuse("unknown_caption", "That caption no longer exists, so it cannot be corrected.")
     if not user_id:
@@ -148,37 +150,47 @@ def record_correction(
         log.info("correction refused", extra={"caption_id": caption.id, "reason": exc.reason})
         raise
     now = now or utcnow()
-    row = Correction(
-        caption_id=caption.id,
-        image_sha256=caption.image_sha256,
-        platform=check_platform(platform or caption.platform),
-        user_id=user_id,
-        text=cleaned,
-        status="accepted",
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
+    platform = check_platform(platform or caption.platform)
+    for attempt in range(1, _STORE_ATTEMPTS + 1):
+        try:
+            with session.begin_nested():  # a savepoint: a lost race undoes only this attempt
+                row = _replace_accepted(session, caption, platform, user_id, cleaned, now)
+            break
+        except IntegrityError:
+            # The same user's correction of this image committed between our override and our insert
+            # (the unique index uq_corrections_one_accepted refused a second accepted row): override it too.
+            if attempt == _STORE_ATTEMPTS:
+                raise
+            log.info("simultaneous correction by the same user, storing again", extra={"caption_id": caption.id})
+    log.info("correction accepted", extra={"caption_id": caption.id, "correction_id": row.id})
+    return _record(row)
+
+
+def _replace_accepted(session: Session, caption: Caption, platform: str, user_id: str, text: str,
+                      now: datetime) -> Correction:
+    """Override the user's accepted correction of the image (if any), then add the new accepted one."""
     session.execute(
         update(Correction)
         .where(
             Correction.image_sha256 == caption.image_sha256,
-            Correction.platform == row.platform,
+            Correction.platform == platform,
             Correction.user_id == user_id,
             Correction.status == "accepted",
-            Correction.id != row.id,
         )
         .values(status="overridden", status_changed_at=now)
     )
-    log.info("correction accepted", extra={"caption_id": caption.id, "correction_id": row.id})
-    return _record(row)
+    row = Correction(caption_id=caption.id, image_sha256=caption.image_sha256, platform=platform, user_id=user_id,
+                     text=text, status="accepted", created_at=now)
+    session.add(row)
+    session.flush()
+    return row
 
 
 def withdraw_correction(
     session: Session, correction_id: int, *, user_id: str, now: datetime | None = None
 ) -> CorrectionRecord:
     """Withdraw the user's own correction (it stops counting for export). Withdrawing twice is harmless."""
-    row = session.get(Correction, correction_id)
+    row = session.get(Correction, correction_id) if is_row_id(correction_id) else None
     if row is None or row.user_id != user_id:
         raise CorrectionNotFound("There is no correction of yours with that id.", reason="unknown_correction")
     if row.status != "withdrawn":
@@ -190,11 +202,13 @@ def withdraw_correction(
 
 def get_correction(session: Session, correction_id: int) -> CorrectionRecord | None:
     """The correction with that id, or None."""
-    row = session.get(Correction, correction_id)
+    row = session.get(Correction, correction_id) if is_row_id(correction_id) else None
     return None if row is None else _record(row)
 
 
 def corrections_for_caption(session: Session, caption_id: int) -> list[CorrectionRecord]:
     """Every correction of one caption (any status), oldest first."""
+    if not is_row_id(caption_id):
+        return []
     rows = session.scalars(select(Correction).where(Correction.caption_id == caption_id).order_by(Correction.id))
     return [_record(row) for row in rows]
