@@ -104,6 +104,12 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+        # FastAPI reports a JSON body that is not UTF-8 as a 400 "error parsing the body"; it is unusable
+        # input like any other JSON the API cannot read.
+        message = f"The body is not UTF-8 JSON ({cause.reason} at byte {cause.start})."
+        return error_response(request, ApiError(422, "invalid_request", message))
     code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "request refused"
     return error_response(request, ApiError(exc.status_code, code, message, dict(exc.headers or {})))
