@@ -5,15 +5,21 @@ Rules (each refusal is a `CorrectionRefused` with a `.reason` code and a message
 - mention: Slack/Discord mentions (`<@U123>`, `<@!1>`, `<@&1>`, `<#C1>`, `<!here>`, `@everyone`, `@here`,
   `@channel`) are refused, not stripped, because dropping them silently changes the meaning.
 - link: URLs (`http://`, `https://`, `www.`, Slack `<http...|label>`) are refused.
-- Markup is stripped: Markdown emphasis (`*`, `_`, `~`, `` ` ``, `||`), quotes (`>`), custom emoji
-  (`<:name:id>`), HTML tags; whitespace is collapsed and the text trimmed.
+- Characters by Unicode rules: terminal escape sequences go whole (no `[31m` left), control characters
+  become spaces, bidi controls (RLO, isolates, marks) and lone surrogates go, and other format characters
+  (zero-width joiner and non-joiner, tag characters) stay only inside a grapheme cluster (the `regex`
+  module's `\X`), so emoji families, flags and scripts' ligatures stay whole; NFC throughout.
+- Markup is removed whole: script, style and other hidden elements with their content, HTML comments, then
+  HTML tags, Markdown emphasis (`*`, `_`, `~`, `` ` ``, `||`), quotes (`>`), custom emoji (`<:name:id>`);
+  whitespace is collapsed and the text trimmed. Mentions and links are checked before and after.
 - empty / too_short / too_long: after cleaning, fewer than MIN_LENGTH or more than MAX_LENGTH characters.
 - no_words: no letters at all.
 - same_as_caption: equal to the model's caption ignoring case, spacing and final punctuation.
 
 Statuses: accepted (new), overridden (the same user on the same platform corrected the same image again
 later, through this caption or another caption of it; the newer one wins), withdrawn (the user took it back).
-So one user holds at most one accepted correction per image, however many times they upload and correct it;
+So one user holds at most one accepted correction per image, however many times they upload and correct it
+(the partial unique index uq_corrections_one_accepted holds it in the database, also for simultaneous ones);
 export uses the latest accepted correction per image and counts the distinct users behind each.
 """
 
@@ -22,6 +28,8 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+
+import regex
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,11 +51,29 @@ _RAW_LIMIT = 4 * MAX_LENGTH  # refuse absurd input before running regexes over i
 _MENTION = re.compile(
     r"<@[!&]?[A-Za-z0-9]+(?:\|[^>]*)?>"  # users / roles (<@U123>, <@!123>, <@&123>)
     r"|<#[A-Za-z0-9]+(?:\|[^>]*)?>"  # channels
-    r"|<![^>]*>"  # <!here>, <!channel>, <!subteam^S1|@team>, <!date^...>
+    r"|<!(?!--)[^>]*>"  # <!here>, <!channel>, <!subteam^S1|@team>, <!date^...> (not an HTML comment)
     r"|(?<![\w@])@(?:everyone|here|channel)\b",
     re.IGNORECASE,
 )
 _LINK = re.compile(r"https?://|\bwww\.[a-z0-9-]+\.|<[a-z][a-z0-9+.-]*:[^>\s]*[/|][^>]*>|\bmailto:", re.IGNORECASE)
+# Terminal escape sequences, whole: CSI (colours, cursor moves), OSC (window titles, links), DCS/SOS/PM/APC
+# strings, and other two-character escapes; 7-bit (ESC ...) and 8-bit (CSI, OSC) forms.
+_TERMINAL_ESCAPE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# Elements whose content is code or hidden text, not words about the picture: removed with their content
+# (to the end of the text when never closed), as are HTML comments.
+_HIDDEN_MARKUP = re.compile(
+    r"<(script|style|iframe|object|embed|noscript|template|svg|math|textarea|title)\b[^>]*>.*?(?:</\1\s*>|$)"
+    r"|<!--.*?(?:-->|$)",
+    re.IGNORECASE | re.DOTALL,
+)
+_GRAPHEME = regex.compile(r"\X")
+# Characters that change the direction text is shown in: out, so the stored text reads as it was typed.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _CUSTOM_EMOJI = re.compile(r"<a?:\w+:\d+>")
 _DISCORD_TIMESTAMP = re.compile(r"<t:\d+(?::[a-zA-Z])?>")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
@@ -103,15 +129,10 @@ def clean_correction_text(text: str, model_caption: str | None = None) -> str:
         raise _refuse("empty", "Please type a caption.")
     if len(text) > _RAW_LIMIT:
         raise _refuse("too_long", f"Please keep the caption under {MAX_LENGTH} characters.")
-    text = unicodedata.normalize("NFC", text)
-    if _MENTION.search(text):
-        raise _refuse("mention", "Please leave out mentions of people, roles or channels.")
-    if _LINK.search(text):
-        raise _refuse("link", "Please leave out links; describe the picture in words.")
-    for pattern in (_CUSTOM_EMOJI, _DISCORD_TIMESTAMP, _HTML_TAG, _QUOTE):
-        text = pattern.sub(" ", text)
-    text = _EMPHASIS.sub("", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)  # control chars
+    text = _visible_characters(_TERMINAL_ESCAPE.sub("", unicodedata.normalize("NFC", text)))
+    _refuse_mentions_and_links(text)
+    text = _without_markup(text)
+    _refuse_mentions_and_links(text)  # removing markup can join a link ("http<b></b>://")
     text = _SPACE.sub(" ", text).strip()
     if not text:
         raise _refuse("empty", "Please type a caption.")
@@ -124,6 +145,43 @@ def clean_correction_text(text: str, model_caption: str | None = None) -> str:
     if model_caption is not None and comparable(text) == comparable(model_caption):
         raise _refuse("same_as_caption", "That is the same as the bot's caption; nothing to correct.")
     return text
+
+
+def _refuse_mentions_and_links(text: str) -> None:
+    if _MENTION.search(text):
+        raise _refuse("mention", "Please leave out mentions of people, roles or channels.")
+    if _LINK.search(text):
+        raise _refuse("link", "Please leave out links; describe the picture in words.")
+
+
+def _visible_characters(text: str) -> str:
+    """`text` by Unicode rules: control characters become spaces (they separated words), bidi controls and
+    lone surrogates go, and other format characters (zero-width joiners and non-joiners, tag characters)
+    stay only inside a grapheme cluster, where they build an emoji, a flag or a ligature of the script."""
+    kept = []
+    for cluster in _GRAPHEME.findall(text):
+        for position, char in enumerate(cluster):
+            category = unicodedata.category(char)
+            if category == "Cc":
+                kept.append(" ")
+            elif category == "Cs" or char in _BIDI_CONTROLS or (category == "Cf" and position == 0):
+                continue
+            else:
+                kept.append(char)
+    return "".join(kept)
+
+
+def _without_markup(text: str) -> str:
+    """Markup removed whole: hidden elements with their content (again until none is left, so pieces cannot
+    join into a new one), then tags, custom emoji, timestamps and quote marks, then emphasis."""
+    while True:
+        stripped = _HIDDEN_MARKUP.sub("", text)
+        if stripped == text:
+            break
+        text = stripped
+    for pattern in (_CUSTOM_EMOJI, _DISCORD_TIMESTAMP, _HTML_TAG, _QUOTE):
+        text = pattern.sub(" ", text)
+    return _EMPHASIS.sub("", text)
 
 
 def record_correction(
