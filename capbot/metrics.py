@@ -30,6 +30,11 @@ class Metrics:
         r = self.registry
         self.requests = Counter("capbot_http_requests", "HTTP requests answered, by route template, method and status.",
                                 ["route", "method", "status"], registry=r)
+        self.client_aborts = Counter("capbot_http_client_aborts", "Requests the client hung up on before the answer "
+                                     "(e.g. mid-upload): the client's doing, not counted as answered.",
+                                     ["route", "method"], registry=r)
+        self.request_timeouts = Counter("capbot_http_request_timeouts", "Requests whose headers or body did not "
+                                        "arrive in time (answered 408 and closed).", ["phase"], registry=r)
         self.caption_seconds = Histogram("capbot_caption_seconds", "Time the captioner took per caption.",
                                          ["platform"], buckets=CAPTION_BUCKETS, registry=r)
         self.captions = Counter("capbot_captions", "Captions made and stored, by platform.", ["platform"], registry=r)
@@ -83,6 +88,14 @@ class Metrics:
     def request(self, route: str, method: str, status: int) -> None:
         """Count one answered HTTP request under its route template (e.g. /v1/captions/{caption_id})."""
         self.requests.labels(route, method, str(status)).inc()
+
+    def client_aborted(self, route: str, method: str) -> None:
+        """Count a request the client hung up on before its answer."""
+        self.client_aborts.labels(route, method).inc()
+
+    def request_timed_out(self, phase: str) -> None:
+        """Count a request whose `phase` ("headers" or "body") took longer than its bound."""
+        self.request_timeouts.labels(phase).inc()
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""

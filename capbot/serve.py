@@ -153,7 +153,7 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default; the web
     # app decides whom to believe (CAPBOT_TRUSTED_PROXIES), so a local caller cannot pose as many clients.
     server = _Server(uvicorn.Config(web, host=settings.host, port=settings.port, log_config=None,
-                                    lifespan="off", proxy_headers=False))
+                                    lifespan="off", proxy_headers=False, http=_http_protocol(services)))
     stop = asyncio.Event()
     background: list[Stopper] = []
     try:
@@ -168,6 +168,14 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
         services.close()
         sock.close()
         log.info("capbot stopped")
+
+
+def _http_protocol(services: Services) -> type:
+    """h11 with a bound on header time (issue 22): slow clients get 408 and are let go."""
+    from capbot.web.header_timeout import header_timeout_protocol
+
+    return header_timeout_protocol(services.settings.request_header_timeout_s,
+                                   on_timeout=lambda: services.metrics.request_timed_out("headers"))
 
 
 async def _announce(server: uvicorn.Server, serving: asyncio.Task, on_started: Callable[[int], None] | None) -> None:

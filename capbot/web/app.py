@@ -7,12 +7,12 @@ from typing import Callable
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bots.core import BotCore
 from capbot.metrics import Metrics
 from capbot.web.context import WebConfig, WebContext
 from capbot.web.errors import install_error_handlers
+from capbot.web.guard import RequestGuard
 from capbot.web.health import health_router
 from capbot.web.legacy import legacy_router
 from capbot.web.page import page_router
@@ -43,31 +43,5 @@ def create_web_app(
     install_error_handlers(app)
     for router in (page_router(ctx), health_router(ctx), v1_router(ctx), legacy_router(ctx), *extra_routers):
         app.include_router(router)
-    app.add_middleware(RequestCounter, metrics=ctx.metrics)
+    app.add_middleware(RequestGuard, metrics=ctx.metrics, body_timeout_s=config.body_timeout_s)
     return app
-
-
-class RequestCounter:
-    """Counts every answered request by route template, method and status (ASGI middleware)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # if the app fails before starting a response
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.request(route, scope["method"], status)

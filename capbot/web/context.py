@@ -26,6 +26,7 @@ class WebConfig:
     trusted_proxies: tuple[Network, ...] = ()
     max_beams: int = 8
     max_new_tokens: int = 64
+    body_timeout_s: float | None = None  # a request body must arrive within this (None: no bound)
 
     @classmethod
     def from_settings(cls, settings) -> "WebConfig":  # type: ignore[no-untyped-def]
@@ -36,6 +37,7 @@ class WebConfig:
             trusted_proxies=settings.trusted_proxy_networks,
             max_beams=settings.api_max_beams,
             max_new_tokens=settings.api_max_new_tokens,
+            body_timeout_s=settings.request_body_timeout_s,
         )
 
 

@@ -31,7 +31,7 @@ _STATUS_BY_REASON = {
     "internal": 500,
 }
 _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                   413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}
+                   408: "request_timeout", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}
 
 
 class ErrorDetail(BaseModel):
@@ -133,6 +133,7 @@ _DESCRIPTIONS = {
     400: "The body could not be read (e.g. broken multipart).",
     401: "API keys are configured and the request carries no valid `Authorization: Bearer` key.",
     404: "No such caption (or not one of the caller's).",
+    408: "The request body did not arrive within CAPBOT_REQUEST_BODY_TIMEOUT_S; the connection is closed.",
     413: "The image or body is larger than the limit (checked while reading).",
     415: "The body is neither multipart, image/* nor JSON.",
     422: "The input cannot be used; `error.code` says why (not_image, private_address, bad_options, link, ...).",
