@@ -18,6 +18,7 @@ from capbot.captioning import generation_options, modal_captioner, serving_capti
 from capbot.follow import RegistryFollower
 from capbot.metrics import Metrics
 from capbot.settings import Settings
+from inference.decode_budget import set_shared_budget
 from inference.types import Captioner, GenerationOptions
 from storage import db, events, registry
 from storage.blobs import LocalBlobStore
@@ -88,6 +89,7 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
 
     `blobs` replaces the directory store of settings.blob_dir (on Modal: one that commits its Volume).
     """
+    set_shared_budget(settings.decode_budget_megapixels)  # issue 22: memory of concurrent image decodes
     db.upgrade(settings.database_url)
     engine = db.create_engine_for(settings.database_url)
     forget_old_events(engine)

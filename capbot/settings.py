@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # --- image limits ---
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes.")
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height (decompression-bomb guard).")
+    decode_budget_megapixels: float = Field(50.0, gt=0, le=10_000, description="Megapixels the process decodes at once, over all concurrent images (a decode waits for room; one larger image decodes alone). Bounds the memory a burst of large images takes: roughly 4-8 bytes per pixel held, so 200-400 MB by default. Large images are shrunk to about 2 megapixels as soon as they are decoded (JPEGs decode at a reduced scale).")
 
     # --- storage ---
     data_dir: Path = Field(Path("./capbot-data"), description="Root for the database, blobs, models, datasets and runs.")
