@@ -55,8 +55,21 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def check_platform_settings(settings: Settings) -> None:
+    """Refuse a half-configured bot before anything starts (issue 22), naming the missing setting: a Slack
+    bot token with neither a signing secret (HTTP events) nor an app-level token (Socket Mode) would run no
+    Slack bot at all while /slack/events answered 404."""
+    if settings.slack_bot_token is not None and settings.slack_signing_secret is None \
+            and settings.slack_app_token is None:
+        raise UserError("CAPBOT_SLACK_BOT_TOKEN is set but CAPBOT_SLACK_SIGNING_SECRET is not, so Slack's requests "
+                        "to /slack/events cannot be verified: set it (Basic Information > App Credentials > "
+                        "Signing Secret), or set CAPBOT_SLACK_APP_TOKEN to use Socket Mode instead, or unset "
+                        "CAPBOT_SLACK_BOT_TOKEN", reason="slack_half_configured")
+
+
 def plan_components(settings: Settings) -> list[Component]:
-    """Decide from the credentials present which bots run; never raises for missing tokens."""
+    """Decide from the credentials present which bots run; never raises for missing tokens (a half-configured
+    bot is refused earlier, by `check_platform_settings`)."""
     slack_token = settings.slack_bot_token is not None
     return [
         _slack_http(settings, slack_token),
@@ -136,6 +149,7 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
 
     `sock`: the listening socket from `bind_web_socket` (bound here from the settings when not given)."""
     settings = services.settings
+    check_platform_settings(settings)
     sock = sock or bind_web_socket(settings.host, settings.port)
     components = plan_components(settings)
     for c in components:
