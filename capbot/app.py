@@ -123,11 +123,12 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
     return services
 
 
-def build_web_app(services: Services, extra_routers: tuple = ()):
-    """The web app (page, API, metrics) over the services' core, with `extra_routers` (e.g. /slack/events);
+def build_web_app(services: Services, extra_routers: tuple = (), connections: tuple = ()):
+    """The web app (page, API, metrics) over the services' core, with `extra_routers` (e.g. /slack/events)
+    and the platform `connections` (`bots.connection.ConnectionTracker`) /readyz and /metrics report;
     `capbot run` and the Modal web endpoint serve the same app."""
     from capbot.web import WebConfig, create_web_app
 
     return create_web_app(services.core, WebConfig.from_settings(services.settings), engine=services.engine,
                           model_version=lambda: services.captioner.model_version, metrics=services.metrics,
-                          extra_routers=tuple(extra_routers))
+                          extra_routers=tuple(extra_routers), connections=tuple(connections))

@@ -11,7 +11,7 @@ import logging
 from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ class Metrics:
                                     ["platform", "action"], registry=r)
         self.queue_depth = Gauge("capbot_queue_depth", "Caption jobs waiting for a worker.", registry=r)
         self._model_version: Callable[[], str] | None = None
+        self._connections: tuple = ()  # bots.connection.ConnectionTracker objects
         r.register(_ModelVersionCollector(self))
+        r.register(_ConnectionCollector(self))
 
     # --- wiring ---
 
@@ -57,6 +59,14 @@ class Metrics:
     def watch_model(self, version: Callable[[], str]) -> None:
         """Read the serving model version from `version()` at every scrape."""
         self._model_version = version
+
+    def watch_connections(self, trackers: Iterable) -> None:
+        """Read each platform connection's state (`bots.connection.ConnectionTracker`) at every scrape."""
+        self._connections = tuple(trackers)
+
+    def connection_states(self) -> list:
+        """The watched connections' states now."""
+        return [tracker.state() for tracker in self._connections]
 
     def model_version(self) -> str | None:
         """The serving model version, or None when unknown or unreadable."""
@@ -115,6 +125,28 @@ class _ModelVersionCollector(Collector):
         if version is not None:
             family.add_metric([version], 1.0)
         yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class _ConnectionCollector(Collector):
+    """`capbot_platform_connected{platform}` (1 connected, 0 not) and `capbot_platform_connect_failures_total`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("capbot_platform_connected", "Whether capbot's connection to a chat platform it "
+                               "connects to itself (Discord, Slack Socket Mode) is up (1) or not (0).",
+                               labels=["platform"])
+        failures = CounterMetricFamily("capbot_platform_connect_failures", "Failed attempts to connect to a chat "
+                                       "platform since start-up.", labels=["platform"])
+        for state in self._metrics.connection_states():
+            up.add_metric([state.platform], 1.0 if state.connected else 0.0)
+            failures.add_metric([state.platform], float(state.failures))
+        yield up
+        yield failures
 
     def describe(self) -> Iterable[Metric]:
         return []

@@ -163,7 +163,8 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
 
         routers.append(slack_router(slack_app))
 
-    web = build_web_app(services, tuple(routers))
+    connections = _connection_trackers(components)
+    web = build_web_app(services, tuple(routers), connections=tuple(connections.values()))
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default; the web
     # app decides whom to believe (CAPBOT_TRUSTED_PROXIES), so a local caller cannot pose as many clients.
     server = _Server(uvicorn.Config(web, host=settings.host, port=settings.port, log_config=None,
@@ -172,7 +173,7 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
     background: list[Stopper] = []
     try:
         # Inside the try: a bot that cannot start (say, Slack refuses the token) still stops what did start.
-        await _start_background(services, components, slack_app, retrain_job, stop, background)
+        await _start_background(services, components, slack_app, retrain_job, stop, background, connections)
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="capbot-web")
         await _announce(server, serving, on_started)
         await serving
@@ -205,19 +206,28 @@ async def _announce(server: uvicorn.Server, serving: asyncio.Task, on_started: C
 Stopper = Callable[[], Awaitable[object]]
 
 
+def _connection_trackers(components: list[Component]) -> dict[str, Any]:
+    """A `ConnectionTracker` for each platform capbot connects to itself (issue 22: /readyz and /metrics say
+    where each stands while it reconnects)."""
+    from bots.connection import ConnectionTracker
+
+    platforms = {"slack (socket mode)": "slack", "discord": "discord"}
+    return {platform: ConnectionTracker(platform) for name, platform in platforms.items() if _enabled(components, name)}
+
+
 async def _start_background(services: Services, components: list[Component], slack_app: Any,
                             retrain_job: Callable[[], object] | None, stop: asyncio.Event,
-                            stoppers: list[Stopper]) -> None:
+                            stoppers: list[Stopper], connections: dict[str, Any]) -> None:
     """Start Socket Mode, Discord and the schedule as configured, adding to `stoppers` how to stop each."""
     settings = services.settings
     if _enabled(components, "slack (socket mode)"):
         from bots.slack.socket_mode import SocketModeRunner
 
-        runner = SocketModeRunner(slack_app, settings.slack_app_token.get_secret_value())
+        runner = SocketModeRunner(slack_app, settings.slack_app_token.get_secret_value(), tracker=connections["slack"])
         stoppers.append(lambda: asyncio.to_thread(runner.stop))
-        await asyncio.to_thread(runner.start)
+        await asyncio.to_thread(runner.start)  # a refused token stops start-up; an unreachable Slack is retried
     if _enabled(components, "discord"):
-        task = asyncio.create_task(_discord(services, stop), name="capbot-discord")
+        task = asyncio.create_task(_discord(services, stop, connections["discord"]), name="capbot-discord")
         stoppers.append(lambda: asyncio.wait({task}, timeout=10))  # `stop` is set first, so it closes itself
     if _enabled(components, "retrain schedule") and retrain_job is not None:
         from training.scheduler import start_scheduler, stop_scheduler
@@ -232,7 +242,7 @@ async def _start_background(services: Services, components: list[Component], sla
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, digest))
 
 
-async def _discord(services: Services, stop: asyncio.Event) -> None:
+async def _discord(services: Services, stop: asyncio.Event, tracker: Any) -> None:
     from bots.discord.run import run_discord_bot
 
     s = services.settings
@@ -240,9 +250,10 @@ async def _discord(services: Services, stop: asyncio.Event) -> None:
         await run_discord_bot(
             services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
             api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
-            message_content=s.discord_message_content, stop=stop,
+            message_content=s.discord_message_content, stop=stop, tracker=tracker,
         )
-    except Exception as exc:  # a Discord outage must not take the web server and Slack down with it
+    except Exception as exc:  # a refused token (an outage is retried) must not take the web server down with it
+        tracker.failed(f"stopped: {exc}")
         log.error("discord bot stopped: %s", exc)
 
 

@@ -8,6 +8,7 @@ from typing import Callable
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
+from bots.connection import ConnectionTracker
 from bots.core import BotCore
 from capbot.metrics import Metrics
 from capbot.web.context import WebConfig, WebContext
@@ -33,11 +34,14 @@ def create_web_app(
     engine: Engine | None = None,
     metrics: Metrics | None = None,
     extra_routers: tuple[APIRouter, ...] = (),
+    connections: tuple[ConnectionTracker, ...] = (),
 ) -> FastAPI:
-    """The web app over `core` (platform "web"); `engine` serves readiness and the model registry."""
+    """The web app over `core` (platform "web"); `engine` serves readiness and the model registry;
+    `connections` are the platform connections /readyz and /metrics report."""
     ctx = WebContext(core=core, config=config, model_version=model_version, engine=engine,
-                     metrics=metrics or Metrics())
+                     metrics=metrics or Metrics(), connections=tuple(connections))
     ctx.metrics.watch_model(model_version)
+    ctx.metrics.watch_connections(ctx.connections)
     app = FastAPI(title="capbot", version="1", description=API_DESCRIPTION, docs_url="/v1/docs",
                   openapi_url="/v1/openapi.json", redoc_url=None)
     install_error_handlers(app)

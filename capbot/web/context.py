@@ -8,6 +8,7 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
+from bots.connection import ConnectionTracker
 from bots.core import BotCore, CaptionInfo, Origin
 from capbot.metrics import Metrics
 from capbot.web.errors import ApiError
@@ -50,6 +51,7 @@ class WebContext:
     model_version: Callable[[], str]
     engine: Engine | None = None  # readiness and the model registry; None in tests of the page alone
     metrics: Metrics = field(default_factory=Metrics)
+    connections: tuple[ConnectionTracker, ...] = ()  # platform connections capbot opens itself (Discord, Socket Mode)
 
     @property
     def default_options(self) -> GenerationOptions:
