@@ -1,5 +1,5 @@
 """Legal images cannot exhaust memory (issue 22, item 5): eight simultaneous 6000x6000 PNGs (36 megapixels
-each, under the 40-megapixel cap, a few dozen KB as files) through `capbot run` with its default 8 workers
+each, under the 40-megapixel cap, under 200 KB as files) through `capbot run` with its default 8 workers
 raise the server's peak resident memory by less than PEAK_GROWTH_MB. Before the pixel budget they took
 the server from ~200 MB to over a gigabyte (four of them: +1,080 MB in the load run)."""
 
