@@ -42,8 +42,9 @@ class SocketModeRunner:
             raise UserError("The Slack app-level token must start with xapp- (Basic Information > App-Level Tokens).",
                             reason="bad_app_token")
         self.handler = SocketModeHandler(app, app_token)
+        self._socket = self.handler.client  # slack_sdk's Socket Mode client (not a Web API client)
         self.tracker = tracker or ConnectionTracker("slack")
-        self.tracker.probe = self.handler.client.is_connected
+        self.tracker.probe = self._socket.is_connected
         self.backoff = backoff or Backoff()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -77,7 +78,7 @@ class SocketModeRunner:
     def _watch(self, delay: float) -> None:
         while not self._stopping.wait(delay):
             delay = CHECK_INTERVAL_S
-            if self.handler.client.is_connected():
+            if self._socket.is_connected():
                 continue
             try:
                 self._connect()
@@ -92,13 +93,13 @@ class SocketModeRunner:
         was_connected = self.tracker.state().state == CONNECTED
         self.tracker.connecting()
         try:
-            self.handler.client.connect_to_new_endpoint()  # under the client's lock: its own monitor may race us
+            self._socket.connect_to_new_endpoint()  # under the client's lock: its own monitor may race us
         except SlackApiError as exc:
             error = exc.response.get("error", "unknown_error") if exc.response is not None else "unknown_error"
             if error in REFUSALS:
                 raise _Refused(error) from exc
             raise
-        if not self.handler.client.is_connected():
+        if not self._socket.is_connected():
             raise ConnectionError("the websocket did not open")
         self.backoff.reset()
         self.tracker.connected()
