@@ -29,6 +29,9 @@ from inference.types import Caption, Captioner, GenerationOptions
 log = logging.getLogger(__name__)
 
 DEFAULT_LOW_CONFIDENCE = 0.5  # below this a caption is shown as a guess (see `Reply.unsure`)
+# Refused images (not an image, truncated, a private URL...) give back their caption slot, so a user who picked
+# the wrong files can still caption the right ones; they count against their own, this many times higher, limit.
+REFUSED_IMAGE_ALLOWANCE = 4
 
 ImageSource = Union[bytes, Callable[[], bytes]]  # bytes, or a loader run on the worker (downloads stay off the ack path)
 UrlFetcher = Callable[[str], bytes]  # e.g. functools.partial(bots.fetch.fetch_image_bytes, max_bytes=...)
@@ -191,6 +194,8 @@ class BotCore:
         self.low_confidence = low_confidence
         self.observer: CoreObserver = observer or _NoObserver()
         self._limiter = RateLimiter(rate_limit_per_minute, 60.0, clock=clock)
+        self.refused_rate_limit_per_minute = rate_limit_per_minute * REFUSED_IMAGE_ALLOWANCE
+        self._refused_limiter = RateLimiter(self.refused_rate_limit_per_minute, 60.0, clock=clock)
         self._correction_limiter = RateLimiter(correction_rate_limit_per_minute, 60.0, clock=clock)
         self._queue = WorkQueue(workers=workers, maxsize=queue_size)
 
@@ -319,20 +324,23 @@ class BotCore:
 
     def _enqueue(self, origin: Origin, image: ImageSource, options: GenerationOptions) -> Future:
         key = (origin.platform, origin.user)
-        decision = self._limiter.check(key)
+        decision = self._refused_limiter.peek(key)
+        if decision.allowed:
+            decision = self._limiter.check(key)
         if not decision.allowed:
             self.observer.rate_limited(origin.platform, "caption")
             text = messages.rate_limited(self.rate_limit_per_minute, decision.retry_after_s)
             return _done(Reply(ReplyKind.BUSY, text, reason="rate_limited", retry_after_s=decision.retry_after_s))
         queued_at = time.perf_counter()
         try:
-            return self._queue.submit(lambda: self._caption_job(origin, image, options, queued_at))
+            return self._queue.submit(lambda: self._caption_job(origin, image, options, queued_at, decision.at))
         except QueueFull:
-            self._limiter.refund(key)  # not served, so it should not count against the user
+            self._limiter.refund(key, decision.at)  # not served, so it should not count against the user
             log.warning("work queue full", extra={"platform": origin.platform})
             return _done(Reply(ReplyKind.BUSY, messages.BUSY, reason="queue_full"))
 
-    def _caption_job(self, origin: Origin, image: ImageSource, options: GenerationOptions, queued_at: float) -> Reply:
+    def _caption_job(self, origin: Origin, image: ImageSource, options: GenerationOptions, queued_at: float,
+                     slot: float | None = None) -> Reply:
         try:
             queue_ms = (time.perf_counter() - queued_at) * 1000
             data = image() if callable(image) else image
@@ -341,6 +349,7 @@ class BotCore:
             latency_ms = (time.perf_counter() - started) * 1000
             caption_id = self.store.record_caption(origin, data, caption, options, latency_ms)
         except UserError as exc:
+            self._count_as_refused(origin, slot)
             self.observer.caption_refused(origin.platform, exc.reason)
             return Reply(ReplyKind.REFUSED, _sentence(exc.message), reason=exc.reason)
         except Exception:
@@ -349,6 +358,12 @@ class BotCore:
             return Reply(ReplyKind.ERROR, messages.ERROR, reason="internal")
         self.observer.captioned(origin.platform, latency_ms / 1000)
         return self.caption_reply(caption, caption_id, {"queue": queue_ms, "caption": latency_ms})
+
+    def _count_as_refused(self, origin: Origin, slot: float | None) -> None:
+        """Move a refused image's request from the caption limit to the (higher) limit of refused ones."""
+        key = (origin.platform, origin.user)
+        self._limiter.refund(key, slot)
+        self._refused_limiter.check(key)
 
     def caption_reply(self, caption: Caption, caption_id: int, timings_ms: Mapping[str, float] | None = None) -> Reply:
         """The CAPTION reply for a stored caption: confidence, alternatives, and whether to sound unsure."""

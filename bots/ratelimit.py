@@ -17,6 +17,7 @@ class RateDecision:
 
     allowed: bool
     retry_after_s: float = 0.0
+    at: float | None = None  # an allowed request's slot (pass it to `refund` to give that slot back)
 
 
 class RateLimiter:
@@ -41,11 +42,25 @@ class RateLimiter:
             if len(hits) >= self.per_window:
                 return RateDecision(False, retry_after_s=max(0.0, hits[0] + self.window_s - now))
             hits.append(now)
+            return RateDecision(True, at=now)
+
+    def peek(self, key: Hashable) -> RateDecision:
+        """Whether a request for `key` would fit now, without counting one."""
+        now = self._clock()
+        with self._lock:
+            hits = [t for t in self._hits.get(key, ()) if t > now - self.window_s]
+            if len(hits) >= self.per_window:
+                return RateDecision(False, retry_after_s=max(0.0, hits[0] + self.window_s - now))
             return RateDecision(True)
 
-    def refund(self, key: Hashable) -> None:
-        """Give back the latest slot of `key` (a request that was counted but never served)."""
+    def refund(self, key: Hashable, at: float | None = None) -> None:
+        """Give back the slot taken `at` (a `RateDecision.at`), or the latest one, of `key`: a request that was
+        counted but never served."""
         with self._lock:
             hits = self._hits.get(key)
-            if hits:
+            if not hits:
+                return
+            if at is None:
                 hits.pop()
+            elif at in hits:
+                hits.remove(at)

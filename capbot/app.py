@@ -22,6 +22,7 @@ from capbot.captioning import captioner_spec, modal_captioner, serving_captioner
 from capbot.follow import RegistryFollower
 from capbot.metrics import Metrics
 from capbot.settings import Settings
+from inference.decode_budget import set_shared_budget
 from inference.spec import CaptionerSpec
 from inference.types import Captioner
 from storage import db, events, registry
@@ -89,6 +90,7 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
     `engine`: an engine the caller opened on an already migrated database (on Modal: a container's small
     pool; the deploy migrates once), used instead of migrating and opening one here.
     """
+    set_shared_budget(settings.decode_budget_megapixels)  # memory of concurrent image decodes (issue 22)
     if engine is None:
         db.upgrade(settings.database_url)
         engine = db.create_engine_for(settings.database_url)
@@ -124,14 +126,15 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
     return services
 
 
-def build_web_app(services: Services, extra_routers: tuple = ()):
-    """The web app (page, API, metrics) over the services' core, with `extra_routers` (e.g. /slack/events);
+def build_web_app(services: Services, extra_routers: tuple = (), connections: tuple = ()):
+    """The web app (page, API, metrics) over the services' core, with `extra_routers` (e.g. /slack/events)
+    and the platform `connections` (`bots.connection.ConnectionTracker`) /readyz and /metrics report;
     `capbot run` and the Modal web endpoint serve the same app."""
     from capbot.web import WebConfig, create_web_app
 
     return create_web_app(services.core, WebConfig.from_settings(services.settings), engine=services.engine,
                           model_version=lambda: services.captioner.model_version, metrics=services.metrics,
-                          blobs=services.blobs, extra_routers=tuple(extra_routers))
+                          blobs=services.blobs, extra_routers=tuple(extra_routers), connections=tuple(connections))
 
 
 # --- the bots ------------------------------------------------------------------------------------------------
@@ -154,15 +157,16 @@ def slack_events_router(slack_app: Any) -> Any:
     return slack_router(slack_app)
 
 
-async def run_discord(services: Services, stop: asyncio.Event) -> None:
-    """Run the Discord bot over the services' core until `stop` is set (needs CAPBOT_DISCORD_TOKEN)."""
+async def run_discord(services: Services, stop: asyncio.Event, tracker: Any = None) -> None:
+    """Run the Discord bot over the services' core until `stop` is set (needs CAPBOT_DISCORD_TOKEN),
+    reporting its connection to `tracker` (a `bots.connection.ConnectionTracker`; None: its own)."""
     from bots.discord.run import run_discord_bot
 
     s = services.settings
     await run_discord_bot(
         services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
         api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
-        message_content=s.discord_message_content, stop=stop,
+        message_content=s.discord_message_content, stop=stop, tracker=tracker,
     )
 
 

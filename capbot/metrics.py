@@ -11,7 +11,7 @@ import logging
 from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,11 @@ class Metrics:
         r = self.registry
         self.requests = Counter("capbot_http_requests", "HTTP requests answered, by route template, method and status.",
                                 ["route", "method", "status"], registry=r)
+        self.client_aborts = Counter("capbot_http_client_aborts", "Requests the client hung up on before the answer "
+                                     "(e.g. mid-upload): the client's doing, not counted as answered.",
+                                     ["route", "method"], registry=r)
+        self.request_timeouts = Counter("capbot_http_request_timeouts", "Requests whose headers or body did not "
+                                        "arrive in time (answered 408 and closed).", ["phase"], registry=r)
         self.caption_seconds = Histogram("capbot_caption_seconds", "Time the captioner took per caption.",
                                          ["platform"], buckets=CAPTION_BUCKETS, registry=r)
         self.captions = Counter("capbot_captions", "Captions made and stored, by platform.", ["platform"], registry=r)
@@ -41,7 +46,9 @@ class Metrics:
                                     ["platform", "action"], registry=r)
         self.queue_depth = Gauge("capbot_queue_depth", "Caption jobs waiting for a worker.", registry=r)
         self._model_version: Callable[[], str] | None = None
+        self._connections: tuple = ()  # bots.connection.ConnectionTracker objects
         r.register(_ModelVersionCollector(self))
+        r.register(_ConnectionCollector(self))
 
     # --- wiring ---
 
@@ -52,6 +59,14 @@ class Metrics:
     def watch_model(self, version: Callable[[], str]) -> None:
         """Read the serving model version from `version()` at every scrape."""
         self._model_version = version
+
+    def watch_connections(self, trackers: Iterable) -> None:
+        """Read each platform connection's state (`bots.connection.ConnectionTracker`) at every scrape."""
+        self._connections = tuple(trackers)
+
+    def connection_states(self) -> list:
+        """The watched connections' states now."""
+        return [tracker.state() for tracker in self._connections]
 
     def model_version(self) -> str | None:
         """The serving model version, or None when unknown or unreadable."""
@@ -84,6 +99,14 @@ class Metrics:
         """Count one answered HTTP request under its route template (e.g. /v1/captions/{caption_id})."""
         self.requests.labels(route, method, str(status)).inc()
 
+    def client_aborted(self, route: str, method: str) -> None:
+        """Count a request the client hung up on before its answer."""
+        self.client_aborts.labels(route, method).inc()
+
+    def request_timed_out(self, phase: str) -> None:
+        """Count a request whose `phase` ("headers" or "body") took longer than its bound."""
+        self.request_timeouts.labels(phase).inc()
+
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
         return generate_latest(self.registry)
@@ -102,6 +125,28 @@ class _ModelVersionCollector(Collector):
         if version is not None:
             family.add_metric([version], 1.0)
         yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class _ConnectionCollector(Collector):
+    """`capbot_platform_connected{platform}` (1 connected, 0 not) and `capbot_platform_connect_failures_total`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("capbot_platform_connected", "Whether capbot's connection to a chat platform it "
+                               "connects to itself (Discord, Slack Socket Mode) is up (1) or not (0).",
+                               labels=["platform"])
+        failures = CounterMetricFamily("capbot_platform_connect_failures", "Failed attempts to connect to a chat "
+                                       "platform since start-up.", labels=["platform"])
+        for state in self._metrics.connection_states():
+            up.add_metric([state.platform], 1.0 if state.connected else 0.0)
+            failures.add_metric([state.platform], float(state.failures))
+        yield up
+        yield failures
 
     def describe(self) -> Iterable[Metric]:
         return []

@@ -56,8 +56,21 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def check_platform_settings(settings: Settings) -> None:
+    """Refuse a half-configured bot before anything starts (issue 22), naming the missing setting: a Slack
+    bot token with neither a signing secret (HTTP events) nor an app-level token (Socket Mode) would run no
+    Slack bot at all while /slack/events answered 404."""
+    if settings.slack_bot_token is not None and settings.slack_signing_secret is None \
+            and settings.slack_app_token is None:
+        raise UserError("CAPBOT_SLACK_BOT_TOKEN is set but CAPBOT_SLACK_SIGNING_SECRET is not, so Slack's requests "
+                        "to /slack/events cannot be verified: set it (Basic Information > App Credentials > "
+                        "Signing Secret), or set CAPBOT_SLACK_APP_TOKEN to use Socket Mode instead, or unset "
+                        "CAPBOT_SLACK_BOT_TOKEN", reason="slack_half_configured")
+
+
 def plan_components(settings: Settings) -> list[Component]:
-    """Decide from the credentials present which bots run; never raises for missing tokens."""
+    """Decide from the credentials present which bots run; never raises for missing tokens (a half-configured
+    bot is refused earlier, by `check_platform_settings`)."""
     slack_token = settings.slack_bot_token is not None
     return [
         _slack_http(settings, slack_token),
@@ -133,6 +146,7 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
 
     `sock`: the listening socket from `bind_web_socket` (bound here from the settings when not given)."""
     settings = services.settings
+    check_platform_settings(settings)
     sock = sock or bind_web_socket(settings.host, settings.port)
     components = plan_components(settings)
     for c in components:
@@ -144,16 +158,17 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
     if slack_app is not None and _enabled(components, "slack (http)"):
         routers.append(slack_events_router(slack_app))
 
-    web = build_web_app(services, tuple(routers))
+    connections = _connection_trackers(components)
+    web = build_web_app(services, tuple(routers), connections=tuple(connections.values()))
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default; the web
     # app decides whom to believe (CAPBOT_TRUSTED_PROXIES), so a local caller cannot pose as many clients.
     server = _Server(uvicorn.Config(web, host=settings.host, port=settings.port, log_config=None,
-                                    lifespan="off", proxy_headers=False))
+                                    lifespan="off", proxy_headers=False, http=_http_protocol(services)))
     stop = asyncio.Event()
     background: list[Stopper] = []
     try:
         # Inside the try: a bot that cannot start (say, Slack refuses the token) still stops what did start.
-        await _start_background(services, components, slack_app, retrain_job, stop, background)
+        await _start_background(services, components, slack_app, retrain_job, stop, background, connections)
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="capbot-web")
         await _announce(server, serving, on_started)
         await serving
@@ -163,6 +178,14 @@ async def serve(services: Services, retrain_job: Callable[[], object] | None = N
         services.close()
         sock.close()
         log.info("capbot stopped")
+
+
+def _http_protocol(services: Services) -> type:
+    """h11 with a bound on header time (issue 22): slow clients get 408 and are let go."""
+    from capbot.web.header_timeout import header_timeout_protocol
+
+    return header_timeout_protocol(services.settings.request_header_timeout_s,
+                                   on_timeout=lambda: services.metrics.request_timed_out("headers"))
 
 
 async def _announce(server: uvicorn.Server, serving: asyncio.Task, on_started: Callable[[int], None] | None) -> None:
@@ -178,19 +201,28 @@ async def _announce(server: uvicorn.Server, serving: asyncio.Task, on_started: C
 Stopper = Callable[[], Awaitable[object]]
 
 
+def _connection_trackers(components: list[Component]) -> dict[str, Any]:
+    """A `ConnectionTracker` for each platform capbot connects to itself (issue 22: /readyz and /metrics say
+    where each stands while it reconnects)."""
+    from bots.connection import ConnectionTracker
+
+    platforms = {"slack (socket mode)": "slack", "discord": "discord"}
+    return {platform: ConnectionTracker(platform) for name, platform in platforms.items() if _enabled(components, name)}
+
+
 async def _start_background(services: Services, components: list[Component], slack_app: Any,
                             retrain_job: Callable[[], object] | None, stop: asyncio.Event,
-                            stoppers: list[Stopper]) -> None:
+                            stoppers: list[Stopper], connections: dict[str, Any]) -> None:
     """Start Socket Mode, Discord and the schedule as configured, adding to `stoppers` how to stop each."""
     settings = services.settings
     if _enabled(components, "slack (socket mode)"):
         from bots.slack.socket_mode import SocketModeRunner
 
-        runner = SocketModeRunner(slack_app, settings.slack_app_token.get_secret_value())
+        runner = SocketModeRunner(slack_app, settings.slack_app_token.get_secret_value(), tracker=connections["slack"])
         stoppers.append(lambda: asyncio.to_thread(runner.stop))
-        await asyncio.to_thread(runner.start)
+        await asyncio.to_thread(runner.start)  # a refused token stops start-up; an unreachable Slack is retried
     if _enabled(components, "discord"):
-        task = asyncio.create_task(_discord(services, stop), name="capbot-discord")
+        task = asyncio.create_task(_discord(services, stop, connections["discord"]), name="capbot-discord")
         stoppers.append(lambda: asyncio.wait({task}, timeout=10))  # `stop` is set first, so it closes itself
     if _enabled(components, "retrain schedule") and retrain_job is not None:
         from training.scheduler import start_scheduler, stop_scheduler
@@ -205,10 +237,11 @@ async def _start_background(services: Services, components: list[Component], sla
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, digest))
 
 
-async def _discord(services: Services, stop: asyncio.Event) -> None:
+async def _discord(services: Services, stop: asyncio.Event, tracker: Any) -> None:
     try:
-        await run_discord(services, stop)
-    except Exception as exc:  # a Discord outage must not take the web server and Slack down with it
+        await run_discord(services, stop, tracker)
+    except Exception as exc:  # a refused token (an outage is retried) must not take the web server down with it
+        tracker.failed(f"stopped: {exc}")
         log.error("discord bot stopped: %s", exc)
 
 

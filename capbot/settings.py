@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # --- image limits ---
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes.")
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height (decompression-bomb guard).")
+    decode_budget_megapixels: float = Field(50.0, gt=0, le=10_000, description="Megapixels the process decodes at once, over all concurrent images (a decode waits for room; one larger image decodes alone). Bounds the memory a burst of large images takes: roughly 4-8 bytes per pixel held, so 200-400 MB by default. Large images are shrunk to about 2 megapixels as soon as they are decoded (JPEGs decode at a reduced scale).")
 
     # --- storage ---
     data_dir: Path = Field(Path("./capbot-data"), description="Root for the database, blobs, models, datasets and runs.")
@@ -78,6 +79,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field("", description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; empty = use the connecting address.")
     api_max_beams: int = Field(8, ge=1, le=16, description="Most beams a web or API caller may ask for.")
     api_max_new_tokens: int = Field(64, ge=1, le=128, description="Most caption tokens a web or API caller may ask for.")
+    request_header_timeout_s: float = Field(20.0, gt=0, le=3600, description="A request's headers must arrive within this many seconds of its first byte (or of the connection opening); slower clients get 408 and are disconnected.")
+    request_body_timeout_s: float = Field(120.0, gt=0, le=3600, description="A request's body must arrive within this many seconds of its headers (an image of CAPBOT_MAX_IMAGE_BYTES at the slowest upload you serve); slower clients get 408 and are disconnected.")
     public_url: str = Field("", description="Public base URL of this capbot's web server (e.g. https://capbot.example.com); the review queue and digest link web captions under it. Empty = no such links.")
 
     # --- retraining ---

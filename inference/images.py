@@ -3,17 +3,25 @@
 Order matters for safety: the byte limit is checked before parsing, the pixel limit after reading only the
 header and before decoding any pixels (a small file can declare billions of pixels), and decoding errors
 of every kind become `ImageError`s instead of crashes.
+
+Memory: a decode holds its pixel count of the process's decode budget (`inference.decode_budget`) from before
+its pixels are read until they are shrunk to at most WORKING_PIXELS, so concurrent large images wait for each
+other instead of exhausting memory. JPEGs past that size decode at a reduced scale (the DCT's 1/2, 1/4, 1/8);
+other formats decode in full and are then reduced by an integer box filter (alpha premultiplied). A caption
+model sees 224-768 pixels a side, so nothing it could use is lost, and training decodes the same way.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inference.decode_budget import DecodeBudget, shared_budget
 from storage.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -25,7 +33,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # JPEG includes phones' multi-picture (MPO) files, which PIL's JPEG opener returns itself.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM")
 
+WORKING_PIXELS = 2_000_000  # decoded images larger than this are shrunk to it (about 1400x1400)
+
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_REDUCIBLE_MODES = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}  # Image.reduce's
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
@@ -41,19 +52,23 @@ def load_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    budget: DecodeBudget | None = None,
 ) -> Image.Image:
     """Decode `data` into an RGB image, upright per its EXIF orientation; raise `ImageError` otherwise.
 
     Transparent images are composited on white, CMYK/16-bit/grayscale/palette become RGB, and animated
-    images give their first frame.
+    images give their first frame. Images over WORKING_PIXELS come back shrunk to it. `budget`: the decode
+    budget to hold while decoding (default: the process's, `inference.decode_budget.shared_budget()`).
     """
+    budget = budget or shared_budget()
     if isinstance(data, Image.Image):
         _check_pixels(data.size, max_pixels)
-        try:
-            data.load()  # a lazily opened image may still fail to decode
-        except Exception as exc:
-            raise ImageError(f"the image file is truncated or corrupt ({_brief(exc)})", reason="truncated") from exc
-        return _to_rgb(_upright(data))
+        with budget.hold(data.width * data.height):
+            try:
+                data.load()  # a lazily opened image may still fail to decode
+            except Exception as exc:
+                raise ImageError(f"the image file is truncated or corrupt ({_brief(exc)})", reason="truncated") from exc
+            return _to_rgb(_upright(_shrink(data)))
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"load_image takes bytes or a PIL image, not {type(data).__name__}")
     if len(data) == 0:
@@ -62,11 +77,10 @@ def load_image(
         raise ImageError(
             f"the image is too large: {_mb(len(data))} (the limit is {_mb(max_bytes)})", reason="too_large"
         )
-    image = _decode(bytes(data), max_pixels)
-    return _to_rgb(_upright(image))
+    return _decode(bytes(data), max_pixels, budget)
 
 
-def _decode(data: bytes, max_pixels: int) -> Image.Image:
+def _decode(data: bytes, max_pixels: int, budget: DecodeBudget) -> Image.Image:
     with warnings.catch_warnings():
         # PIL only warns about a decompression bomb below twice its own limit; never decode one.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -81,14 +95,56 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         except Exception as exc:  # broken headers raise assorted errors (SyntaxError, struct.error, ...)
             raise ImageError(f"the file is not a readable image ({_brief(exc)})", reason="not_image") from exc
         _check_pixels(image.size, max_pixels)
+        size = image.size
         try:
             image.seek(0)  # animated: the first frame
-            image.load()  # decodes pixels; truncated data raises here
+            _draft(image)
+            with budget.hold(image.width * image.height):
+                image.load()  # decodes pixels; truncated data raises here
+                shrunk = _shrink(image)
+                if shrunk is not image:
+                    image.close()  # the full-size pixels go now, before the budget admits the next decode
+                return _to_rgb(_upright(shrunk))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _too_many_pixels(image.size, max_pixels) from None
+            raise _too_many_pixels(size, max_pixels) from None
+        except ImageError:
+            raise
         except Exception as exc:
             raise ImageError(f"the image file is truncated or corrupt ({_brief(exc)})", reason="truncated") from exc
-    return image
+
+
+def _reduction(size: tuple[int, int]) -> int:
+    """The smallest whole factor that brings `size` within WORKING_PIXELS (1: small enough already)."""
+    return max(1, math.ceil(math.sqrt(size[0] * size[1] / WORKING_PIXELS)))
+
+
+def _draft(image: Image.Image) -> None:
+    """Let a JPEG decode at the largest DCT scale (1/2, 1/4, 1/8) that still covers the working size."""
+    factor = _reduction(image.size)
+    if factor > 1 and image.format in ("JPEG", "MPO"):
+        image.draft(None, (math.ceil(image.width / factor), math.ceil(image.height / factor)))
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """`image` within WORKING_PIXELS, box-reduced by a whole factor (alpha premultiplied, as PIL's reduce does)."""
+    factor = _reduction(image.size)
+    if factor == 1:
+        return image
+    if image.mode in ("P", "PA") or ("transparency" in image.info and image.mode not in _HIGH_BIT_MODES):
+        image = _convert_quietly(image, "RGBA")  # palette indices cannot be averaged; a colour key becomes alpha
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in _HIGH_BIT_MODES and image.mode not in ("I", "F"):
+        image = image.convert("I")
+    if image.mode not in _REDUCIBLE_MODES:
+        return image  # exotic modes are converted at full size, as before
+    return image.reduce(factor)
+
+
+def _convert_quietly(image: Image.Image, mode: str) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL's "convert palette transparency to RGBA" advice is what we do
+        return image.convert(mode)
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:

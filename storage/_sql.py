@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.errors import InvalidArgument
-from storage.models import PLATFORMS
+from storage.models import MAX_ROW_ID, PLATFORMS
 
 
 def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> bool:
@@ -35,3 +35,10 @@ def check_platform(platform: str) -> str:
             f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}", reason="bad_platform"
         )
     return platform
+
+
+def is_row_id(value: object) -> bool:
+    """Whether `value` can name a row: an int from 1 to 2^63 - 1. Ids from outside (a URL, a button's value)
+    beyond that fit no column (SQLite raises OverflowError, Postgres an out-of-range error): they name
+    nothing, so callers answer "unknown" without asking the database."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID

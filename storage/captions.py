@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage._sql import check_platform
+from storage._sql import check_platform, is_row_id
 from storage.blobs import check_sha256
 from storage.clock import utcnow
 from storage.errors import InvalidArgument
@@ -102,14 +102,14 @@ def record_caption(
 
 
 def get_caption(session: Session, caption_id: int) -> CaptionRecord | None:
-    """The caption with that id, or None."""
-    row = session.get(Caption, caption_id)
+    """The caption with that id, or None (also for an id no row can have)."""
+    row = session.get(Caption, caption_id) if is_row_id(caption_id) else None
     return None if row is None else _record(row)
 
 
 def set_message_ref(session: Session, caption_id: int, message_ref: str) -> CaptionRecord:
     """Remember the bot's reply message for a caption (posted after the caption was recorded)."""
-    row = session.get(Caption, caption_id)
+    row = session.get(Caption, caption_id) if is_row_id(caption_id) else None
     if row is None:
         raise InvalidArgument(f"no caption with id {caption_id}", reason="unknown_caption")
     row.message_ref = message_ref

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage._sql import check_platform
+from storage._sql import check_platform, is_row_id
 from storage.clock import utcnow
-from storage.corrections import CorrectionRecord, as_record
+from storage.corrections import CorrectionRecord, as_record, store_accepted_answer
 from storage.errors import CorrectionRefused
 from storage.models import Caption, Correction
 
@@ -32,7 +32,7 @@ def record_confirmation(session: Session, *, caption_id: int, user_id: str, plat
     """Store that `user_id` says caption `caption_id` is right; the user's other accepted answer about the
     image (a correction, or a confirmation of another caption of it) is overridden. Confirming the same
     caption again changes nothing. Raises `CorrectionRefused` (unknown_caption, unknown_user)."""
-    caption = session.get(Caption, caption_id) if isinstance(caption_id, int) else None
+    caption = session.get(Caption, caption_id) if is_row_id(caption_id) else None
     if caption is None:
         raise CorrectionRefused("That caption no longer exists, so it cannot be confirmed.", reason="unknown_caption")
     if not user_id:
@@ -41,14 +41,8 @@ def record_confirmation(session: Session, *, caption_id: int, user_id: str, plat
     standing = _accepted_answer(session, caption.image_sha256, platform, user_id)
     if standing is not None and standing.kind == KIND and standing.caption_id == caption.id:
         return as_record(standing)
-    now = now or utcnow()
-    if standing is not None:
-        session.execute(update(Correction).where(Correction.id == standing.id)
-                        .values(status="overridden", status_changed_at=now))
-    row = Correction(caption_id=caption.id, image_sha256=caption.image_sha256, platform=platform, user_id=user_id,
-                     text=caption.text, status="accepted", kind=KIND, created_at=now)
-    session.add(row)
-    session.flush()
+    row = store_accepted_answer(session, caption, platform=platform, user_id=user_id, text=caption.text,
+                                now=now or utcnow(), kind=KIND)
     log.info("confirmation accepted", extra={"caption_id": caption.id, "correction_id": row.id})
     return as_record(row)
 

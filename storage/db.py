@@ -142,6 +142,8 @@ def _migrate_locked(url: str, run) -> str | None:  # type: ignore[no-untyped-def
                 # time; the later ones then find the schema at head and do nothing. SQLite's
                 # BEGIN IMMEDIATE serialises them already.
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            else:
+                _begin_sqlite_migration(connection)
             config = _alembic_config()
             config.attributes["connection"] = connection
             run(config)
@@ -151,6 +153,16 @@ def _migrate_locked(url: str, run) -> str | None:  # type: ignore[no-untyped-def
         return revision
     finally:
         engine.dispose()
+
+
+def _begin_sqlite_migration(connection) -> None:  # type: ignore[no-untyped-def]
+    """One transaction (BEGIN IMMEDIATE: the write lock) around the whole upgrade. Left to itself Alembic
+    commits after each revision on SQLite, which has no transactional DDL, so a second process could run
+    a revision between two of ours and both would then update the same version row."""
+    # Off before the transaction begins (inside one the pragma does nothing): rebuilding a table in batch
+    # mode must not fire ON DELETE CASCADE on the rows that refer to it. The engine is disposed afterwards.
+    connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+    connection.begin()
 
 
 def current_revision(engine: Engine) -> str | None:

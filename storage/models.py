@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -46,6 +47,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Ids that grow without bound: 64-bit on Postgres. SQLite's INTEGER PRIMARY KEY is already 64-bit, and only
+# that exact type makes the column the rowid that numbers new rows.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ROW_ID = 2**63 - 1  # the largest id either store can hold; larger ones name no row
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -97,7 +104,7 @@ class Caption(Base):
         Index(None, "platform", "message_ref"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
     model_version: Mapped[str] = mapped_column(String(128))  # registry id or hub id; not a foreign key
     text: Mapped[str] = mapped_column(Text)
@@ -126,10 +133,21 @@ class Correction(Base):
         Index(None, "image_sha256", "status"),
         Index(None, "platform", "user_id"),
         Index(None, "created_at"),
+        # One user holds at most one accepted correction per image: the database refuses a second one, so
+        # two simultaneous corrections cannot both stay accepted (storage.corrections overrides first).
+        Index(
+            "uq_corrections_one_accepted",
+            "image_sha256",
+            "platform",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status = 'accepted'"),
+            postgresql_where=text("status = 'accepted'"),
+        ),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    caption_id: Mapped[int] = mapped_column(ForeignKey("captions.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    caption_id: Mapped[int] = mapped_column(RowId, ForeignKey("captions.id", ondelete="CASCADE"))
     image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"))  # copied for export queries
     platform: Mapped[str] = mapped_column(String(16))
     user_id: Mapped[str] = mapped_column(String(64))
@@ -203,7 +221,7 @@ class ModelActivation(Base):
 
     __tablename__ = "model_activations"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(16))  # "promote" or "rollback"
     activated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -219,7 +237,7 @@ class TrainingRun(Base):
         UniqueConstraint("result_version"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default="running")

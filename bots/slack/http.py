@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from starlette.concurrency import run_in_threadpool
 
 EVENTS_PATH = "/slack/events"
+UNSIGNED = {"error": {"code": "unauthorized", "message": "The request has no valid Slack signature (X-Slack-Signature "
+                      "and a recent X-Slack-Request-Timestamp, made with the app's signing secret)."}}
 
 
 def slack_router(app: App, path: str = EVENTS_PATH) -> APIRouter:
     """A router with `POST {path}`; add it to the capbot web server with `web.include_router(...)`.
 
-    bolt verifies the signature and timestamp (401 otherwise) and answers url_verification. Dispatch is
+    bolt verifies the signature and timestamp and answers url_verification. A request it refuses gets a
+    401 in the web API's error shape (`{"error": {"code": "unauthorized", "message": ...}}`). Dispatch is
     synchronous, so it runs in a worker thread instead of blocking the server's event loop.
     """
     router = APIRouter()
@@ -22,6 +26,8 @@ def slack_router(app: App, path: str = EVENTS_PATH) -> APIRouter:
     async def slack_events(request: Request) -> Response:
         body = await request.body()
         bolt_response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        if bolt_response.status == 401:
+            return JSONResponse(UNSIGNED, status_code=401)
         return to_starlette_response(bolt_response)
 
     return router

@@ -29,12 +29,13 @@ def run(
     says which bots are off and why.
     """
     from capbot.app import build_services
-    from capbot.serve import bind_web_socket, serve
+    from capbot.serve import bind_web_socket, check_platform_settings, serve
 
     given = {"model": model, "data_dir": data_dir, "host": host, "port": port}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = get_settings(**overrides)
     configure_logging(settings.log_level, settings.log_json)
+    check_platform_settings(settings)  # before the model loads: a half-configured bot fails at once
     sock = bind_web_socket(settings.host, settings.port)  # before the model loads: a busy port fails at once
     try:
         services = build_services(settings)

@@ -8,13 +8,14 @@ from typing import Callable
 from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bots.connection import ConnectionTracker
 from bots.core import BotCore
 from capbot.metrics import Metrics
 from capbot.web.admin import admin_router
 from capbot.web.context import WebConfig, WebContext
 from capbot.web.errors import install_error_handlers
+from capbot.web.guard import RequestGuard
 from capbot.web.health import health_router
 from capbot.web.legacy import legacy_router
 from capbot.web.page import page_router
@@ -41,12 +42,14 @@ def create_web_app(
     metrics: Metrics | None = None,
     blobs: BlobStore | None = None,
     extra_routers: tuple[APIRouter, ...] = (),
+    connections: tuple[ConnectionTracker, ...] = (),
 ) -> FastAPI:
     """The web app over `core` (platform "web"); `engine` serves readiness and the model registry, `blobs` the
-    operator view's thumbnails."""
+    operator view's thumbnails; `connections` are the platform connections /readyz and /metrics report."""
     ctx = WebContext(core=core, config=config, model_version=model_version, engine=engine,
-                     metrics=metrics or Metrics(), blobs=blobs)
+                     metrics=metrics or Metrics(), blobs=blobs, connections=tuple(connections))
     ctx.metrics.watch_model(model_version)
+    ctx.metrics.watch_connections(ctx.connections)
     # Swagger UI at /v1/docs with its script and styles served from the fastapi-offline package, not a CDN:
     # the docs work on a machine without internet, and the page's content security policy stays "self".
     app = FastAPIOffline(title="capbot", version="1", description=API_DESCRIPTION, docs_url="/v1/docs",
@@ -56,31 +59,5 @@ def create_web_app(
     routers = (page_router(ctx), health_router(ctx), v1_router(ctx), admin_router(ctx), legacy_router(ctx))
     for router in (*routers, *extra_routers):
         app.include_router(router)
-    app.add_middleware(RequestCounter, metrics=ctx.metrics)
+    app.add_middleware(RequestGuard, metrics=ctx.metrics, body_timeout_s=config.body_timeout_s)
     return app
-
-
-class RequestCounter:
-    """Counts every answered request by route template, method and status (ASGI middleware)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # if the app fails before starting a response
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.request(route, scope["method"], status)

@@ -8,6 +8,7 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
+from bots.connection import ConnectionTracker
 from bots.core import BotCore, CaptionInfo, Origin
 from capbot.metrics import Metrics
 from capbot.web.errors import ApiError
@@ -30,6 +31,7 @@ class WebConfig:
     trusted_proxies: tuple[Network, ...] = ()
     max_beams: int = 8
     max_new_tokens: int = 64
+    body_timeout_s: float | None = None  # a request body must arrive within this (None: no bound)
 
     @classmethod
     def from_settings(cls, settings) -> "WebConfig":  # type: ignore[no-untyped-def]
@@ -41,6 +43,7 @@ class WebConfig:
             trusted_proxies=settings.trusted_proxy_networks,
             max_beams=settings.api_max_beams,
             max_new_tokens=settings.api_max_new_tokens,
+            body_timeout_s=settings.request_body_timeout_s,
         )
 
 
@@ -54,6 +57,7 @@ class WebContext:
     engine: Engine | None = None  # readiness and the model registry; None in tests of the page alone
     metrics: Metrics = field(default_factory=Metrics)
     blobs: BlobStore | None = None  # the stored images: the operator view's thumbnails
+    connections: tuple[ConnectionTracker, ...] = ()  # platform connections capbot opens itself (Discord, Socket Mode)
 
     @property
     def default_options(self) -> GenerationOptions:

@@ -31,7 +31,7 @@ _STATUS_BY_REASON = {
     "internal": 500,
 }
 _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                   413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}
+                   408: "request_timeout", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}
 
 
 class ErrorDetail(BaseModel):
@@ -104,6 +104,12 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+        # FastAPI reports a JSON body that is not UTF-8 as a 400 "error parsing the body"; it is unusable
+        # input like any other JSON the API cannot read.
+        message = f"The body is not UTF-8 JSON ({cause.reason} at byte {cause.start})."
+        return error_response(request, ApiError(422, "invalid_request", message))
     code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "request refused"
     return error_response(request, ApiError(exc.status_code, code, message, dict(exc.headers or {})))
@@ -127,6 +133,7 @@ _DESCRIPTIONS = {
     400: "The body could not be read (e.g. broken multipart).",
     401: "API keys are configured and the request carries no valid `Authorization: Bearer` key.",
     404: "No such caption (or not one of the caller's).",
+    408: "The request body did not arrive within CAPBOT_REQUEST_BODY_TIMEOUT_S; the connection is closed.",
     413: "The image or body is larger than the limit (checked while reading).",
     415: "The body is neither multipart, image/* nor JSON.",
     422: "The input cannot be used; `error.code` says why (not_image, private_address, bad_options, link, ...).",

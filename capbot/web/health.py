@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from capbot.web.context import WebContext
-from capbot.web.schemas import CheckOut, HealthOut, ReadyOut
+from capbot.web.schemas import CheckOut, HealthOut, PlatformOut, ReadyOut
 
 
 def health_router(ctx: WebContext) -> APIRouter:
@@ -23,20 +23,27 @@ def health_router(ctx: WebContext) -> APIRouter:
     @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut, "description": "Not ready."}})
     async def ready() -> JSONResponse:
         """Ready for caption requests: the captioner has a model loaded and the database answers at the
-        schema version this capbot needs. 503 with the failing check otherwise."""
+        schema version this capbot needs. 503 with the failing check otherwise. `platforms` says where each
+        chat platform connection stands (reported, not part of the verdict)."""
         checks = {"model": _check_model(ctx), "database": await asyncio.to_thread(_check_database, ctx)}
         ok = all(check.ok for check in checks.values())
-        body = ReadyOut(status="ready" if ok else "not_ready", checks=checks)
+        body = ReadyOut(status="ready" if ok else "not_ready", checks=checks, platforms=_platforms(ctx))
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     @router.get("/metrics", response_class=Response,
                 responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
     def metrics() -> Response:
-        """Requests by route and status, caption latency, queue depth, captions by platform, corrections
-        accepted and refused by reason, the serving model version, rate-limit refusals."""
+        """Requests by route and status, client aborts and timeouts, caption latency, queue depth, captions by
+        platform, corrections accepted and refused by reason, the serving model version, rate-limit refusals,
+        platform connections (up or not, failed attempts)."""
         return Response(ctx.metrics.render(), media_type=ctx.metrics.content_type)
 
     return router
+
+
+def _platforms(ctx: WebContext) -> dict[str, PlatformOut]:
+    states = (tracker.state() for tracker in ctx.connections)
+    return {s.platform: PlatformOut(state=s.state, detail=s.detail, failures=s.failures, since=s.since) for s in states}
 
 
 def _check_model(ctx: WebContext) -> CheckOut:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import Message, Receive
@@ -81,6 +82,10 @@ async def _read_multipart(request: Request, limit: int, file_field: str) -> byte
         raise _too_large(limit, "image") from None
     except MultiPartException as exc:
         raise ApiError(400, "bad_multipart", f"The multipart body could not be read: {exc.message}") from None
+    except HTTPException as exc:  # how Starlette's form() reports a broken body inside an app (no boundary, two files)
+        if exc.status_code != 400:
+            raise
+        raise ApiError(400, "bad_multipart", f"The multipart body could not be read: {exc.detail}") from None
     if len(data) > limit:
         raise _too_large(limit, "image")
     return _nonempty(data)

@@ -88,6 +88,20 @@ class ReadyOut(BaseModel):
 
     status: str = Field(..., description="ready or not_ready (then the status code is 503).")
     checks: dict[str, CheckOut]
+    platforms: dict[str, "PlatformOut"] = Field(default_factory=dict, description="The chat platforms capbot "
+                                                "connects to itself (Discord, Slack Socket Mode) and where each "
+                                                "stands. Reported, not part of `status`: the web API serves "
+                                                "whether or not a platform is reachable.")
+
+
+class PlatformOut(BaseModel):
+    """One platform connection."""
+
+    state: str = Field(..., description="connecting, connected, retrying (waiting to try again), failed (gave "
+                       "up: fix the settings) or stopped.")
+    detail: str
+    failures: int = Field(..., description="Failed attempts to connect since start-up.")
+    since: float = Field(..., description="When it entered this state (Unix time).")
 
 
 class ConfirmationOut(BaseModel):
@@ -140,3 +154,6 @@ class AdminModelsOut(ModelsOut):
     """The registry with each version's gate metrics, oldest first, for the operator view's plot."""
 
     points: list[VersionPoint]
+
+
+ReadyOut.model_rebuild()

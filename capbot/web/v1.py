@@ -74,7 +74,7 @@ def v1_router(ctx: WebContext) -> APIRouter:
     limits = ctx.config
 
     @router.post("/captions", status_code=201, response_model=CaptionOut, openapi_extra=CAPTION_REQUEST_BODY,
-                 responses=error_responses(400, 401, 413, 415, 422, 429, 500, 503))
+                 responses=error_responses(400, 401, 408, 413, 415, 422, 429, 500, 503))
     async def create_caption(
         request: Request,
         response: Response,
@@ -105,7 +105,7 @@ def v1_router(ctx: WebContext) -> APIRouter:
         )
 
     @router.post("/captions/{caption_id}/corrections", status_code=201, response_model=CorrectionOut,
-                 responses=error_responses(401, 404, 422, 429, 500))
+                 responses=error_responses(401, 404, 408, 422, 429, 500))
     async def create_correction(caption_id: int, body: CorrectionIn, who: Caller = caller) -> CorrectionOut:
         """Suggest a better caption for one of the caller's captions. A caller holds one correction per image:
         a newer one replaces the older. Refusals say why (`error.code`: link, mention, too_short, ...)."""

@@ -123,13 +123,15 @@ def test_the_observer_hears_captions_refusals_corrections_and_limits(make_core):
     observer = RecordingObserver()
     core = make_core(rate_limit_per_minute=2, observer=observer)
     caption_id = caption(core, ALICE, RED).caption_id
-    caption(core, ALICE, b"not an image")
+    caption(core, ALICE, b"not an image")  # refused: gives its slot back
+    caption(core, ALICE, RED)
     caption(core, ALICE, RED)
     core.submit_correction(caption_id, BOB, "see https://example.com")
     core.submit_correction(caption_id, BOB, "a red square on white")
     assert observer.calls == [
         ("captioned", "slack"),
         ("caption_refused", "slack", "not_image"),
+        ("captioned", "slack"),
         ("rate_limited", "slack", "caption"),
         ("correction", "slack", False, "link"),
         ("correction", "slack", True, "accepted"),

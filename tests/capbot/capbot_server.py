@@ -22,6 +22,7 @@ class RunningCapbot:
     url: str
     data_dir: Path
     log: list[str]
+    pid: int = 0
 
     @property
     def database_url(self) -> str:
@@ -45,7 +46,7 @@ def running_capbot(workdir: Path, model_dir: Path, *, timeout_s: float = 180, **
         url = wait_for_url(process, log, timeout_s)
         drain = threading.Thread(target=lambda: log.extend(process.stderr), daemon=True)  # never block on a full pipe
         drain.start()
-        yield RunningCapbot(url, data_dir, log)
+        yield RunningCapbot(url, data_dir, log, process.pid)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         drain.join(10)

@@ -109,6 +109,19 @@ def test_run_on_a_busy_port_says_so_in_one_line(tmp_path):
     assert "CAPBOT_PORT" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_slack_bot_token_without_a_signing_secret_is_refused_at_start(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CAPBOT_")}
+    # No model would load either: the settings are checked first, so the answer is about Slack.
+    environ.update(CAPBOT_DATA_DIR=str(tmp_path / "data"), CAPBOT_MODEL=str(tmp_path / "no-such-model"),
+                   CAPBOT_SLACK_BOT_TOKEN=SLACK_TOKEN, CAPBOT_PORT="0")
+    done = subprocess.run([sys.executable, "-m", "capbot", "run"], cwd=tmp_path, env=environ,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: CAPBOT_SLACK_BOT_TOKEN is set but CAPBOT_SLACK_SIGNING_SECRET is not")
+    assert "CAPBOT_SLACK_APP_TOKEN" in last_line and "Traceback" not in done.stderr and SLACK_TOKEN not in done.stderr
+
+
 def test_components_follow_credentials(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = get_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", discord_token="d",

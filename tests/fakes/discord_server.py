@@ -73,7 +73,8 @@ class FakeDiscord:
 
     token = "fake-bot-token"
 
-    def __init__(self, *, heartbeat_interval_ms: int = 41_250) -> None:
+    def __init__(self, *, heartbeat_interval_ms: int = 41_250, port: int = 0) -> None:
+        """`port`: where to listen (0: a free one), e.g. where a bot already tries to connect."""
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.app_id = snowflake()
         self.bot_user = user_payload(self.app_id, "capbot", bot=True)
@@ -97,7 +98,7 @@ class FakeDiscord:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     # ---- lifecycle ----
     @property
@@ -146,7 +147,7 @@ class FakeDiscord:
         app.router.add_route("*", "/api/v10/{rest:.*}", self._rest)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

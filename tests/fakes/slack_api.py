@@ -196,8 +196,9 @@ class _Server(ThreadingHTTPServer):
 class FakeSlack:
     """Context manager: `with FakeSlack(token) as slack: WebClient(token, base_url=slack.api_url)`."""
 
-    def __init__(self, token: str = "xoxb-test-token") -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, token: str = "xoxb-test-token", *, port: int = 0) -> None:
+        """`port`: where to listen (0: a free one), e.g. where a bot already tries to connect."""
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.state = FakeSlackState(token=token)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -1,5 +1,5 @@
 """Confirmations ("this caption is right") are stored as feedback: one answer per user and image, exported for
-retraining, and used by the review queue (both backends); revision 0004_confirmations adds their kind."""
+retraining, and used by the review queue (both backends); revision 0005 adds their kind."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _kinds(url: str) -> list[str]:
 
 
 def test_the_migration_marks_old_rows_as_corrections_and_downgrades_without_confirmations(database_url, blobs):
-    db.upgrade(database_url, "0003")
+    db.upgrade(database_url, "0004")  # the revision before confirmations
     engine = db.create_engine_for(database_url)
     try:
         with engine.begin() as connection:
@@ -98,12 +98,12 @@ def test_the_migration_marks_old_rows_as_corrections_and_downgrades_without_conf
                 "INSERT INTO corrections (caption_id, image_sha256, platform, user_id, text, status, created_at) "
                 "VALUES (:c, :sha, 'slack', 'U2', 'a brown dog', 'accepted', :now)"),
                 {"c": caption_id, "sha": "a" * 64, "now": T0})
-        assert db.upgrade(database_url, "0004_confirmations") == "0004_confirmations"
+        assert db.upgrade(database_url, "0005") == "0005"
         assert _kinds(database_url) == ["correction"]
         with session_scope(engine) as session:
             record_confirmation(session, caption_id=caption_id, user_id="U3", now=T0)
         assert _kinds(database_url) == ["correction", "confirmation"]
-        assert db.downgrade(database_url, "0003") == "0003"
+        assert db.downgrade(database_url, "0004") == "0004"
         assert _kinds(database_url) == []
         with engine.connect() as connection:
             assert connection.execute(text("SELECT text FROM corrections")).scalars().all() == ["a brown dog"]

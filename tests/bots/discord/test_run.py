@@ -15,6 +15,8 @@ from bots import messages
 from storage import corrections
 from storage.db import session_scope
 from tests.fakes.discord_server import INTERACTION_COMPONENT, INTERACTION_MODAL_SUBMIT, MESSAGE_CONTENT_INTENT, FakeDiscord
+from tests.fakes.ports import free_port
+from bots.connection import Backoff, ConnectionTracker
 
 
 @pytest.fixture
@@ -85,6 +87,32 @@ def test_bad_token_is_a_user_error(fake, core):
     with pytest.raises(DiscordLoginError, match="rejected the bot token"):
         runner.start()
     runner.stop()
+
+
+def test_an_unreachable_discord_is_retried_with_backoff_until_it_answers(core):
+    """Discord down when the bot starts (the load run: the bot stopped for good), then up."""
+    later = FakeDiscord(port=free_port())  # not started: nothing listens there yet
+    tracker = ConnectionTracker("discord")
+    runner = BotRunner(later, core, tracker=tracker, backoff=Backoff(0.2, 1.0))
+    runner._thread.start()
+    try:
+        wait_until(lambda: tracker.state().failures >= 2, "two failed attempts")
+        down = tracker.state()
+        assert down.state == "retrying" and "cannot reach Discord" in down.detail and runner.error is None
+        later.start()
+        wait_until(lambda: tracker.state().connected, "the bot to connect")
+        assert later.sessions == 1 and commands_still_work(later)
+    finally:
+        runner.stop()
+        later.stop()
+    assert runner.error is None and tracker.state().state == "stopped"
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def test_suggest_button_and_open_form_work_after_a_restart(fake, core, discord_db):

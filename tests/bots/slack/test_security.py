@@ -32,6 +32,17 @@ def test_missing_signature_is_refused(make_slack):
     assert response.status_code == 401
 
 
+def test_refusals_use_the_apis_json_error_shape(make_slack):
+    h = make_slack()
+    unsigned = h.http.post("/slack/events", content=b"{}", headers={"content-type": "application/json"})
+    forged = h.event(file_share([h.slack.add_file("F1", png_bytes())]), secret="not-the-secret")
+    for response in (unsigned, forged):
+        assert response.status_code == 401 and response.headers["content-type"].startswith("application/json")
+        error = response.json()["error"]
+        assert set(error) == {"code", "message"} and error["code"] == "unauthorized", response.text
+        assert "signature" in error["message"]
+
+
 def test_url_verification_challenge(make_slack):
     h = make_slack()
     body = json.dumps({"token": "legacy", "challenge": "abc123", "type": "url_verification"}).encode()

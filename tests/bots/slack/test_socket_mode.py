@@ -19,6 +19,8 @@ from tests.bots.slack.conftest import LOCAL, TOKEN, file_share
 from tests.fakes.http_images import png_bytes
 from tests.fakes.slack_api import TEAM, FakeSlack
 from tests.fakes.slack_socket import FakeSocketMode
+from tests.fakes.ports import free_port
+from bots.connection import Backoff
 
 APP_TOKEN = "xapp-1-A1-1-abc"
 
@@ -68,26 +70,51 @@ def test_socket_mode_acks_envelopes_and_answers_an_image_post_in_its_thread(sock
         runner.stop()
 
 
-def test_a_refused_or_unreachable_slack_is_a_clear_error(socket_slack, bot_store):
+def test_a_refused_token_is_a_clear_error(socket_slack):
     slack, _, app = socket_slack
     slack.state.app_token = "xapp-the-real-one"
     runner = SocketModeRunner(app, APP_TOKEN)
     with pytest.raises(UserError) as info:
         runner.start()
+    assert runner.tracker.state().state == "failed"
     runner.stop()
     assert info.value.reason == "slack_refused" and "not_authed" in info.value.message
     assert "CAPBOT_SLACK_APP_TOKEN" in info.value.message and APP_TOKEN not in info.value.message
 
-    core = BotCore(ColourCaptioner(), bot_store, fetch_url=lambda url: b"")
+
+def test_an_unreachable_slack_is_retried_with_backoff_until_it_answers(bot_store):
+    """Slack down when Socket Mode starts (the load run: the process exited), then up: start() returns, the
+    runner keeps trying, connects once Slack answers, and envelopes are acknowledged and answered."""
+    port = free_port()
+    core = BotCore(ColourCaptioner(), bot_store, fetch_url=partial(fetch_image_bytes, max_bytes=1_000_000,
+                                                                     timeout_s=5, policy=LOCAL))
+    app = create_app(core, bot_token=TOKEN, signing_secret=None, api_url=f"http://127.0.0.1:{port}/api/",
+                     address_policy=LOCAL)
+    runner = SocketModeRunner(app, APP_TOKEN, backoff=Backoff(0.2, 1.0))
     try:
-        unreachable = create_app(core, bot_token=TOKEN, signing_secret=None, api_url="http://127.0.0.1:9/api/")
-        runner = SocketModeRunner(unreachable, APP_TOKEN)
-        with pytest.raises(UserError) as info:
-            runner.start()
-        runner.stop()
+        runner.start()  # returns although nothing answers
+        _wait_until(lambda: runner.tracker.state().failures >= 2, "two failed attempts")
+        down = runner.tracker.state()
+        assert down.state == "retrying" and "cannot reach Slack" in down.detail
+        with FakeSlack(TOKEN, port=port) as slack, FakeSocketMode() as socket:
+            slack.state.app_token, slack.state.socket_url = APP_TOKEN, socket.url
+            _wait_until(lambda: runner.tracker.state().connected, "the runner to connect")
+            photo = slack.add_file("F1", png_bytes(color=(200, 30, 30)))
+            envelope = socket.send_event(_event_callback(file_share([photo]), "EvLate"))
+            socket.wait_for_ack(envelope)
+            [reply] = slack.wait_for("chat.postMessage", timeout=20)
+            assert "a red picture" in reply.args["text"]
     finally:
+        runner.stop()
         core.close()
-    assert info.value.reason == "slack_unreachable"
+    assert runner.tracker.state().state == "stopped"
+
+
+def _wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def test_bot_token_in_place_of_app_token_is_refused(socket_slack):

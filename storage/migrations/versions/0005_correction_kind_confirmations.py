@@ -1,7 +1,7 @@
 """corrections carry their kind: a correction, or a confirmation that the caption is right
 
-Revision ID: 0004_confirmations
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07
 
 `corrections.kind` is 'correction' (a better text, every row stored before this revision) or
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0004_confirmations'
-down_revision: str | None = '0003'
+revision: str = '0005'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
