@@ -14,6 +14,7 @@ from capbot.modal.volumes import VolumeModelFiles, open_paths_under
 from inference.captioner import LocalCaptioner
 from inference.modal_serving import CaptionServer
 from inference.modal_wire import caption_from_wire, options_to_wire
+from inference.spec import CaptionerSpec
 from inference.modeldir import METADATA_FILE, load_metadata, new_metadata
 from inference.types import GenerationOptions
 from tests.modal_support import LocalVolume
@@ -123,7 +124,7 @@ def test_a_model_committed_by_another_container_is_seen_after_a_volume_reload(ti
     registry, clock = Registry(str(first)), Clock()
     files = VolumeModelFiles(volume, mount)
     # bf16 weights are copies, as on a GPU (dtype auto there): no file of the Volume stays mapped once loaded.
-    server = CaptionServer(lambda location: LocalCaptioner(location, device="cpu", dtype="bfloat16"), registry,
+    server = CaptionServer(lambda location: LocalCaptioner(location, CaptionerSpec(device="cpu", dtype="bfloat16")), registry,
                            poll_s=30, clock=clock, prepare=files.prepare)
     assert open_paths_under(mount) == []
     assert volume.reloads == 0  # a new container already sees the latest commit
