@@ -14,8 +14,8 @@ from capbot.modal.volumes import VolumeModelFiles, open_paths_under
 from inference.captioner import LocalCaptioner
 from inference.modal_serving import CaptionServer
 from inference.modal_wire import caption_from_wire, options_to_wire
-from inference.spec import CaptionerSpec
 from inference.modeldir import METADATA_FILE, load_metadata, new_metadata
+from inference.spec import CaptionerSpec
 from inference.types import GenerationOptions
 from tests.modal_support import LocalVolume
 from tests.specs import EXACT_GREEDY
