@@ -45,7 +45,7 @@ class SqlBotStore:
         self.auto_caption_default = auto_caption_default  # channels never switched on or off
         self.training_consent_default = training_consent_default  # communities that never chose
         self.image_retention_days = image_retention_days  # the operator's (None: no limit; 0: keep none)
-        self.hold = hold or ImageHold(ttl_s=3600)  # images of communities keeping none, until corrected
+        self.hold = hold if hold is not None else ImageHold(ttl_s=3600)  # images where none are kept, until corrected
 
     def mark_event_processed(self, platform: str, event_id: str) -> bool:
         """Claim the event in its own committed transaction, so a concurrent retry sees the claim at once."""
