@@ -187,7 +187,7 @@ async def run_discord(services: Services, stop: asyncio.Event, tracker: Any = No
     await run_discord_bot(
         services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
         api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
-        message_content=s.discord_message_content, stop=stop, tracker=tracker,
+        message_content=s.discord_message_content, stop=stop, tracker=tracker, shard_count=s.discord_shards,
     )
 
 
