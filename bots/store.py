@@ -148,7 +148,11 @@ class SqlBotStore:
 
     def _keep_file(self, session: Session, sha: str | None) -> None:
         """Make sure the corrected image's file is in the blob store (from the hold if need be), or refuse."""
-        if sha is None or self.blobs.exists(sha):
+        if sha is None:
+            return
+        row = session.get(ImageRow, sha)
+        # The row is the truth: on Modal a container's view of the blobs Volume may predate the sweep's commit.
+        if row is not None and row.blob_removed_at is None and self.blobs.exists(sha):
             return
         held = self.hold.get(sha)
         if held is None:
