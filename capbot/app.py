@@ -92,6 +92,17 @@ def sweep_images(settings: Settings, engine: Engine, blobs: Any, *, dry_run: boo
                                       dry_run=dry_run)
 
 
+def start_sweep(settings: Settings, engine: Engine, blobs: Any):  # -> BackgroundScheduler | None
+    """Start the embedded retention sweep on CAPBOT_RETENTION_SWEEP_CRON (job id "capbot-retention_sweep"), or
+    return None when the setting is empty."""
+    if not settings.retention_sweep_cron:
+        return None
+    from training.scheduler import start_scheduler
+
+    return start_scheduler(settings.retention_sweep_cron, lambda: sweep_images(settings, engine, blobs),
+                           name="retention_sweep")
+
+
 def build_services(settings: Settings, *, captioner: Captioner | None = None,
                    blobs: LocalBlobStore | None = None, engine: Engine | None = None) -> Services:
     """Migrate the database, open the blob store, load the captioner and start the bot core's workers.

@@ -246,12 +246,10 @@ async def _start_background(services: Services, components: list[Component], sla
         scheduler = start_scheduler(settings.retrain_cron, retrain_job)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, scheduler))
     if _enabled(components, "retention sweep"):
-        from capbot.app import sweep_images
-        from training.scheduler import start_scheduler, stop_scheduler
+        from capbot.app import start_sweep
+        from training.scheduler import stop_scheduler
 
-        sweeper = start_scheduler(settings.retention_sweep_cron,
-                                  lambda: sweep_images(settings, services.engine, services.blobs),
-                                  name="retention_sweep")
+        sweeper = start_sweep(settings, services.engine, services.blobs)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, sweeper))
     if _enabled(components, "review digest"):
         from capbot.digest import start_digest
