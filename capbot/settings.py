@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(None, description="Image blob store directory; default data_dir/blobs.")
 
     # --- bots ---
-    slack_bot_token: SecretStr | None = Field(None, description="xoxb- token; enables the Slack bot.")
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb- token; enables the Slack bot for one workspace (many: CAPBOT_SLACK_CLIENT_ID).")
     slack_signing_secret: SecretStr | None = Field(None, description="Verifies Slack HTTP requests.")
     slack_app_token: SecretStr | None = Field(None, description="xapp- token; enables Socket Mode instead of HTTP events.")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a proxy or local stand-in).")
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     api_max_new_tokens: int = Field(64, ge=1, le=128, description="Most caption tokens a web or API caller may ask for.")
     request_header_timeout_s: float = Field(20.0, gt=0, le=3600, description="A request's headers must arrive within this many seconds of its first byte (or of the connection opening); slower clients get 408 and are disconnected.")
     request_body_timeout_s: float = Field(120.0, gt=0, le=3600, description="A request's body must arrive within this many seconds of its headers (an image of CAPBOT_MAX_IMAGE_BYTES at the slowest upload you serve); slower clients get 408 and are disconnected.")
-    public_url: str = Field("", description="Public base URL of this capbot's web server (e.g. https://capbot.example.com); the review queue and digest link web captions under it. Empty = no such links.")
+    public_url: str = Field("", description="Public base URL of this capbot's web server (e.g. https://capbot.example.com); the review queue and digest link web captions under it, and Slack's install flow sends installers back to it + /slack/oauth_redirect. Empty = no such links.")
 
     # --- retraining ---
     retrain_cron: str | None = Field(None, description="Crontab expression for the embedded retraining schedule, e.g. '0 3 * * 0'; unset = off.")
