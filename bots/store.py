@@ -46,6 +46,7 @@ class SqlBotStore:
         self.training_consent_default = training_consent_default  # communities that never chose
         self.image_retention_days = image_retention_days  # the operator's (None: no limit; 0: keep none)
         self.hold = hold if hold is not None else ImageHold(ttl_s=3600)  # images where none are kept, until corrected
+        self._noticed: set[tuple[str, str]] = set()  # channels known to have had their notice: no write per caption
 
     def mark_event_processed(self, platform: str, event_id: str) -> bool:
         """Claim the event in its own committed transaction, so a concurrent retry sees the claim at once."""
@@ -204,8 +205,13 @@ class SqlBotStore:
                                             days=days, by=origin.user)
 
     def claim_privacy_notice(self, origin: Origin) -> bool:
+        key = (origin.platform, origin.channel)
+        if key in self._noticed:
+            return False
         with session_scope(self.engine) as session:
-            return channels.claim_privacy_notice(session, platform=origin.platform, channel_id=origin.channel)
+            claimed = channels.claim_privacy_notice(session, platform=origin.platform, channel_id=origin.channel)
+        self._noticed.add(key)
+        return claimed
 
     def user_data(self, platform: str, user: str, *, include_images: bool = True) -> DataExport:
         with session_scope(self.engine) as session:
