@@ -166,14 +166,16 @@ class CaptionCommands(commands.GroupCog, group_name="caption", group_description
         origin = origin_of_interaction(interaction)
         await self.private_call(interaction, lambda: self.core.community_settings(origin))
 
-    @app_commands.command(name="training", description="May this server's images and corrections train the model? (Manage Server)")
+    @app_commands.command(name="training",
+                          description="May this server's images and corrections train the model? (Manage Server)")
     @app_commands.describe(state="on: they may; off: the next retraining leaves them out")
     async def training(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
         origin = origin_of_interaction(interaction)
         allowed = manages_server(interaction)
         await self.private_call(interaction, lambda: self.core.set_training(origin, state == "on", allowed=allowed))
 
-    @app_commands.command(name="retention", description="Keep uncorrected images at most this many days (Manage Server)")
+    @app_commands.command(name="retention",
+                          description="Keep uncorrected images at most this many days (Manage Server)")
     @app_commands.describe(days="0 keeps none; leave it out to follow the operator's default")
     async def retention(self, interaction: discord.Interaction,
                         days: app_commands.Range[int, 0, MAX_RETENTION_DAYS] | None = None) -> None:
