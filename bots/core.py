@@ -8,6 +8,10 @@ to a `Reply` (never an exception), so a busy, refused or failed request is alway
 A caption reply carries the model's confidence and its alternatives; below `low_confidence` it is marked
 `unsure`, and every surface then says so and invites a correction. Correction forms offer the alternatives:
 `submit_correction(..., alternative=i)` stores the i-th one unless the user typed something else.
+
+Privacy (docs/privacy.md): the first caption reply in a channel carries a `notice` of what is kept;
+`privacy`, `community_settings`, `set_training`, `set_retention` and `my_data` answer the matching commands
+the same way on every platform. Community choices are stored per workspace or server (`Origin.workspace`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Callable, Mapping, Protocol, Union
@@ -23,6 +27,7 @@ from typing import Callable, Mapping, Protocol, Union
 from bots import messages
 from bots.ratelimit import Clock, RateLimiter
 from bots.work_queue import QueueFull, WorkQueue
+from storage.communities import MAX_RETENTION_DAYS
 from storage.errors import UserError
 from inference.types import Caption, Captioner, GenerationOptions
 
@@ -33,6 +38,7 @@ DEFAULT_LOW_CONFIDENCE = 0.5  # below this a caption is shown as a guess (see `R
 # the wrong files can still caption the right ones; they count against their own, this many times higher, limit.
 REFUSED_IMAGE_ALLOWANCE = 4
 
+CHAT_PLATFORMS = ("slack", "discord")  # where channels get a privacy notice with their first caption
 ImageSource = Union[bytes, Callable[[], bytes]]  # bytes, or a loader run on the worker (downloads stay off the ack path)
 UrlFetcher = Callable[[str], bytes]  # e.g. functools.partial(bots.fetch.fetch_image_bytes, max_bytes=...)
 
@@ -72,6 +78,7 @@ class Reply:
     unsure: bool = False  # confidence below the core's `low_confidence`: say so and invite a correction
     timings_ms: Mapping[str, float] = field(default_factory=dict)  # queue, caption (+ the engine's own parts)
     retry_after_s: float | None = None  # BUSY replies: how long until trying again can succeed
+    notice: str | None = None  # CAPTION replies, once per channel: what the bot keeps (show it with the caption)
 
     @property
     def silent(self) -> bool:
@@ -101,6 +108,34 @@ class CaptionInfo:
     confidence: float | None = None
     alternatives: tuple[str, ...] = ()
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CommunityView:
+    """What applies in a community (Slack workspace, Discord server; `workspace` None outside one): the
+    community's own choices where it made them, the operator's defaults elsewhere."""
+
+    platform: str
+    workspace: str | None
+    training_consent: bool  # may its images and corrections train the model?
+    consent_chosen: bool  # True: an admin chose; False: the operator's default applies
+    retention_days: int | None  # days uncorrected images are kept in effect (None: until forgotten; 0: none)
+    community_retention_days: int | None  # the community's own choice (None: none made)
+    operator_retention_days: int | None  # CAPBOT_IMAGE_RETENTION_DAYS
+    auto_caption_default: bool  # channels nobody switched
+    channels: tuple[tuple[str, bool], ...] = ()  # (channel id, auto-captioning on) for switched channels
+
+
+@dataclass(frozen=True)
+class DataExport:
+    """A person's own data as one zip file (`my_data`)."""
+
+    filename: str
+    data: bytes
+    captions: int
+    corrections: int
+    images: int  # image files included
+    images_gone: int  # images referred to whose files are not kept (or were left out to fit)
 
 
 class CoreObserver(Protocol):
@@ -152,6 +187,11 @@ class BotStore(Protocol):
     def add_correction(self, caption_id: int, origin: Origin, text: str) -> CorrectionOutcome: ...
     def add_confirmation(self, caption_id: int, origin: Origin) -> CorrectionOutcome: ...
     def forget_user(self, platform: str, user: str) -> ForgetCounts: ...
+    def community(self, origin: Origin) -> CommunityView: ...
+    def set_training_consent(self, origin: Origin, consent: bool | None) -> None: ...
+    def set_image_retention(self, origin: Origin, days: int | None) -> None: ...
+    def claim_privacy_notice(self, origin: Origin) -> bool: ...
+    def user_data(self, platform: str, user: str, *, include_images: bool = True) -> DataExport: ...
 
 
 def _sentence(message: str) -> str:
@@ -312,6 +352,53 @@ class BotCore:
         self.store.set_auto_caption(origin, enabled)
         return Reply(ReplyKind.DONE, messages.CHANNEL_ON if enabled else messages.CHANNEL_OFF)
 
+    # --- privacy and community settings ---
+
+    def privacy(self, origin: Origin) -> Reply:
+        """What is kept here, for how long, whether it trains the model, and how to change each."""
+        return Reply(ReplyKind.DONE, messages.privacy_text(self.store.community(origin)))
+
+    def community_settings(self, origin: Origin) -> Reply:
+        """The community's choices: auto-captioning per channel, training consent and image retention."""
+        return Reply(ReplyKind.DONE, messages.settings_text(self.store.community(origin), origin.channel))
+
+    def set_training(self, origin: Origin, consent: bool, *, allowed: bool) -> Reply:
+        """Let the community's images and corrections train the model, or stop it (the next retraining run
+        leaves them out); `allowed`: the adapter's verdict that the user administers the community."""
+        refused = self._community_refusal(origin, allowed)
+        if refused:
+            return refused
+        self.store.set_training_consent(origin, consent)
+        log.info("training consent changed", extra={"platform": origin.platform, "workspace": origin.workspace,
+                                                    "consent": consent})
+        return Reply(ReplyKind.DONE, messages.training_changed(self.store.community(origin)))
+
+    def set_retention(self, origin: Origin, days: int | None, *, allowed: bool) -> Reply:
+        """Keep the community's uncorrected images at most `days` (0: none; None: the operator's default)."""
+        refused = self._community_refusal(origin, allowed)
+        if refused:
+            return refused
+        if days is not None and not 0 <= days <= MAX_RETENTION_DAYS:
+            return Reply(ReplyKind.REFUSED, messages.BAD_RETENTION, reason="bad_retention")
+        self.store.set_image_retention(origin, days)
+        log.info("image retention changed", extra={"platform": origin.platform, "workspace": origin.workspace,
+                                                   "days": days})
+        return Reply(ReplyKind.DONE, messages.retention_changed(self.store.community(origin)))
+
+    def my_data(self, origin: Origin, *, include_images: bool = True) -> DataExport:
+        """Everything stored about the user on this platform, as one zip file (send it only to them)."""
+        export = self.store.user_data(origin.platform, origin.user, include_images=include_images)
+        log.info("user data exported", extra={"platform": origin.platform, "captions": export.captions,
+                                             "images": export.images})
+        return export
+
+    def _community_refusal(self, origin: Origin, allowed: bool) -> Reply | None:
+        if not origin.workspace:
+            return Reply(ReplyKind.REFUSED, messages.NEEDS_COMMUNITY, reason="no_community")
+        if not allowed:
+            return Reply(ReplyKind.REFUSED, messages.COMMUNITY_FORBIDDEN, reason="forbidden")
+        return None
+
     def mark_event_processed(self, platform: str, event_id: str) -> bool:
         """True the first time an event id is seen; False for a retried delivery (answer it not again)."""
         return self.store.mark_event_processed(platform, event_id)
@@ -357,7 +444,19 @@ class BotCore:
             self.observer.caption_refused(origin.platform, "internal")
             return Reply(ReplyKind.ERROR, messages.ERROR, reason="internal")
         self.observer.captioned(origin.platform, latency_ms / 1000)
-        return self.caption_reply(caption, caption_id, {"queue": queue_ms, "caption": latency_ms})
+        reply = self.caption_reply(caption, caption_id, {"queue": queue_ms, "caption": latency_ms})
+        return replace(reply, notice=self._first_notice(origin))
+
+    def _first_notice(self, origin: Origin) -> str | None:
+        """The privacy notice when this is the bot's first caption in a chat channel, else None."""
+        if origin.platform not in CHAT_PLATFORMS:
+            return None
+        try:
+            if self.store.claim_privacy_notice(origin):
+                return messages.privacy_notice(self.store.community(origin))
+        except Exception:  # the caption still goes out; the next one tries again
+            log.exception("privacy notice failed", extra={"platform": origin.platform})
+        return None
 
     def _count_as_refused(self, origin: Origin, slot: float | None) -> None:
         """Move a refused image's request from the caption limit to the (higher) limit of refused ones."""

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from bots.core import BotCore
 from bots.fetch import fetch_image_bytes
+from bots.image_hold import ImageHold
 from bots.store import SqlBotStore
 from capbot.captioning import captioner_spec, modal_captioner, serving_captioner
 from capbot.follow import RegistryFollower
@@ -25,7 +26,7 @@ from capbot.settings import Settings
 from inference.decode_budget import set_shared_budget
 from inference.spec import CaptionerSpec
 from inference.types import Captioner
-from storage import db, events, registry
+from storage import db, events, registry, retention
 from storage.blobs import LocalBlobStore
 
 if TYPE_CHECKING:
@@ -82,6 +83,26 @@ def forget_old_events(engine: Engine, now: datetime | None = None) -> int:
         return events.prune_processed_events(session, older_than=cutoff)
 
 
+def sweep_images(settings: Settings, engine: Engine, blobs: Any, *, dry_run: bool = False,
+                 now: datetime | None = None) -> retention.SweepResult:
+    """Remove the image files past their retention (docs/privacy.md): the embedded schedule of `capbot run`,
+    the Modal Cron and `capbot sweep-images` all run this."""
+    with db.session_scope(engine) as session:
+        return retention.sweep_images(session, blobs, retention_days=settings.image_retention_days, now=now,
+                                      dry_run=dry_run)
+
+
+def start_sweep(settings: Settings, engine: Engine, blobs: Any):  # -> BackgroundScheduler | None
+    """Start the embedded retention sweep on CAPBOT_RETENTION_SWEEP_CRON (job id "capbot-retention_sweep"), or
+    return None when the setting is empty."""
+    if not settings.retention_sweep_cron:
+        return None
+    from training.scheduler import start_scheduler
+
+    return start_scheduler(settings.retention_sweep_cron, lambda: sweep_images(settings, engine, blobs),
+                           name="retention_sweep")
+
+
 def build_services(settings: Settings, *, captioner: Captioner | None = None,
                    blobs: LocalBlobStore | None = None, engine: Engine | None = None) -> Services:
     """Migrate the database, open the blob store, load the captioner and start the bot core's workers.
@@ -102,7 +123,10 @@ def build_services(settings: Settings, *, captioner: Captioner | None = None,
     metrics = Metrics()
     core = BotCore(
         captioner,
-        SqlBotStore(engine, blobs, auto_caption_default=settings.auto_caption_default),
+        SqlBotStore(engine, blobs, auto_caption_default=settings.auto_caption_default,
+                    training_consent_default=settings.training_consent_default,
+                    image_retention_days=settings.image_retention_days,
+                    hold=ImageHold(ttl_s=settings.image_hold_minutes * 60)),
         fetch_url=partial(
             fetch_image_bytes,
             max_bytes=settings.max_image_bytes,
@@ -140,13 +164,21 @@ def build_web_app(services: Services, extra_routers: tuple = (), connections: tu
 # --- the bots ------------------------------------------------------------------------------------------------
 
 def build_slack_app(services: Services) -> Any:
-    """The Slack (bolt) app over the services' core; needs CAPBOT_SLACK_BOT_TOKEN (the signing secret too
-    for HTTP events, not for Socket Mode)."""
+    """The Slack (bolt) app over the services' core: one workspace with CAPBOT_SLACK_BOT_TOKEN (the signing
+    secret too for HTTP events, not for Socket Mode), or any that installs it with CAPBOT_SLACK_CLIENT_ID and
+    CAPBOT_SLACK_CLIENT_SECRET (installations kept in the services' database)."""
     from bots.slack.app import create_app
+    from bots.slack.install import InstallFlow
 
     s = services.settings
     secret = s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else ""
-    return create_app(services.core, bot_token=s.slack_bot_token.get_secret_value(), signing_secret=secret,
+    if s.slack_install_flow:
+        install = InstallFlow(client_id=s.slack_client_id, client_secret=s.slack_client_secret.get_secret_value(),
+                              engine=services.engine, public_url=s.public_url)
+        token = None
+    else:
+        install, token = None, s.slack_bot_token.get_secret_value()
+    return create_app(services.core, bot_token=token, install=install, signing_secret=secret,
                       api_url=s.slack_api_url, max_image_bytes=s.max_image_bytes, fetch_timeout_s=s.fetch_timeout_s)
 
 
@@ -166,7 +198,7 @@ async def run_discord(services: Services, stop: asyncio.Event, tracker: Any = No
     await run_discord_bot(
         services.core, s.discord_token.get_secret_value(), max_image_bytes=s.max_image_bytes,
         api_url=s.discord_api_url, gateway_url=s.discord_gateway_url,
-        message_content=s.discord_message_content, stop=stop, tracker=tracker,
+        message_content=s.discord_message_content, stop=stop, tracker=tracker, shard_count=s.discord_shards,
     )
 
 
@@ -216,6 +248,7 @@ def retrain_config(settings: Settings, engine: Engine, options: RetrainOptions =
         rename_rules=RenameRules(min_users=settings.retrain_rename_min_users) if options.renames else None,
         screen_rules=screen_rules(settings),
         min_users=settings.retrain_min_users,
+        consent_default=settings.training_consent_default,
         captioner=spec or captioner_spec(settings),
         dry_run=options.dry_run,
         resume=options.resume,

@@ -19,6 +19,7 @@ from capbot.settings import Settings
 from storage.blobs import BlobStore
 from storage.db import session_scope
 from storage.queue import QueueItem, review_queue
+from storage.reviews import record_review_posts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Digest:
                 log.error("review digest not posted to %s: %s", platform, exc, extra={"platform": platform})
         if sent:
             self.posted.update(item.image_sha256 for item in items)
+            with session_scope(self.engine) as session:  # open reviews: the retention sweep keeps their images
+                record_review_posts(session, [item.image_sha256 for item in items])
         log.info("review digest posted", extra={"posted": sent, "images": len(items)})
         return sent
 

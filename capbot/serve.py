@@ -60,6 +60,10 @@ def check_platform_settings(settings: Settings) -> None:
     """Refuse a half-configured bot before anything starts (issue 22), naming the missing setting: a Slack
     bot token with neither a signing secret (HTTP events) nor an app-level token (Socket Mode) would run no
     Slack bot at all while /slack/events answered 404."""
+    if settings.slack_install_flow and settings.slack_signing_secret is None:
+        raise UserError("CAPBOT_SLACK_CLIENT_ID is set but CAPBOT_SLACK_SIGNING_SECRET is not, so Slack's requests "
+                        "to /slack/events cannot be verified: set it (Basic Information > App Credentials > "
+                        "Signing Secret), or unset CAPBOT_SLACK_CLIENT_ID", reason="slack_half_configured")
     if settings.slack_bot_token is not None and settings.slack_signing_secret is None \
             and settings.slack_app_token is None:
         raise UserError("CAPBOT_SLACK_BOT_TOKEN is set but CAPBOT_SLACK_SIGNING_SECRET is not, so Slack's requests "
@@ -71,7 +75,7 @@ def check_platform_settings(settings: Settings) -> None:
 def plan_components(settings: Settings) -> list[Component]:
     """Decide from the credentials present which bots run; never raises for missing tokens (a half-configured
     bot is refused earlier, by `check_platform_settings`)."""
-    slack_token = settings.slack_bot_token is not None
+    slack_token = settings.slack_bot_token is not None or settings.slack_install_flow
     return [
         _slack_http(settings, slack_token),
         _slack_socket(settings, slack_token),
@@ -80,7 +84,17 @@ def plan_components(settings: Settings) -> list[Component]:
         Component("retrain schedule", bool(settings.retrain_cron),
                   f"cron {settings.retrain_cron!r}" if settings.retrain_cron else "CAPBOT_RETRAIN_CRON is not set"),
         _digest(settings),
+        _sweep(settings),
     ]
+
+
+def _sweep(settings: Settings) -> Component:
+    if not settings.retention_sweep_cron:
+        return Component("retention sweep", False, "CAPBOT_RETENTION_SWEEP_CRON is empty")
+    days = settings.image_retention_days
+    keeps = "until forgotten" if days is None else ("no images" if days == 0 else f"{days} days")
+    return Component("retention sweep", True, f"cron {settings.retention_sweep_cron!r}; uncorrected images kept "
+                                              f"{keeps} (or less where a community chose)")
 
 
 def _digest(settings: Settings) -> Component:
@@ -98,6 +112,8 @@ def _slack_http(settings: Settings, has_token: bool) -> Component:
         return Component("slack (http)", False, "CAPBOT_SLACK_BOT_TOKEN is not set")
     if settings.slack_signing_secret is None:
         return Component("slack (http)", False, "CAPBOT_SLACK_SIGNING_SECRET is not set")
+    if settings.slack_install_flow:
+        return Component("slack (http)", True, "events at /slack/events; workspaces install at /slack/install")
     return Component("slack (http)", True, "events at /slack/events")
 
 
@@ -229,6 +245,12 @@ async def _start_background(services: Services, components: list[Component], sla
 
         scheduler = start_scheduler(settings.retrain_cron, retrain_job)
         stoppers.append(lambda: asyncio.to_thread(stop_scheduler, scheduler))
+    if _enabled(components, "retention sweep"):
+        from capbot.app import start_sweep
+        from training.scheduler import stop_scheduler
+
+        sweeper = start_sweep(settings, services.engine, services.blobs)
+        stoppers.append(lambda: asyncio.to_thread(stop_scheduler, sweeper))
     if _enabled(components, "review digest"):
         from capbot.digest import start_digest
         from training.scheduler import stop_scheduler

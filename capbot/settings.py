@@ -55,14 +55,17 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(None, description="Image blob store directory; default data_dir/blobs.")
 
     # --- bots ---
-    slack_bot_token: SecretStr | None = Field(None, description="xoxb- token; enables the Slack bot.")
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb- token; enables the Slack bot for one workspace (many: CAPBOT_SLACK_CLIENT_ID).")
     slack_signing_secret: SecretStr | None = Field(None, description="Verifies Slack HTTP requests.")
     slack_app_token: SecretStr | None = Field(None, description="xapp- token; enables Socket Mode instead of HTTP events.")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a proxy or local stand-in).")
+    slack_client_id: str | None = Field(None, description="Slack app's Client ID; with CAPBOT_SLACK_CLIENT_SECRET, the signing secret and CAPBOT_PUBLIC_URL, any workspace installs capbot at /slack/install and each is answered with its own bot token (docs/slack.md). Not with CAPBOT_SLACK_BOT_TOKEN.")
+    slack_client_secret: SecretStr | None = Field(None, description="Slack app's Client Secret, for the OAuth install flow (with CAPBOT_SLACK_CLIENT_ID).")
     discord_token: SecretStr | None = Field(None, description="Bot token; enables the Discord bot.")
     discord_api_url: str = Field("https://discord.com/api/v10", description="Discord REST base URL.")
     discord_gateway_url: str = Field("wss://gateway.discord.gg/", description="Discord gateway websocket URL.")
     discord_message_content: bool = Field(True, description="Ask for the privileged Message Content intent (needed for auto-captioning).")
+    discord_shards: int | None = Field(None, ge=1, le=10_000, description="Gateway shards the Discord bot opens (each carries up to 2,500 servers); unset = as many as Discord recommends (GET /gateway/bot).")
     auto_caption_default: bool = Field(True, description="Whether channels nobody has switched with /caption on|off are auto-captioned.")
     rate_limit_per_minute: int = Field(10, ge=1, description="Caption requests one user may make per minute.")
     correction_rate_limit_per_minute: int = Field(20, ge=1, description="Corrections one user may send per minute.")
@@ -70,6 +73,12 @@ class Settings(BaseSettings):
     workers: int = Field(8, ge=1, le=64, description="Threads taking caption jobs off the queue; concurrent jobs share forward passes (CAPBOT_BATCH_WAIT_MS).")
     fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout for fetching an image by URL.")
     fetch_max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed when fetching an image by URL.")
+
+    # --- privacy (docs/privacy.md) ---
+    training_consent_default: bool = Field(True, description="Whether a community (Slack workspace, Discord server) whose admins never used /caption training on|off lets its images and corrections train the model; the web page, the API and direct messages follow it too. False: only communities that said /caption training on.")
+    image_retention_days: int | None = Field(None, ge=0, le=36_500, description="Days the image files of captions nobody corrected or confirmed are kept (the caption rows stay); unset = until forgotten; 0 = keep no images: an image file is written only when a user corrects or confirms its caption (until then its bytes wait in memory, CAPBOT_IMAGE_HOLD_MINUTES). Communities may keep less (/caption retention).")
+    image_hold_minutes: int = Field(60, ge=1, le=1440, description="Where no images are kept (retention 0): how long an image's bytes stay in this process's memory, so that a correction made within that time can still save it.")
+    retention_sweep_cron: str = Field("17 * * * *", description="Crontab expression (UTC) of the sweep that removes image files past their retention in `capbot run`; empty = no sweep (`capbot sweep-images` runs it by hand).")
 
     # --- web server ---
     host: str = Field("127.0.0.1", description="Address the web server binds.")
@@ -81,7 +90,7 @@ class Settings(BaseSettings):
     api_max_new_tokens: int = Field(64, ge=1, le=128, description="Most caption tokens a web or API caller may ask for.")
     request_header_timeout_s: float = Field(20.0, gt=0, le=3600, description="A request's headers must arrive within this many seconds of its first byte (or of the connection opening); slower clients get 408 and are disconnected.")
     request_body_timeout_s: float = Field(120.0, gt=0, le=3600, description="A request's body must arrive within this many seconds of its headers (an image of CAPBOT_MAX_IMAGE_BYTES at the slowest upload you serve); slower clients get 408 and are disconnected.")
-    public_url: str = Field("", description="Public base URL of this capbot's web server (e.g. https://capbot.example.com); the review queue and digest link web captions under it. Empty = no such links.")
+    public_url: str = Field("", description="Public base URL of this capbot's web server (e.g. https://capbot.example.com); the review queue and digest link web captions under it, and Slack's install flow sends installers back to it + /slack/oauth_redirect. Empty = no such links.")
 
     # --- retraining ---
     retrain_cron: str | None = Field(None, description="Crontab expression for the embedded retraining schedule, e.g. '0 3 * * 0'; unset = off.")
@@ -113,6 +122,7 @@ class Settings(BaseSettings):
     modal_max_containers: int = Field(5, ge=1, le=1000, description="GPU captioning containers at most (a cost ceiling); beyond it images wait in Modal's queue. At least CAPBOT_MODAL_MIN_CONTAINERS.")
     modal_web_min_containers: int = Field(0, ge=0, le=100, description="Web endpoint containers (page, API, /slack/events) kept warm; 1 answers Slack without a cold start.")
     modal_retrain_cron: str = Field("0 3 * * 0", description="Modal Cron (UTC) of the scheduled retraining; empty = no schedule.")
+    modal_sweep_cron: str = Field("17 * * * *", description="Modal Cron (UTC) of the sweep that removes image files past their retention (docs/privacy.md); empty = no schedule.")
     modal_call_timeout_s: float = Field(120.0, gt=0, le=140, description="Seconds one caption request waits for the Modal GPU class in all (a cold start included); at most 140, under Modal's 150 s web request limit. An input that times out is left to finish, never cancelled (that would interrupt its whole GPU batch).")
     modal_db_pool_size: int = Field(2, ge=1, le=50, description="PostgreSQL connections each Modal container (web, GPU, Discord, jobs) keeps at most; no overflow. Total: this times the containers running (docs/modal.md, Connections).")
 
@@ -148,7 +158,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an absolute {' or '.join(s + '://' for s in schemes)} URL, got {url!r}")
         return url
 
-    @field_validator("modal_retrain_cron")
+    @field_validator("modal_retrain_cron", "modal_sweep_cron")
     @classmethod
     def _five_cron_fields(cls, cron: str) -> str:
         # Modal's Cron takes standard five-field crontab lines; catch a mistake before a deploy does.
@@ -206,6 +216,44 @@ class Settings(BaseSettings):
             raise ValueError("is set but neither CAPBOT_DIGEST_SLACK_CHANNEL nor CAPBOT_DIGEST_DISCORD_CHANNEL is, "
                              "so the digest has nowhere to go")
         return cron
+
+    @field_validator("retention_sweep_cron")
+    @classmethod
+    def _sweep_cron(cls, cron: str) -> str:
+        cron = cron.strip()
+        if cron:
+            from training.scheduler import InvalidCron, parse_cron
+
+            try:
+                parse_cron(cron, setting="retention_sweep_cron")
+            except InvalidCron as exc:
+                raise ValueError(exc.message) from None
+        return cron
+
+    @model_validator(mode="after")
+    def _slack_install_flow(self) -> "Settings":
+        # Checked at start-up: a half-configured install flow would show Slack's error page to the installer.
+        if self.slack_client_id is None and self.slack_client_secret is None:
+            return self
+        if not (self.slack_client_id or "").strip() or self.slack_client_secret is None:
+            raise ValueError("CAPBOT_SLACK_CLIENT_ID and CAPBOT_SLACK_CLIENT_SECRET go together (Basic Information > "
+                             "App Credentials): set both for the install flow, or neither")
+        if self.slack_bot_token is not None:
+            raise ValueError("CAPBOT_SLACK_BOT_TOKEN (one workspace) and CAPBOT_SLACK_CLIENT_ID (any workspace that "
+                             "installs capbot) are both set: choose one; with the client id each workspace's token "
+                             "comes from its installation")
+        if self.slack_app_token is not None:
+            raise ValueError("CAPBOT_SLACK_CLIENT_ID needs HTTP events (/slack/events), not Socket Mode: unset "
+                             "CAPBOT_SLACK_APP_TOKEN")
+        if not self.public_url:
+            raise ValueError("CAPBOT_SLACK_CLIENT_ID is set but CAPBOT_PUBLIC_URL is not: Slack sends installers back "
+                             "to CAPBOT_PUBLIC_URL/slack/oauth_redirect, so set it to this server's public https URL")
+        return self
+
+    @property
+    def slack_install_flow(self) -> bool:
+        """Whether Slack workspaces install capbot through OAuth (each with its own token)."""
+        return self.slack_client_id is not None
 
     @field_validator("trusted_proxies")
     @classmethod

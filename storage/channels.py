@@ -1,4 +1,4 @@
-"""Per-channel auto-caption switches and per-user opt-out.
+"""Per-channel auto-caption switches, the one-time privacy notice per channel, and per-user opt-out.
 
 Opt-out means: the bots must not caption that user's posts automatically (check `is_user_opted_out`
 before auto-captioning; an explicit `/caption` by the user is their own request), and their corrections
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage._sql import check_platform, insert_ignoring_conflicts
 from storage.clock import utcnow
-from storage.models import ChannelSetting, UserOptOut
+from storage.models import ChannelSetting, PrivacyNotice, UserOptOut
 
 
 def auto_caption_enabled(session: Session, *, platform: str, channel_id: str, default: bool) -> bool:
@@ -50,6 +50,24 @@ def set_auto_caption(
         if workspace_id is not None:
             row.workspace_id = workspace_id
     session.flush()
+
+
+def channel_switches(session: Session, *, platform: str, workspace_id: str) -> list[tuple[str, bool]]:
+    """(channel id, auto-captioning on) for every channel of the community someone switched, by channel id."""
+    rows = session.execute(
+        select(ChannelSetting.channel_id, ChannelSetting.auto_caption)
+        .where(ChannelSetting.platform == check_platform(platform), ChannelSetting.workspace_id == workspace_id)
+        .order_by(ChannelSetting.channel_id)
+    )
+    return [(channel, bool(on)) for channel, on in rows]
+
+
+def claim_privacy_notice(session: Session, *, platform: str, channel_id: str, now: datetime | None = None) -> bool:
+    """True exactly once per channel: the caller then tells the channel what the bot keeps."""
+    return insert_ignoring_conflicts(
+        session, PrivacyNotice.__table__,
+        {"platform": check_platform(platform), "channel_id": channel_id, "noticed_at": now or utcnow()},
+    )
 
 
 def set_user_opt_out(

@@ -6,8 +6,10 @@ Two views of the same corrections:
   resolve several users' corrections of one image by consensus (`training.data.screen`), since judging
   agreement needs the training side's word rules;
 - `export_feedback`: one row per image, the latest accepted correction (a quick look; the web tests use it).
-Corrections by opted-out users are excluded before choosing (so another user's earlier correction of
-the same image can still be used); images whose blob is missing are skipped with a warning.
+Corrections by opted-out users, and corrections of captions made in a community that does not consent to
+training (storage.communities; `consent_default` for those that never chose), are excluded before choosing
+(so another user's earlier correction of the same image can still be used); images whose blob is missing
+are skipped with a warning.
 `FeedbackRow` is the one feedback type from here to training (`storage.feedback_file` writes and reads
 it as JSONL or CSV; retraining splits, mixes and mines renames from it).
 
@@ -27,6 +29,7 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from storage.blobs import BlobStore
+from storage.communities import consented
 from storage.models import Caption, Correction, UserOptOut
 
 _UNDATED = datetime.min.replace(tzinfo=timezone.utc)  # rows made by hand have no time
@@ -62,11 +65,13 @@ class FeedbackRow:
         return f"{self.platform}:{self.user_id}"
 
 
-def _accepted_corrections(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
+def _accepted_corrections(since: datetime | None, until: datetime | None,
+                          consent_default: bool) -> Select:  # type: ignore[type-arg]
     opted_out = exists().where(
         and_(UserOptOut.platform == Correction.platform, UserOptOut.user_id == Correction.user_id)
     )
-    statement = select(Correction).where(Correction.status == "accepted", ~opted_out)
+    consenting = exists().where(and_(Caption.id == Correction.caption_id, consented(consent_default)))
+    statement = select(Correction).where(Correction.status == "accepted", ~opted_out, consenting)
     if since is not None:
         statement = statement.where(Correction.created_at > since)
     if until is not None:
@@ -74,8 +79,9 @@ def _accepted_corrections(since: datetime | None, until: datetime | None) -> Sel
     return statement
 
 
-def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
-    candidates = _accepted_corrections(since, until).subquery()
+def _latest_per_image(since: datetime | None, until: datetime | None,
+                      consent_default: bool) -> Select:  # type: ignore[type-arg]
+    candidates = _accepted_corrections(since, until, consent_default).subquery()
     ranked = select(
         candidates.c.id,
         func.row_number().over(
@@ -84,12 +90,13 @@ def _latest_per_image(since: datetime | None, until: datetime | None) -> Select:
         ).label("rank"),
     ).subquery()
     latest = select(ranked.c.id).where(ranked.c.rank == 1).subquery()
-    return _with_model_caption_and_users(latest, since, until)
+    return _with_model_caption_and_users(latest, since, until, consent_default)
 
 
-def _users_per_image(since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
+def _users_per_image(since: datetime | None, until: datetime | None,
+                     consent_default: bool):  # type: ignore[no-untyped-def]
     """image_sha256 -> how many distinct (platform, user) pairs have an exportable correction of it."""
-    candidates = _accepted_corrections(since, until).subquery()
+    candidates = _accepted_corrections(since, until, consent_default).subquery()
     pairs = select(candidates.c.image_sha256, candidates.c.platform, candidates.c.user_id).distinct().subquery()
     return (
         select(pairs.c.image_sha256, func.count().label("users"))
@@ -98,14 +105,17 @@ def _users_per_image(since: datetime | None, until: datetime | None):  # type: i
     )
 
 
-def _every_accepted(since: datetime | None, until: datetime | None) -> Select:  # type: ignore[type-arg]
-    return _with_model_caption_and_users(_accepted_corrections(since, until).subquery(), since, until)
+def _every_accepted(since: datetime | None, until: datetime | None,
+                    consent_default: bool) -> Select:  # type: ignore[type-arg]
+    chosen = _accepted_corrections(since, until, consent_default).subquery()
+    return _with_model_caption_and_users(chosen, since, until, consent_default)
 
 
-def _with_model_caption_and_users(chosen, since: datetime | None, until: datetime | None) -> Select:  # type: ignore[no-untyped-def, type-arg]
+def _with_model_caption_and_users(chosen, since: datetime | None, until: datetime | None,  # type: ignore[no-untyped-def]
+                                  consent_default: bool) -> Select:  # type: ignore[type-arg]
     """(correction, the caption it replaced, distinct users of its image) for the corrections whose ids
     `chosen` (a subquery with an `id` column) holds, oldest first."""
-    users = _users_per_image(since, until)
+    users = _users_per_image(since, until, consent_default)
     return (
         select(Correction, Caption.text, users.c.users)
         .join(chosen, chosen.c.id == Correction.id)
@@ -116,19 +126,22 @@ def _with_model_caption_and_users(chosen, since: datetime | None, until: datetim
 
 
 def export_corrections(
-    session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None
+    session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None,
+    consent_default: bool = True,
 ) -> list[FeedbackRow]:
     """Every accepted correction created after `since` (and up to `until`), one per user and image, oldest
-    first: the input to consensus (`training.data.consensus`)."""
-    return _rows(session.execute(_every_accepted(since, until)), blobs)
+    first: the input to consensus (`training.data.consensus`). `consent_default`: whether communities that
+    never chose consent to training (CAPBOT_TRAINING_CONSENT_DEFAULT)."""
+    return _rows(session.execute(_every_accepted(since, until, consent_default)), blobs)
 
 
 def export_feedback(
-    session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None
+    session: Session, blobs: BlobStore, *, since: datetime | None = None, until: datetime | None = None,
+    consent_default: bool = True,
 ) -> list[FeedbackRow]:
     """Accepted corrections created after `since` (and up to `until`), one per image (the latest), oldest
     first."""
-    return _rows(session.execute(_latest_per_image(since, until)), blobs)
+    return _rows(session.execute(_latest_per_image(since, until, consent_default)), blobs)
 
 
 def _rows(results, blobs: BlobStore) -> list[FeedbackRow]:  # type: ignore[no-untyped-def]
@@ -156,7 +169,7 @@ def _rows(results, blobs: BlobStore) -> list[FeedbackRow]:  # type: ignore[no-un
     return rows
 
 
-def count_feedback(session: Session, *, since: datetime | None = None) -> int:
+def count_feedback(session: Session, *, since: datetime | None = None, consent_default: bool = True) -> int:
     """How many images have exportable feedback since `since` (cheap: no blob checks)."""
-    candidates = _accepted_corrections(since, None).subquery()
+    candidates = _accepted_corrections(since, None, consent_default).subquery()
     return session.scalar(select(func.count(func.distinct(candidates.c.image_sha256)))) or 0

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -91,6 +93,9 @@ class Image(Base):
     first_workspace_id: Mapped[str | None] = mapped_column(String(64))
     first_channel_id: Mapped[str | None] = mapped_column(String(64))
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its file left the blob store (the retention sweep), or was never written (a community keeping no
+    # images); None while the blob store has it. The row stays: captions refer to it.
+    blob_removed_at: Mapped[datetime | None] = mapped_column()
 
 
 class Caption(Base):
@@ -190,6 +195,41 @@ class UserOptOut(Base):
     opted_out_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CommunitySetting(Base):
+    """What a community (Slack workspace, Discord server) decided for all its channels; no row, or a None
+    column, means the operator's default (docs/privacy.md)."""
+
+    __tablename__ = "community_settings"
+    __table_args__ = (CheckConstraint("image_retention_days >= 0", name="retention"),)
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # Slack team / Discord guild
+    training_consent: Mapped[bool | None] = mapped_column(Boolean)  # may its images and corrections train?
+    image_retention_days: Mapped[int | None] = mapped_column(Integer)  # at most this, 0 = keep no images
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64))  # the admin's user id
+
+
+class PrivacyNotice(Base):
+    """A channel where the bot has said what it keeps (once, with its first caption there)."""
+
+    __tablename__ = "privacy_notices"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    noticed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewPost(Base):
+    """An image the review digest asked people to look at: its review is open for a while (storage.reviews),
+    and the retention sweep leaves its file alone meanwhile."""
+
+    __tablename__ = "review_posts"
+
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256", ondelete="CASCADE"), primary_key=True)
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ModelVersion(Base):
     """A trained model in the registry; at most one row is 'active' (a partial unique index)."""
 
@@ -247,3 +287,76 @@ class TrainingRun(Base):
     feedback_since: Mapped[datetime | None] = mapped_column()  # feedback window start it used
     data_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # rows by source
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- Slack's OAuth install flow ------------------------------------------------------------------------------
+# slack_sdk's SQLAlchemyInstallationStore and SQLAlchemyOAuthStateStore read and write these tables by name
+# (bots/slack/install.py); capbot's migrations create them, so that installations live in capbot's own database
+# on SQLite and Postgres alike. Columns as slack_sdk 3.48 defines them (tests/bots/slack/test_install.py compares
+# them with the library's own definitions). Bot tokens are stored here in the clear: guard the database.
+
+def _slack_installation_columns() -> list[Column]:
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("client_id", String(32), nullable=False),
+        Column("app_id", String(32), nullable=False),
+        Column("enterprise_id", String(32)),
+        Column("enterprise_name", String(200)),
+        Column("enterprise_url", String(200)),
+        Column("team_id", String(32)),
+        Column("team_name", String(200)),
+        Column("bot_token", String(200)),
+        Column("bot_id", String(32)),
+        Column("bot_user_id", String(32)),
+        Column("bot_scopes", String(1000)),
+        Column("bot_refresh_token", String(200)),
+        Column("bot_token_expires_at", DateTime),
+        Column("user_id", String(32), nullable=False),
+        Column("user_token", String(200)),
+        Column("user_scopes", String(1000)),
+        Column("user_refresh_token", String(200)),
+        Column("user_token_expires_at", DateTime),
+        Column("incoming_webhook_url", String(200)),
+        Column("incoming_webhook_channel", String(200)),
+        Column("incoming_webhook_channel_id", String(200)),
+        Column("incoming_webhook_configuration_url", String(200)),
+        Column("is_enterprise_install", Boolean, nullable=False),
+        Column("token_type", String(32)),
+        Column("installed_at", DateTime, nullable=False),
+    ]
+
+
+def _slack_bot_columns() -> list[Column]:
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("client_id", String(32), nullable=False),
+        Column("app_id", String(32), nullable=False),
+        Column("enterprise_id", String(32)),
+        Column("enterprise_name", String(200)),
+        Column("team_id", String(32)),
+        Column("team_name", String(200)),
+        Column("bot_token", String(200)),
+        Column("bot_id", String(32)),
+        Column("bot_user_id", String(32)),
+        Column("bot_scopes", String(1000)),
+        Column("bot_refresh_token", String(200)),
+        Column("bot_token_expires_at", DateTime),
+        Column("is_enterprise_install", Boolean, nullable=False),
+        Column("installed_at", DateTime, nullable=False),
+    ]
+
+
+SLACK_INSTALLATIONS = Table(
+    "slack_installations", Base.metadata, *_slack_installation_columns(),
+    Index("slack_installations_idx", "client_id", "enterprise_id", "team_id", "user_id", "installed_at"),
+)
+SLACK_BOTS = Table(
+    "slack_bots", Base.metadata, *_slack_bot_columns(),
+    Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
+)
+SLACK_OAUTH_STATES = Table(
+    "slack_oauth_states", Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(200), nullable=False),
+    Column("expire_at", DateTime, nullable=False),
+)

@@ -131,6 +131,7 @@ class RetrainConfig:
     rename_rules: RenameRules | None = field(default_factory=RenameRules)  # None: find no new renames (inherited still apply)
     screen_rules: ScreenRules = field(default_factory=ScreenRules)  # copy-paste spam and the per-user cap
     min_users: int = 3  # distinct users the screened feedback must come from, or the run is refused
+    consent_default: bool = True  # whether communities that never chose consent to training (docs/privacy.md)
     agreement_cap: int = 2  # an image k users agree on is listed min(k, this) times in the mix
     learning_rate: float = 5e-5
     batch_size: int = 16
@@ -226,7 +227,8 @@ def _run_locked(config: RetrainConfig, trainer: Trainer, make_captioner: Caption
     with session_scope(config.engine) as session:
         active = registry.get_active(session)
         since_train, since_new = _feedback_windows(session)
-        corrections = storage_feedback.export_corrections(session, config.blobs, since=since_train, until=now)
+        corrections = storage_feedback.export_corrections(session, config.blobs, since=since_train, until=now,
+                                                          consent_default=config.consent_default)
         inherited = lineage_renames(session, active.id if active else None)
     new = {r.image_sha256 for r in corrections if since_new is None or (r.created_at and r.created_at > since_new)}
     active_id = active.id if active else None

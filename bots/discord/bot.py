@@ -1,4 +1,7 @@
-"""`CapBot`: the discord.py bot, given its core and limits in the constructor; features live in cogs."""
+"""`CapBot`: the discord.py bot, given its core and limits in the constructor; features live in cogs.
+
+It is an `AutoShardedBot`: one process runs every gateway shard (Discord asks for one per 2,500 servers). The
+shard count is Discord's recommendation (GET /gateway/bot) unless `shard_count` is given."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ def build_intents(message_content: bool) -> discord.Intents:
     return intents
 
 
-class CapBot(commands.Bot):
+class CapBot(commands.AutoShardedBot):
     """capbot on Discord. `core` is a `bots.core.BotCore`; the bot only parses, calls it, and formats."""
 
     def __init__(
@@ -34,12 +37,14 @@ class CapBot(commands.Bot):
         max_image_bytes: int,
         message_content: bool = True,
         sync_commands: bool = True,
+        shard_count: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,  # no text commands: everything is an app command
             intents=build_intents(message_content),
             help_command=None,
+            shard_count=shard_count,
             **options,
         )
         self.core = core

@@ -1,13 +1,17 @@
 """The `/caption` command group and the message context menus "Caption image" and "Suggest a better caption".
 
+Privacy: `/caption privacy`, `settings` and `mydata` answer only the asker; `training` and `retention` are the
+server's choices, for members with Manage Server.
+
 Every handler acknowledges first (Discord allows 3 s), then does the work off the event loop and follows up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
-from typing import Callable
+from typing import Callable, Literal
 
 import discord
 from discord import app_commands
@@ -19,10 +23,16 @@ from bots.discord.attachments import AttachmentRefused, attachment_loader, check
 from bots.discord.origins import origin_of_interaction
 from bots.discord.replies import is_private, reply_kwargs
 from bots.discord.views import caption_id_of, open_correction_form
+from storage.communities import MAX_RETENTION_DAYS
 
 log = logging.getLogger(__name__)
 
 NOT_A_CAPTION = "That message isn't one of my captions; use this on a caption I posted."
+
+
+def manages_server(interaction: discord.Interaction) -> bool:
+    """Whether the member may decide for the whole server (Manage Server), in a server."""
+    return interaction.guild_id is not None and interaction.permissions.manage_guild
 
 
 async def acknowledge(interaction: discord.Interaction, *, private: bool = False) -> None:
@@ -31,7 +41,8 @@ async def acknowledge(interaction: discord.Interaction, *, private: bool = False
 
 
 class CaptionCommands(commands.GroupCog, group_name="caption", group_description="Caption images with capbot"):
-    """`/caption image|on|off|optout|optin|forget` plus the two message context menus."""
+    """`/caption image|on|off|optout|optin|forget|privacy|settings|mydata|training|retention` plus the two
+    message context menus."""
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
@@ -142,6 +153,51 @@ class CaptionCommands(commands.GroupCog, group_name="caption", group_description
     async def forget(self, interaction: discord.Interaction) -> None:
         origin = origin_of_interaction(interaction)
         await self.private_call(interaction, lambda: self.core.forget_me(origin))
+
+    # --- privacy and the server's choices ---
+
+    @app_commands.command(name="privacy", description="What capbot keeps here, for how long, and what trains it")
+    async def privacy(self, interaction: discord.Interaction) -> None:
+        origin = origin_of_interaction(interaction)
+        await self.private_call(interaction, lambda: self.core.privacy(origin))
+
+    @app_commands.command(name="settings", description="This server's choices: auto-captioning, training, retention")
+    async def settings(self, interaction: discord.Interaction) -> None:
+        origin = origin_of_interaction(interaction)
+        await self.private_call(interaction, lambda: self.core.community_settings(origin))
+
+    @app_commands.command(name="training",
+                          description="May this server's images and corrections train the model? (Manage Server)")
+    @app_commands.describe(state="on: they may; off: the next retraining leaves them out")
+    async def training(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+        origin = origin_of_interaction(interaction)
+        allowed = manages_server(interaction)
+        await self.private_call(interaction, lambda: self.core.set_training(origin, state == "on", allowed=allowed))
+
+    @app_commands.command(name="retention",
+                          description="Keep uncorrected images at most this many days (Manage Server)")
+    @app_commands.describe(days="0 keeps none; leave it out to follow the operator's default")
+    async def retention(self, interaction: discord.Interaction,
+                        days: app_commands.Range[int, 0, MAX_RETENTION_DAYS] | None = None) -> None:
+        origin = origin_of_interaction(interaction)
+        allowed = manages_server(interaction)
+        await self.private_call(interaction, lambda: self.core.set_retention(origin, days, allowed=allowed))
+
+    @app_commands.command(name="mydata", description="Get everything capbot stores about you, as one file")
+    async def mydata(self, interaction: discord.Interaction) -> None:
+        """Build the archive off the loop and send it as an ephemeral attachment (without the images when
+        they would not fit Discord's attachment limit)."""
+        await acknowledge(interaction, private=True)
+        origin = origin_of_interaction(interaction)
+        export = await asyncio.to_thread(self.core.my_data, origin)
+        note = messages.MYDATA_SENT
+        if len(export.data) > interaction.filesize_limit:
+            size_mb = len(export.data) / 1e6
+            export = await asyncio.to_thread(self.core.my_data, origin, include_images=False)
+            note = messages.MYDATA_TOO_LARGE.format(size=size_mb) + " " + messages.MYDATA_SENT
+        summary = messages.data_summary(export.captions, export.corrections, export.images)
+        await interaction.followup.send(note.format(summary=summary), ephemeral=True,
+                                        file=discord.File(io.BytesIO(export.data), filename=export.filename))
 
     async def private_call(self, interaction: discord.Interaction, call: Callable[[], Reply]) -> None:
         """Acknowledge privately, run a quick core call off the loop, and answer only the asker."""

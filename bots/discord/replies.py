@@ -20,6 +20,8 @@ def reply_kwargs(reply: Reply) -> dict[str, Any]:
         view = discord.ui.View(timeout=None)
         view.add_item(SuggestButton(reply.caption_id))
         content = messages.caption_line(reply.text, reply.model_version, reply.confidence, reply.unsure)
+        if reply.notice:  # the first caption in a channel says what is kept (bots.core)
+            content = f"{content}\n-# {reply.notice}"
         return {"content": content, "view": view, "allowed_mentions": NO_PINGS}
     return {"content": reply.text, "allowed_mentions": NO_PINGS}
 

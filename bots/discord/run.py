@@ -45,6 +45,7 @@ async def run_discord_bot(
     stop: asyncio.Event | None = None,
     tracker: ConnectionTracker | None = None,
     backoff: Backoff | None = None,
+    shard_count: int | None = None,
     **bot_options: Any,
 ) -> None:
     """Run capbot on Discord until `stop` is set (or the connection ends for good), then close.
@@ -52,6 +53,7 @@ async def run_discord_bot(
     When Discord refuses the privileged Message Content intent (not enabled in the Developer Portal),
     reconnects without it: commands and context menus keep working, auto-captioning is off. When Discord
     cannot be reached, tries again after `backoff` (1 s doubling to 60 s by default), reporting to `tracker`.
+    `shard_count`: gateway shards to open (None: as many as Discord recommends).
     """
     apply_endpoints(api_url, gateway_url)
     tracker = tracker or ConnectionTracker("discord")
@@ -59,7 +61,8 @@ async def run_discord_bot(
     if not message_content:
         log.warning("Discord Message Content intent disabled by settings: running with commands only")
     while True:
-        bot = CapBot(core, max_image_bytes=max_image_bytes, message_content=message_content, **bot_options)
+        bot = CapBot(core, max_image_bytes=max_image_bytes, message_content=message_content, shard_count=shard_count,
+                     **bot_options)
         _report_to(tracker, bot, backoff)
         tracker.connecting()
         try:
@@ -93,7 +96,7 @@ def _report_to(tracker: ConnectionTracker, bot: CapBot, backoff: Backoff) -> Non
 
     async def ready() -> None:
         backoff.reset()
-        tracker.connected(f"connected to {len(bot.guilds)} server(s)")
+        tracker.connected(f"connected to {len(bot.guilds)} server(s) over {bot.shard_count} shard(s)")
 
     async def resumed() -> None:
         tracker.connected("connected (session resumed)")

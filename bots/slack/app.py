@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from bots.core import BotCore
 from bots.fetch import AddressPolicy
 from bots.slack.deps import SlackDeps
+from bots.slack.install import InstallFlow, oauth_settings
 from bots.slack.listeners import register_all
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -18,7 +19,8 @@ SLACK_API_URL = "https://slack.com/api/"
 def create_app(
     core: BotCore,
     *,
-    bot_token: str,
+    bot_token: str | None = None,
+    install: InstallFlow | None = None,
     signing_secret: str | None,
     api_url: str = SLACK_API_URL,
     max_image_bytes: int = 20 * 1024 * 1024,
@@ -34,16 +36,22 @@ def create_app(
     so every one of them is refused (401) instead of being trusted unsigned.
     File downloads may reach `api_url`'s own origin whatever its address (a proxy or local stand-in serves
     the files there); every other host they touch is held to `address_policy`.
+
+    One workspace: `bot_token`. Many: `install` (bots.slack.install), and each request is answered with the
+    bot token its workspace installed capbot with; uninstalling or revoking deletes that workspace's tokens.
     """
+    if (bot_token is None) == (install is None):
+        raise ValueError("give a bot token (one workspace) or an install flow (many), not both or neither")
     client = WebClient(token=bot_token, base_url=api_url)
-    app = App(
-        client=client,
-        signing_secret=signing_secret or secrets.token_hex(32),
-        token_verification_enabled=False,
-        process_before_response=True,
-    )
+    if install is None:
+        app = App(client=client, signing_secret=signing_secret or secrets.token_hex(32),
+                  token_verification_enabled=False, process_before_response=True)
+    else:
+        app = App(client=client, signing_secret=signing_secret or secrets.token_hex(32),
+                  oauth_settings=oauth_settings(install), process_before_response=True)
+        app.enable_token_revocation_listeners()
     deps = SlackDeps(
-        core=core, bot_token=bot_token, max_image_bytes=max_image_bytes, fetch_timeout_s=fetch_timeout_s,
+        core=core, max_image_bytes=max_image_bytes, fetch_timeout_s=fetch_timeout_s,
         address_policy=address_policy.trusting(api_url),
     )
     register_all(app, deps)

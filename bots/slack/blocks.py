@@ -23,12 +23,16 @@ def caption_message(reply: Reply) -> dict[str, Any]:
     version and confidence, suggest button."""
     details = messages.caption_details(reply.model_version or "?", reply.confidence)
     unsure = [{"type": "context", "elements": [{"type": "plain_text", "text": messages.UNSURE}]}] if reply.unsure else []
+    # The first caption in a channel says what is kept (bots.core); mrkdwn so its commands show as code.
+    notice = [{"type": "context", "elements": [{"type": "mrkdwn", "text": reply.notice}]}] if reply.notice else []
+    text = messages.caption_line(reply.text, reply.model_version or "?", reply.confidence, reply.unsure)
     return {
-        "text": messages.caption_line(reply.text, reply.model_version or "?", reply.confidence, reply.unsure),
+        "text": f"{text}\n{reply.notice}" if reply.notice else text,
         "blocks": [
             {"type": "section", "text": {"type": "plain_text", "text": messages.caption_body(reply.text, reply.unsure)}},
             *unsure,
             {"type": "context", "elements": [{"type": "plain_text", "text": details}]},
+            *notice,
             {
                 "type": "actions",
                 "elements": [

@@ -52,8 +52,10 @@ def check_size(file: dict[str, Any], max_bytes: int) -> None:
         )
 
 
-def loader(file: dict[str, Any], deps: SlackDeps, files_info: Callable[[str], dict[str, Any]]) -> Callable[[], bytes]:
-    """A zero-argument function that downloads the file (run later, on the core's worker)."""
+def loader(file: dict[str, Any], deps: SlackDeps, files_info: Callable[[str], dict[str, Any]],
+           token: str) -> Callable[[], bytes]:
+    """A zero-argument function that downloads the file (run later, on the core's worker) with `token`, the bot
+    token of the workspace the file was shared in."""
 
     def load() -> bytes:
         full = file
@@ -65,20 +67,20 @@ def loader(file: dict[str, Any], deps: SlackDeps, files_info: Callable[[str], di
         if not is_image(full):
             raise SlackFileRefused("That file is not an image.", reason="not_image")
         check_size(full, deps.max_image_bytes)
-        return download(full, deps)
+        return download(full, deps, token)
 
     return load
 
 
-def download(file: dict[str, Any], deps: SlackDeps) -> bytes:
-    """GET `url_private_download` with the bot token; the answer must be an image."""
+def download(file: dict[str, Any], deps: SlackDeps, token: str) -> bytes:
+    """GET `url_private_download` with the workspace's bot token; the answer must be an image."""
     url = file.get("url_private_download") or file.get("url_private")
     if not url:
         raise SlackFileRefused("Slack gave no download link for that file.", reason="no_url")
     try:
         return fetch_image_bytes(
             url, max_bytes=deps.max_image_bytes, timeout_s=deps.fetch_timeout_s, policy=deps.address_policy,
-            headers={"Authorization": f"Bearer {deps.bot_token}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
     except FetchRefused as exc:
         if exc.reason == "not_image":

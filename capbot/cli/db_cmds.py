@@ -1,5 +1,5 @@
 """Storage commands: `capbot db upgrade|current`, `capbot models list|promote|rollback`,
-`capbot feedback export|queue`, `capbot forget-user`. Each opens the configured database, does one unit of work
+`capbot feedback export|queue`, `capbot forget-user`, `capbot export-user`, `capbot sweep-images`. Each opens the configured database, does one unit of work
 through storage/ functions and prints the result.
 """
 
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -26,6 +26,7 @@ from storage.errors import UserError
 class _Store:
     engine: Engine
     blob_dir: Path
+    settings: Any
 
 
 @contextmanager
@@ -36,7 +37,7 @@ def _open_store() -> Iterator[_Store]:
 
     settings = get_settings()
     with open_database(settings.database_url) as engine:
-        yield _Store(engine=engine, blob_dir=Path(settings.blob_dir or settings.data_dir / "blobs"))
+        yield _Store(engine=engine, blob_dir=Path(settings.blob_dir or settings.data_dir / "blobs"), settings=settings)
 
 
 def _shown(url: str) -> str:
@@ -160,8 +161,9 @@ def export(
     until: Optional[str] = typer.Option(None, "--until", help="Only corrections up to this ISO 8601 time."),
     fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
 ) -> None:
-    """Write the feedback retraining would use: one caption per image, agreed by its users (opted-out users
-    excluded, copy-paste spam and corrections beyond the per-user cap set aside; see docs/retraining.md)."""
+    """Write the feedback retraining would use: one caption per image, agreed by its users (opted-out users and
+    communities that do not consent to training excluded, copy-paste spam and corrections beyond the per-user
+    cap set aside; see docs/retraining.md and docs/privacy.md)."""
     from capbot.app import screen_rules
     from capbot.settings import get_settings
     from storage import feedback, runs
@@ -178,8 +180,9 @@ def export(
         if since_last_run:
             last = runs.last_promoted_run(session)
             start = last.started_at if last else None
-        corrections = feedback.export_corrections(session, LocalBlobStore(store.blob_dir), since=start, until=end)
-    screened = screen_feedback(corrections, screen_rules(get_settings()))
+        corrections = feedback.export_corrections(session, LocalBlobStore(store.blob_dir), since=start, until=end,
+                                                  consent_default=store.settings.training_consent_default)
+    screened = screen_feedback(corrections, screen_rules(store.settings))
     written = write_feedback_file(screened.rows, out, fmt)
     window = f" since {start.isoformat()}" if start else ""
     counts = screened.counts
@@ -259,6 +262,50 @@ def forget_user(
         f"forgot user {user_id}{where}: {result.corrections} corrections, {result.captions} captions, "
         f"{result.images} images ({result.blobs} blobs) deleted"
     )
+
+
+@app.command("export-user")
+def export_user(
+    user_id: str = typer.Argument(..., help="The platform user id (Slack U..., Discord snowflake, web key:/ip:)."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="discord, slack, web or cli (default: all)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Zip file to write (default: capbot-data-[PLATFORM-]USER.zip here)."),
+) -> None:
+    """Write everything stored about a user (captions, corrections, confirmations and the image files still
+    kept) to one zip file, as `/caption mydata` sends it (docs/privacy.md)."""
+    from storage.blobs import LocalBlobStore
+    from storage.db import session_scope
+    from storage.userdata import archive_name, write_user_archive
+
+    target = out or Path(archive_name(user_id, platform))
+    if target.exists() and target.is_dir():
+        raise UserError(f"--out {target} is a directory; name a .zip file", reason="bad_out")
+    partial = target.with_name(target.name + ".part")
+    try:
+        with _open_store() as store, session_scope(store.engine) as session, partial.open("wb") as handle:
+            summary = write_user_archive(session, LocalBlobStore(store.blob_dir), handle, user_id=user_id,
+                                         platform=platform)
+        partial.replace(target)  # never a half-written archive under the real name
+    finally:
+        partial.unlink(missing_ok=True)
+    gone = f" ({summary.images_gone} no longer kept)" if summary.images_gone else ""
+    typer.echo(f"wrote {target}: {_count(summary.captions, 'caption')}, {_count(summary.corrections, 'correction')}, "
+               f"{_count(summary.images, 'image file')}{gone}")
+
+
+@app.command("sweep-images")
+def sweep_images(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
+) -> None:
+    """Remove the image files past their retention now, as the schedule does (CAPBOT_IMAGE_RETENTION_DAYS and
+    each community's /caption retention; corrected images, open reviews and running retraining are kept)."""
+    from capbot.app import sweep_images as sweep
+    from storage.blobs import LocalBlobStore
+
+    with _open_store() as store:
+        result = sweep(store.settings, store.engine, LocalBlobStore(store.blob_dir), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {_count(result.removed, 'image file')}; kept past retention: {result.kept_for_review} "
+               f"in open reviews, {result.kept_for_training} for the retraining run in progress")
 
 
 def _confirm(question: str) -> bool:

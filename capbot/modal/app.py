@@ -11,6 +11,7 @@ CAPBOT_MODAL_* settings where the deploy runs); see docs/modal.md.
 - `migrate_database`: the one place the database is migrated (run by `capbot modal deploy`).
 - `download_coco`, `build_redcaps`, `train`, `evaluate`, `scheduled_retrain`, `tensorboard`,
   `register_model`, `pull_model`: data, training, retraining and first models.
+- `sweep_images`: the retention sweep on its Cron (docs/privacy.md).
 Run one by hand with `modal run -m capbot.modal.app::NAME --option value`.
 """
 
@@ -127,6 +128,12 @@ def evaluate(data: str = "coco", split: str = "val2017", model: str = "", limit:
               schedule=modal.Cron(plan.retrain_cron) if plan.retrain_cron else None, timeout=DAY)
 def scheduled_retrain() -> dict:
     return jobs.scheduled_retrain(volumes["models"], volumes["runs"], volumes["blobs"])
+
+
+@app.function(image=image, secrets=[secret], volumes=mounts("blobs"), max_containers=1,
+              schedule=modal.Cron(plan.sweep_cron) if plan.sweep_cron else None, timeout=3600)
+def sweep_images() -> dict:
+    return jobs.sweep_images(volumes["blobs"])
 
 
 @app.function(image=image, volumes=mounts("runs"), scaledown_window=120, timeout=3600)

@@ -40,6 +40,7 @@ def deploy(plan: ModalPlan | None = None) -> dict[str, str | None]:
     plan = plan or ModalPlan.current()
     check_checkout(PROJECT_ROOT)
     _check_cron(plan.retrain_cron)
+    _check_cron(plan.sweep_cron)
     from capbot.modal import app as modal_app
 
     missing = (f"Modal could not find something the app needs; create the Secret {plan.secret!r} first "

@@ -208,3 +208,24 @@ def _dataset_path(settings: Any, data: str) -> Path:
 
 def _names(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# --- privacy ---------------------------------------------------------------------------------------------------
+
+def sweep_images(blobs_volume: Any, *, migrate: Migrate = None) -> dict:
+    """The Modal Cron's retention sweep (`capbot.app.sweep_images`, as `capbot run`'s schedule runs it): remove
+    the image files past their retention from the blobs volume, then commit it."""
+    from capbot.app import sweep_images as sweep
+    from storage.blobs import LocalBlobStore
+
+    settings = container_settings()
+    reload_quietly(blobs_volume, "blobs")  # images the bots stored since this container started
+    engine = container_engine(settings, migrate)
+    try:
+        result = sweep(settings, engine, LocalBlobStore(settings.blob_dir))
+    finally:
+        engine.dispose()
+    if result.removed:
+        blobs_volume.commit()
+    return {"removed": result.removed, "kept_for_review": result.kept_for_review,
+            "kept_for_training": result.kept_for_training}

@@ -37,6 +37,7 @@ class ModalPlan:
     max_containers: int = 5  # GPU captioning containers at most (a cost ceiling; callers queue beyond it)
     web_min_containers: int = 0  # web endpoint containers kept warm
     retrain_cron: str = "0 3 * * 0"  # "" = no schedule
+    sweep_cron: str = "17 * * * *"  # the retention sweep; "" = no schedule
     call_timeout_s: float = 120.0  # one caption request's whole wait, under Modal's 150 s web request limit
     registry_poll_s: float = 30.0  # how often a warm GPU container checks the registry (throttle)
     db_pool_size: int = 2  # PostgreSQL connections each container keeps at most (no overflow)
@@ -50,7 +51,8 @@ class ModalPlan:
             batch_size=settings.modal_batch_size, batch_wait_ms=settings.modal_batch_wait_ms,
             scaledown_window_s=settings.modal_scaledown_window_s, min_containers=settings.modal_min_containers,
             max_containers=settings.modal_max_containers, web_min_containers=settings.modal_web_min_containers,
-            retrain_cron=settings.modal_retrain_cron, call_timeout_s=settings.modal_call_timeout_s,
+            retrain_cron=settings.modal_retrain_cron, sweep_cron=settings.modal_sweep_cron,
+            call_timeout_s=settings.modal_call_timeout_s,
             registry_poll_s=settings.registry_poll_s, db_pool_size=settings.modal_db_pool_size,
         )
 

@@ -102,9 +102,13 @@ def _slack_app(services: Any) -> Any:
     from capbot.app import build_slack_app
 
     settings = services.settings
-    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
-        log.info("slack: off on Modal (set CAPBOT_SLACK_BOT_TOKEN and CAPBOT_SLACK_SIGNING_SECRET in the Secret)")
+    if (settings.slack_bot_token is None and not settings.slack_install_flow) or settings.slack_signing_secret is None:
+        log.info("slack: off on Modal (set CAPBOT_SLACK_SIGNING_SECRET and CAPBOT_SLACK_BOT_TOKEN, or "
+                 "CAPBOT_SLACK_CLIENT_ID and CAPBOT_SLACK_CLIENT_SECRET, in the Secret)")
         return None
+    if settings.slack_install_flow:
+        log.info("slack: on, events at /slack/events, workspaces install at /slack/install")
+        return build_slack_app(services)
     if settings.slack_app_token is not None:
         log.info("slack: CAPBOT_SLACK_APP_TOKEN is ignored on Modal; events arrive over HTTP at /slack/events")
     log.info("slack: on, events at /slack/events")

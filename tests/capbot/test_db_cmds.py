@@ -141,6 +141,15 @@ def test_feedback_export_jsonl_and_csv(env, tmp_path, capsys):
     assert "ISO 8601" in capsys.readouterr().err
 
 
+def test_feedback_export_reads_only_consented_data(env, tmp_path, capsys, monkeypatch):
+    assert main(["db", "upgrade"]) == 0
+    _seed_feedback(env, tmp_path / "data" / "blobs")  # captions made outside any community: the default decides
+    monkeypatch.setenv("CAPBOT_TRAINING_CONSENT_DEFAULT", "false")
+    out = tmp_path / "none.jsonl"
+    assert main(["feedback", "export", "--out", str(out)]) == 0
+    assert out.read_text() == "" and "wrote 0 feedback rows" in capsys.readouterr().out
+
+
 def test_feedback_export_resolves_several_users_and_sets_junk_aside(env, tmp_path, capsys, monkeypatch):
     # The same screening as retraining: consensus per image, copy-paste spam and the per-user cap.
     assert main(["db", "upgrade"]) == 0

@@ -12,7 +12,7 @@ from bots.slack.blocks import SUGGEST_ACTION
 from capbot.cli import main
 from capbot.digest import digest_job, start_digest
 from capbot.settings import get_settings
-from storage import corrections, db
+from storage import corrections, db, reviews
 from storage.blobs import LocalBlobStore
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.http_images import png_bytes
@@ -119,6 +119,8 @@ def test_the_schedule_runs_the_digest_and_one_failing_platform_does_not_stop_the
         finally:
             stop_scheduler(scheduler)
     assert "a red square" in item.args["text"]
+    with db.session_scope(engine) as session:  # an open review: the retention sweep keeps its image a while
+        assert reviews.open_reviews(session) == {made["disputed"].image_sha256}
     assert any(r.message.startswith("review digest not posted to discord") for r in caplog.records)
     assert "not-a-valid-token" not in caplog.text  # tokens never reach the logs
 

@@ -53,7 +53,7 @@ def test_the_composed_app_carries_every_part():
     parts = registered(modal_app.app)
     assert set(parts) == {f"{CAPTION_CLASS}.*", "Web.*", "discord_gateway", "discord_keeper", MIGRATION_JOB,
                           "download_coco", "build_redcaps", "train", "evaluate", "scheduled_retrain", "tensorboard",
-                          "register_model", "pull_model"}
+                          "register_model", "pull_model", "sweep_images"}
     assert set(modal_app.app._local_state.classes) == {CAPTION_CLASS, "Web"}
     assert modal_app.app.name == "capbot"
     secret = "modal.Secret.from_name('capbot')"
@@ -120,10 +120,11 @@ def test_names_and_sizes_come_from_settings(tmp_path):
 
 def test_no_schedule_when_the_cron_setting_is_empty(tmp_path):
     code = ("from capbot.modal import app as modal_app\nfrom tests.modal_support import registered\n"
-            "print(registered(modal_app.app)['scheduled_retrain'].info.schedule)\n")
-    done = _python(code, _offline_env(tmp_path, CAPBOT_MODAL_RETRAIN_CRON=""), tmp_path)
+            "parts = registered(modal_app.app)\n"
+            "print(parts['scheduled_retrain'].info.schedule, parts['sweep_images'].info.schedule)\n")
+    done = _python(code, _offline_env(tmp_path, CAPBOT_MODAL_RETRAIN_CRON="", CAPBOT_MODAL_SWEEP_CRON=""), tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "None"
+    assert done.stdout.strip() == "None None"
 
 
 def test_containers_get_the_deploy_time_plan_whatever_else_their_environment_says(monkeypatch):

@@ -130,7 +130,18 @@ def test_components_follow_credentials(tmp_path, monkeypatch):
     socket = get_settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1")
     states = {c.name: c.enabled for c in plan_components(socket)}
     assert states == {"slack (http)": False, "slack (socket mode)": True, "discord": False, "retrain schedule": False,
-                      "review digest": False}
+                      "review digest": False, "retention sweep": True}
+    no_sweep = get_settings(retention_sweep_cron="")
+    assert {c.name: c.enabled for c in plan_components(no_sweep)}["retention sweep"] is False
+
+
+def test_the_slack_install_flow_runs_http_events(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = get_settings(slack_client_id="111.222", slack_client_secret="cs", slack_signing_secret="s",
+                            public_url="https://capbot.example.com")
+    states = {c.name: (c.enabled, c.why) for c in plan_components(settings)}
+    assert states["slack (http)"] == (True, "events at /slack/events; workspaces install at /slack/install")
+    assert states["slack (socket mode)"][0] is False
 
 
 def _keep_reading(process, lines) -> threading.Thread:

@@ -83,3 +83,36 @@ def test_confidence_views_out_of_range_are_refused_at_start_up(monkeypatch, caps
     assert main(["models", "list"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: invalid settings: CAPBOT_CONFIDENCE_VIEWS:") and "\n" not in err
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"CAPBOT_SLACK_CLIENT_ID": "1.2"}, "go together"),
+    ({"CAPBOT_SLACK_CLIENT_SECRET": "cs-hunter2"}, "go together"),
+    ({"CAPBOT_SLACK_CLIENT_ID": "1.2", "CAPBOT_SLACK_CLIENT_SECRET": "cs-hunter2", "CAPBOT_SLACK_BOT_TOKEN": "xoxb-1",
+      "CAPBOT_PUBLIC_URL": "https://c.example"}, "choose one"),
+    ({"CAPBOT_SLACK_CLIENT_ID": "1.2", "CAPBOT_SLACK_CLIENT_SECRET": "cs-hunter2", "CAPBOT_SLACK_APP_TOKEN": "xapp-1",
+      "CAPBOT_PUBLIC_URL": "https://c.example"}, "not Socket Mode"),
+    ({"CAPBOT_SLACK_CLIENT_ID": "1.2", "CAPBOT_SLACK_CLIENT_SECRET": "cs-hunter2"}, "CAPBOT_PUBLIC_URL is not"),
+    ({"CAPBOT_IMAGE_RETENTION_DAYS": "-1"}, "CAPBOT_IMAGE_RETENTION_DAYS"),
+    ({"CAPBOT_RETENTION_SWEEP_CRON": "every hour"}, "retention_sweep_cron"),
+    ({"CAPBOT_MODAL_SWEEP_CRON": "* * *"}, "CAPBOT_MODAL_SWEEP_CRON"),
+    ({"CAPBOT_DISCORD_SHARDS": "0"}, "CAPBOT_DISCORD_SHARDS"),
+])
+def test_privacy_and_many_community_settings_are_checked_at_start_up(monkeypatch, capsys, env, says):
+    from capbot.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: invalid settings:") and says in err and "\n" not in err
+    assert "hunter2" not in err
+
+
+def test_the_install_flow_needs_id_secret_and_public_url(tmp_path, monkeypatch):
+    from capbot.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = get_settings(slack_client_id="1.2", slack_client_secret="cs", public_url="https://c.example/")
+    assert settings.slack_install_flow and settings.public_url == "https://c.example"
+    assert not get_settings().slack_install_flow

@@ -7,6 +7,11 @@ events the test injects (MESSAGE_CREATE, INTERACTION_CREATE); the REST side answ
 (bulk overwrite), channel messages, interaction callbacks and webhook follow-ups; the CDN serves
 attachment bytes. Every REST request is recorded so tests assert on what the bot actually sent.
 
+Sharding: `GET /gateway/bot` recommends `recommended_shards` shards (and hands out the gateway URL), an IDENTIFY
+carrying `shard: [id, count]` gets READY and GUILD_CREATE for the guilds that shard owns (Discord's rule:
+`(guild_id >> 22) % count`), and an event about a guild goes only to its shard's connection. `add_guild`
+adds servers beyond the first (optionally on a chosen shard).
+
 The server runs on its own event loop in a background thread, so tests can drive it from plain
 synchronous code while the bot runs on another loop, exactly like two separate processes.
 """
@@ -31,6 +36,7 @@ OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 9, 10, 11
 INTERACTION_APPLICATION_COMMAND, INTERACTION_COMPONENT, INTERACTION_MODAL_SUBMIT = 2, 3, 5
 ALL_PERMISSIONS = (1 << 53) - 1
 MANAGE_CHANNELS = 1 << 4
+MANAGE_GUILD = 1 << 5
 MESSAGE_CONTENT_INTENT = 1 << 15
 MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15) | (1 << 16) | (1 << 31)  # view, send, attach, history, use commands
 
@@ -81,8 +87,11 @@ class FakeDiscord:
         self.owner = user_payload(snowflake(), "owner")
         self.guild_id = snowflake()
         self.channel_id = snowflake()
+        self.guilds: dict[str, str] = {self.guild_id: self.channel_id}  # guild id -> its one text channel
+        self.recommended_shards = 1  # what GET /gateway/bot answers
         self.requests: list[Recorded] = []
         self.identify: dict[str, Any] | None = None  # the last IDENTIFY payload's `d`
+        self.identifies: list[dict[str, Any]] = []  # every IDENTIFY payload's `d`, in order
         self.sessions = 0  # connections that got READY and GUILD_CREATE
         self.message_content_granted = True  # False: refuse IDENTIFY asking for Message Content (close 4014)
         self.heartbeats = 0
@@ -92,6 +101,7 @@ class FakeDiscord:
         self._messages: dict[str, dict[str, Any]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._compressors: dict[int, Any] = {}  # id(ws) -> zlib compressor, or None for plain text frames
+        self._shards: dict[int, tuple[int, int]] = {}  # id(ws) -> (shard id, shard count) it identified as
         self.compressed_connections = 0
         self._seq = itertools.count(1)
         self._cond = threading.Condition()
@@ -175,6 +185,7 @@ class FakeDiscord:
             if ws in self._sockets:
                 self._sockets.remove(ws)
             self._compressors.pop(id(ws), None)
+            self._shards.pop(id(ws), None)
         return ws
 
     async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
@@ -198,12 +209,17 @@ class FakeDiscord:
                 return
             with self._cond:
                 self.identify = payload["d"]
+                self.identifies.append(payload["d"])
             if payload["d"].get("intents", 0) & MESSAGE_CONTENT_INTENT and not self.message_content_granted:
                 await ws.close(code=4014, message=b"Disallowed intent(s).")
                 return
+            shard = tuple(payload["d"].get("shard") or (0, 1))
+            self._shards[id(ws)] = (int(shard[0]), int(shard[1]))
             self._sockets.append(ws)
-            await self._send_dispatch(ws, "READY", self._ready_payload())
-            await self._send_dispatch(ws, "GUILD_CREATE", self.guild_payload())
+            owned = [g for g in self.guilds if self._owns(ws, g)]
+            await self._send_dispatch(ws, "READY", self._ready_payload(owned, self._shards[id(ws)]))
+            for guild in owned:
+                await self._send_dispatch(ws, "GUILD_CREATE", self.guild_payload(guild))
             with self._cond:
                 self.sessions += 1
                 self._cond.notify_all()
@@ -213,29 +229,45 @@ class FakeDiscord:
     async def _send_dispatch(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
         await self._send(ws, {"op": OP_DISPATCH, "t": event, "s": next(self._seq), "d": data})
 
-    def _ready_payload(self) -> dict[str, Any]:
+    def _owns(self, ws: web.WebSocketResponse, guild_id: str) -> bool:
+        shard_id, count = self._shards.get(id(ws), (0, 1))
+        return (int(guild_id) >> 22) % count == shard_id
+
+    def _ready_payload(self, guilds: list[str], shard: tuple[int, int]) -> dict[str, Any]:
         return {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": self.guild_id, "unavailable": True}],
-            "session_id": "fake-session",
+            "guilds": [{"id": guild, "unavailable": True} for guild in guilds],
+            "session_id": f"fake-session-{shard[0]}",
             "resume_gateway_url": self.gateway_url,
             "application": {"id": self.app_id, "flags": 0},
+            "shard": list(shard),
         }
 
-    def guild_payload(self) -> dict[str, Any]:
-        """GUILD_CREATE data: one guild, one text channel, the bot as a member."""
+    def add_guild(self, *, shard: tuple[int, int] | None = None) -> tuple[str, str]:
+        """Another server with one text channel (on shard `(id, count)` when given); returns (guild, channel).
+        Add guilds before the bot connects: a connected shard is not told about new ones."""
+        guild = snowflake()
+        while shard is not None and (int(guild) >> 22) % shard[1] != shard[0]:
+            guild = str(int(guild) + (1 << 22))  # the next id on another shard
+        channel = snowflake()
+        self.guilds[guild] = channel
+        return guild, channel
+
+    def guild_payload(self, guild_id: str | None = None) -> dict[str, Any]:
+        """GUILD_CREATE data: one guild (the first unless named), its text channel, the bot as a member."""
+        guild_id = guild_id or self.guild_id
         everyone = {
-            "id": self.guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
+            "id": guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
             "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0,
         }
         channel = {
-            "id": self.channel_id, "type": 0, "name": "general", "position": 0, "guild_id": self.guild_id,
+            "id": self.guilds[guild_id], "type": 0, "name": "general", "position": 0, "guild_id": guild_id,
             "permission_overwrites": [], "nsfw": False, "topic": None, "last_message_id": None,
         }
         bot_member = {"user": self.bot_user, "roles": [], "joined_at": _iso_now(), "deaf": False, "mute": False, "flags": 0}
         return {
-            "id": self.guild_id, "name": "capbot test guild", "icon": None, "owner_id": self.owner["id"],
+            "id": guild_id, "name": f"capbot test guild {guild_id}", "icon": None, "owner_id": self.owner["id"],
             "unavailable": False, "large": False, "member_count": 2, "features": [], "emojis": [], "stickers": [],
             "roles": [everyone], "channels": [channel], "threads": [], "members": [bot_member],
             "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
@@ -245,12 +277,15 @@ class FakeDiscord:
         }
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to every identified gateway connection (thread-safe)."""
+        """Send a DISPATCH to every identified gateway connection, or only to the shard owning the event's guild
+        (thread-safe)."""
         assert self._loop is not None, "start() the fake first"
+        guild = data.get("guild_id")
 
         async def send_all() -> None:
             for ws in list(self._sockets):
-                await self._send_dispatch(ws, event, data)
+                if guild is None or self._owns(ws, guild):
+                    await self._send_dispatch(ws, event, data)
 
         asyncio.run_coroutine_threadsafe(send_all(), self._loop).result(5)
 
@@ -271,11 +306,14 @@ class FakeDiscord:
         return attachment
 
     def message_payload(
-        self, *, author: dict[str, Any], content: str = "", attachments: list[dict[str, Any]] | None = None
+        self, *, author: dict[str, Any], content: str = "", attachments: list[dict[str, Any]] | None = None,
+        guild_id: str | None = None,
     ) -> dict[str, Any]:
-        """A message in the fake's channel (also stored, so REST lookups find it)."""
+        """A message in the channel of the fake's guild (the first unless named; also stored, so REST lookups
+        find it)."""
+        guild_id = guild_id or self.guild_id
         message = {
-            "id": snowflake(), "channel_id": self.channel_id, "guild_id": self.guild_id, "author": author,
+            "id": snowflake(), "channel_id": self.guilds[guild_id], "guild_id": guild_id, "author": author,
             "member": {"roles": [], "joined_at": _iso_now(), "deaf": False, "mute": False, "flags": 0},
             "content": content, "timestamp": _iso_now(), "edited_timestamp": None, "tts": False,
             "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": attachments or [],
@@ -298,12 +336,16 @@ class FakeDiscord:
         user: dict[str, Any],
         permissions: int = MEMBER_PERMISSIONS,
         message: dict[str, Any] | None = None,
+        guild_id: str | None = None,
     ) -> dict[str, Any]:
-        """Dispatch INTERACTION_CREATE from `user` in the fake's channel; returns its payload."""
+        """Dispatch INTERACTION_CREATE from `user` in the channel of the fake's guild (the first unless named);
+        returns its payload."""
+        guild_id = guild_id or self.guild_id
+        channel_id = self.guilds[guild_id]
         payload: dict[str, Any] = {
             "id": snowflake(), "application_id": self.app_id, "type": type_, "data": data,
-            "guild_id": self.guild_id, "channel_id": self.channel_id,
-            "channel": {"id": self.channel_id, "type": 0, "name": "general", "guild_id": self.guild_id},
+            "guild_id": guild_id, "channel_id": channel_id,
+            "channel": {"id": channel_id, "type": 0, "name": "general", "guild_id": guild_id},
             "member": {
                 "user": user, "roles": [], "joined_at": _iso_now(), "deaf": False, "mute": False, "flags": 0,
                 "permissions": str(permissions),
@@ -420,6 +462,9 @@ class FakeDiscord:
             return 200, self.bot_user
         if method == "GET" and parts == ["oauth2", "applications", "@me"]:
             return 200, self._app_info()
+        if method == "GET" and parts == ["gateway", "bot"]:
+            return 200, {"url": self.gateway_url, "shards": self.recommended_shards,
+                         "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}
         if parts[:1] == ["applications"] and parts[2:3] in (["commands"], ["guilds"]):
             return self._commands_route(rec, parts)
         if parts[:1] == ["channels"] and parts[2:3] == ["messages"]:

@@ -8,10 +8,16 @@ app-level token; it hands out `socket_url`, see tests/fakes/slack_socket.py); `G
 bytes only with `Authorization: Bearer <bot token>` and otherwise answers, like Slack, with an HTML sign-in
 page and status 200; `POST /respond/<id>` records slash-command responses. Every Web API call checks the
 bearer token. Calls are recorded so tests can wait for them.
+
+Many workspaces: `add_team` registers another team's bot token (auth.test answers with the team the token
+belongs to) and an OAuth code for it; `oauth.v2.access` (HTTP basic auth with the app's client id and secret,
+as slack_sdk sends them) trades a code for its team's token, once; `revoke_team` makes its token invalid, as
+uninstalling does. conversations.open opens a direct message with a user.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -44,6 +50,10 @@ class FakeSlackState:
     app_token: str | None = None  # what apps.connections.open demands (Socket Mode)
     socket_url: str | None = None  # the websocket apps.connections.open hands out
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # file id -> {"data", "filename", "channel", ...}
+    teams: dict[str, dict[str, str]] = field(default_factory=dict)  # bot token -> {"id", "name", "bot_user"}
+    oauth_codes: dict[str, str] = field(default_factory=dict)  # unused OAuth code -> the bot token it gives
+    client_id: str = "111.222"  # what oauth.v2.access demands
+    client_secret: str = "fake-client-secret"
     calls: list[Call] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -71,8 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"ok", "text/plain")
         method = parts.path.removeprefix("/api/")
         state = self.server.state
-        expected = state.app_token if method == "apps.connections.open" else state.token
-        if expected is None or self.headers.get("Authorization") != f"Bearer {expected}":
+        if method == "oauth.v2.access":
+            body = self._oauth_access(args)
+            self._record(method, args)
+            return self._json(200, body)
+        if not self._authorized(method, args):
             self._record(method, args)
             return self._json(200, {"ok": False, "error": "not_authed"})
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
@@ -85,8 +98,32 @@ class _Handler(BaseHTTPRequestHandler):
     # --- Web API methods ---
 
     def _api_auth_test(self, args: dict) -> dict:
+        team = self.server.state.teams.get(self._token(args) or "")
+        if team is not None:
+            return {"ok": True, "url": f"https://{team['id'].lower()}.slack.test/", "team": team["name"],
+                    "user": "capbot", "team_id": team["id"], "user_id": team["bot_user"], "bot_id": "B" + team["id"]}
         return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake", "user": "capbot",
                 "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+
+    def _api_conversations_open(self, args: dict) -> dict:
+        user = args.get("users", "")
+        if not user or "," in user:
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True, "channel": {"id": f"D{user}", "is_im": True}}
+
+    def _oauth_access(self, args: dict) -> dict:
+        state = self.server.state
+        expected = base64.b64encode(f"{state.client_id}:{state.client_secret}".encode()).decode()
+        if self.headers.get("Authorization") != f"Basic {expected}":
+            return {"ok": False, "error": "invalid_client_id"}
+        token = state.oauth_codes.pop(args.get("code", ""), None)  # a code works once
+        if token is None:
+            return {"ok": False, "error": "invalid_code"}
+        team = state.teams[token]
+        return {"ok": True, "app_id": "A1", "authed_user": {"id": "UINSTALLER"}, "scope": args.get("scope", ""),
+                "token_type": "bot", "access_token": token, "bot_user_id": team["bot_user"],
+                "team": {"id": team["id"], "name": team["name"]}, "enterprise": None,
+                "is_enterprise_install": False}
 
     def _api_chat_postMessage(self, args: dict) -> dict:  # noqa: N802
         return {"ok": True, "channel": args.get("channel"), "ts": f"{time.time():.6f}", "message": args}
@@ -151,10 +188,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._record("upload", {"file": file_id, "bytes": len(data)})
         self._send(200, b"OK - " + str(len(data)).encode(), "text/plain")
 
+    def _authorized(self, method: str, args: dict) -> bool:
+        state = self.server.state
+        if method == "apps.connections.open":
+            return state.app_token is not None and self.headers.get("Authorization") == f"Bearer {state.app_token}"
+        token = self._token(args)
+        return token is not None and (token == state.token or token in state.teams)
+
+    def _token(self, args: dict) -> str | None:
+        """The bearer token of the request (slack_sdk sends it as a header; a `token` argument also counts)."""
+        header = self.headers.get("Authorization") or ""
+        return header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.get("token")
+
     def _download(self, file_id: str) -> None:
         state = self.server.state
         self._record("download", {"file": file_id})
-        if self.headers.get("Authorization") != f"Bearer {state.download_token or state.token}":
+        allowed = {state.download_token or state.token, *state.teams}
+        if self.headers.get("Authorization", "").removeprefix("Bearer ") not in allowed:
             page = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
             return self._send(200, page, "text/html; charset=utf-8")
         entry = state.files.get(file_id)
@@ -226,6 +276,19 @@ class FakeSlack:
         }
         self.state.files[file_id] = (obj, data)
         return obj
+
+    def add_team(self, team_id: str, token: str, *, name: str | None = None, code: str | None = None) -> str:
+        """Another workspace with its own bot token; returns the OAuth code that installs it (once)."""
+        self.state.teams[token] = {"id": team_id, "name": name or f"Team {team_id}", "bot_user": f"UBOT{team_id}"}
+        code = code or f"code-{team_id}"
+        self.state.oauth_codes[code] = token
+        return code
+
+    def revoke_team(self, team_id: str) -> None:
+        """The team uninstalled the app: its tokens stop working."""
+        for token, team in list(self.state.teams.items()):
+            if team["id"] == team_id:
+                del self.state.teams[token]
 
     def response_url(self, name: str = "r1") -> str:
         return f"{self.base_url}/respond/{name}"

@@ -32,7 +32,7 @@ def open_store(url: str, root: Path):
 
 def add_feedback(engine, blobs, examples: Sequence[tuple[Path, str, str]], *,
                  users: Sequence[str] = ("u1", "u2", "u3"), now: datetime | None = None,
-                 platform: str = "slack") -> list[str]:
+                 platform: str = "slack", workspace: str | None = None) -> list[str]:
     """Store each (image file, model caption, correction) as a bot would, the i-th from `users[i % len(users)]`
     on `platform` (three users by default: as many as a rename needs); returns the image hashes."""
     now = now or utcnow() - timedelta(seconds=1)  # strictly before a run started right after
@@ -45,7 +45,8 @@ def add_feedback(engine, blobs, examples: Sequence[tuple[Path, str, str]], *,
                 size = img.size
             image = store_image(session, blobs, data, format="png", width=size[0], height=size[1], platform=platform)
             caption = record_caption(session, image_sha256=image.sha256, text=model_caption, model_version="v0",
-                                     platform=platform, user_id=user, now=now - timedelta(seconds=1))
+                                     platform=platform, user_id=user, workspace_id=workspace,
+                                     now=now - timedelta(seconds=1))
             record_correction(session, caption_id=caption.id, user_id=user, text=corrected,
                               now=now + timedelta(milliseconds=i))
             hashes.append(image.sha256)

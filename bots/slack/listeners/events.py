@@ -39,7 +39,7 @@ def register(app: App, deps: SlackDeps) -> None:
             return client.files_info(file=file_id)["file"]
 
         for file in files:
-            future = deps.core.image_posted(origin, loader(file, deps, files_info))
+            future = deps.core.image_posted(origin, loader(file, deps, files_info, client.token))
             when_done(future, lambda reply: post_in_thread(client, origin.channel, thread_ts, origin.user, reply))
 
     @app.event("message")

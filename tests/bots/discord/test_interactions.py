@@ -42,7 +42,8 @@ def caption_image(fake, colour, user):
 
 def test_commands_are_synced_with_context_menus(bot, fake_discord):
     [group] = [c for c in fake_discord.commands["global"] if c["name"] == "caption"]
-    assert {o["name"] for o in group["options"]} == {"image", "on", "off", "optout", "optin", "forget"}
+    assert {o["name"] for o in group["options"]} == {"image", "on", "off", "optout", "optin", "forget", "privacy",
+                                                     "settings", "training", "retention", "mydata"}
     menus = {c["name"] for c in fake_discord.commands["global"] if c["type"] == 3}
     assert menus == {"Caption image", "Suggest a better caption"}
 

@@ -40,6 +40,7 @@ def test_posted_image_is_captioned_by_the_local_model(bot, fake_discord, discord
     assert record.model_version == captioner.model_version
     # The untrained model is far from sure of anything: the reply says so and invites a correction.
     assert record.confidence < 0.5
-    assert reply.json["content"] == messages.caption_line(record.text, captioner.model_version, record.confidence,
-                                                          unsure=True)
+    caption, notice = reply.json["content"].split("\n-# ")  # the channel's first caption says what is kept
+    assert caption == messages.caption_line(record.text, captioner.model_version, record.confidence, unsure=True)
+    assert notice.startswith("About your data")
     assert reply.json["content"].startswith(f"Maybe: {record.text}\n{messages.UNSURE}")

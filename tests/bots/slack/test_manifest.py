@@ -20,7 +20,8 @@ METHOD_SCOPES = {
     "chat_postEphemeral": {"chat:write"},
     "views_open": set(),
     "files_info": {"files:read"},
-    "files_upload_v2": {"files:write"},  # the review digest's images
+    "files_upload_v2": {"files:write"},  # the review digest's images, /caption mydata's archive
+    "conversations_open": {"im:write"},  # /caption mydata: the user's direct messages with the bot
     "users_info": {"users:read"},
     "conversations_info": {f"{kind}:read" for kind in CONVERSATION_KINDS},
     "conversations_history": {f"{kind}:history" for kind in CONVERSATION_KINDS},
@@ -47,8 +48,16 @@ def test_scopes_are_exactly_those_used():
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
 
 
-def test_events_match_the_message_listener():
-    assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == {f"message.{k}" for k in CONVERSATION_KINDS}
+def test_events_match_the_message_listener_and_the_install_flow():
+    assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == {
+        *(f"message.{k}" for k in CONVERSATION_KINDS), "app_uninstalled", "tokens_revoked"}
+
+
+def test_the_install_flow_asks_for_the_manifests_scopes_and_comes_back_to_its_redirect_url():
+    from bots.slack.install import REDIRECT_PATH, manifest_bot_scopes
+
+    assert manifest_bot_scopes() == tuple(MANIFEST["oauth_config"]["scopes"]["bot"])
+    assert [url.endswith(REDIRECT_PATH) for url in MANIFEST["oauth_config"]["redirect_urls"]] == [True]
 
 
 def test_all_requests_go_to_the_events_route():
