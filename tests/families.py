@@ -13,8 +13,9 @@ and nothing of capbot's. They are the offline stand-ins for the hub checkpoints 
 | `smolvlm`                | HuggingFaceTB/SmolVLM-256M-Instruct   | Idefics3ForConditionalGeneration   | Idefics3Processor (chat template) |
 
 SmolVLM-256M-Instruct is an `idefics3` checkpoint. The SmolVLM2 checkpoints (`model_type: smolvlm`) use
-`SmolVLMProcessor`, which in transformers 5.24 cannot be built without torchvision (its video processor), so
-no directory of that kind is made here (/work/notes/families.md says more).
+`SmolVLMProcessor`, which in transformers 5.24 cannot be built without torchvision (its `video_processor`
+argument checks against the video processor mapping, a dummy without torchvision), so no directory of that kind
+is made here.
 
 Two file layouts, so both kinds of directory users hold are covered:
 - `layout="processor"`: what transformers 5 writes (`processor.save_pretrained`: processor_config.json,
