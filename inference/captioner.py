@@ -13,8 +13,8 @@ from PIL import Image
 
 from inference.device import resolve_mode, resolve_threads
 from inference.engine import Engine
-from inference.families import family_of
-from inference.hub import looks_like_path, model_directory
+from inference.families import VISION_ENCODER_DECODER, family_of
+from inference.hub import ModelLoadError, looks_like_path, model_directory
 from inference.modeldir import version_of
 from inference.pixels import decode_image
 from inference.spec import CaptionerSpec
@@ -31,7 +31,10 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
     the CPU fast path (int8 ONNX Runtime graphs, own decode loop). Only the exact engine imports torch and
     transformers' models. The version is capbot.json's id when the directory has one, else `model` itself."""
     model_dir = model_directory(model)
-    family_of(model_dir, spec.family)  # the one family today: a model of another is refused here
+    family = family_of(model_dir, spec.family)  # a model of an architecture capbot has no family for is refused here
+    if family != VISION_ENCODER_DECODER:
+        raise ModelLoadError(f"{model_dir} holds a {family} model, which capbot cannot caption with yet",
+                             reason="unsupported_family")
     version = version_of(model_dir, model)
     if resolve_mode(spec.precision, spec.device) == "fast":
         from inference.fast.engine import FastEngine

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 from inference import ved
-from inference.families import family_of
-from inference.hub import model_directory
+from inference.families import VISION_ENCODER_DECODER, family_of
+from inference.hub import ModelLoadError, model_directory
 from inference.modeldir import new_metadata, save_model_dir
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 def import_model(source: str, models_dir: str | Path) -> Path:
     """Load `source` (hub id or directory) and save it as `models_dir/<new version>`; returns that directory."""
     folder = model_directory(source)
-    family_of(folder)  # another architecture is refused before anything is loaded
+    family = family_of(folder)  # another architecture is refused before anything is loaded
+    if family != VISION_ENCODER_DECODER:
+        raise ModelLoadError(f"{source} holds a {family} model, which capbot cannot import yet",
+                             reason="unsupported_family")
     model, processor, tokenizer = ved.load_model(folder), ved.load_processor(folder), ved.load_tokenizer(folder)
     metadata = new_metadata(made_by="import", base=str(source), source={"model": str(source)})
     out = save_model_dir(model, processor, tokenizer, Path(models_dir) / metadata.version, metadata)

@@ -140,11 +140,11 @@ def test_models_import_takes_a_directory_saved_by_transformers_and_can_activate_
 
 def test_models_import_refuses_what_it_cannot_load_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAPBOT_DATA_DIR", str(tmp_path / "data"))
-    (tmp_path / "blip").mkdir()
-    (tmp_path / "blip" / "config.json").write_text('{"model_type": "blip"}')
-    assert main(["models", "import", str(tmp_path / "blip")]) == 2
+    (tmp_path / "paligemma").mkdir()
+    (tmp_path / "paligemma" / "config.json").write_text('{"model_type": "paligemma"}')
+    assert main(["models", "import", str(tmp_path / "paligemma")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "'blip' model" in errors[0] and "vision-encoder-decoder" in errors[0]
+    assert len(errors) == 1 and "paligemma model" in errors[0] and "ViT + GPT-2" in errors[0]
     assert main(["models", "import", str(tmp_path / "missing")]) == 2
     assert "model directory not found" in capsys.readouterr().err
     assert not (tmp_path / "data" / "models").exists() or not any((tmp_path / "data" / "models").iterdir())
