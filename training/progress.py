@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -64,19 +65,35 @@ def step_bar(done: int, total: int, *, console: Console | None = None) -> Iterat
         yield StepBar(progress, task)
 
 
+_reroute_lock = threading.Lock()
+_reroute_users = 0
+_saved_propagate = False
+
+
 @contextmanager
 def _transformers_logs_through_logging() -> Iterator[None]:
-    """transformers' log records go to the root logger's handlers instead of its own stderr handler."""
+    """transformers' log records go to the root logger's handlers instead of its own stderr handler.
+
+    Counted, not saved per bar: two trainings in one process (a retrain thread beside a CLI run) open and
+    close their bars interleaved, and a per-bar save would restore the other bar's state, not the original.
+    """
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:  # nothing to reroute
         yield
         return
+    global _reroute_users, _saved_propagate
     library = logging.getLogger("transformers")
-    hf_logging.disable_default_handler()  # also sets transformers' own handler up if it was not yet
-    propagated, library.propagate = library.propagate, True
+    with _reroute_lock:
+        if _reroute_users == 0:
+            hf_logging.disable_default_handler()  # also sets transformers' own handler up if it was not yet
+            _saved_propagate, library.propagate = library.propagate, True
+        _reroute_users += 1
     try:
         yield
     finally:
-        library.propagate = propagated
-        hf_logging.enable_default_handler()
+        with _reroute_lock:
+            _reroute_users -= 1
+            if _reroute_users == 0:
+                library.propagate = _saved_propagate
+                hf_logging.enable_default_handler()

@@ -163,6 +163,7 @@ def test_transformers_warnings_print_above_the_bar_not_inside_it():
     handler = _CurrentStderr()
     logging.getLogger().addHandler(handler)
     warn = hf_logging.get_logger("transformers.modeling_utils")
+    propagated = logging.getLogger("transformers").propagate  # transformers' default: True only when CI is set
     try:
         with step_bar(0, 10, console=console) as bar:
             bar.advance(4)
@@ -177,8 +178,26 @@ def test_transformers_warnings_print_above_the_bar_not_inside_it():
     assert said[0].endswith("warning transformers.modeling_utils: We strongly recommend passing in an "
                             "`attention_mask` since your input_ids may be padded.")
     # Afterwards transformers logs as it did before.
-    assert logging.getLogger("transformers").propagate is False
+    assert logging.getLogger("transformers").propagate is propagated
     assert hf_logging._default_handler in logging.getLogger("transformers").handlers
+
+
+def test_overlapping_bars_leave_transformers_logging_as_it_was():
+    """Two trainings (a retrain thread and a CLI run, say) whose bars open and close interleaved."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.get_logger("transformers")  # transformers sets its own handler up
+    library = logging.getLogger("transformers")
+    before = library.propagate
+    first = step_bar(0, 10, console=Console(file=io.StringIO(), force_terminal=True))
+    second = step_bar(0, 10, console=Console(file=io.StringIO(), force_terminal=True))
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert library.propagate is True  # the second bar is still drawn
+    second.__exit__(None, None, None)
+    assert library.propagate is before
+    assert hf_logging._default_handler in library.handlers
 
 
 class _Stderr(io.StringIO):
