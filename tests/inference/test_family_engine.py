@@ -213,3 +213,17 @@ def test_capbot_caption_with_a_family_model_directory(built, synthetic_dataset, 
         num_beams=2, num_alternatives=1, max_new_tokens=6))).caption([photo.read_bytes()])[0]
     assert record["model_version"] == str(model_dir)
     assert record["caption"] == expected.text and 0 < record["confidence"] <= 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_hub_download_of_a_family_model_takes_every_file_it_loads_from(built, family):
+    # `model_directory` downloads a hub id's snapshot by file patterns; a repository saved by transformers 5
+    # keeps SmolVLM's chat template in chat_template.jinja.
+    from fnmatch import fnmatch
+
+    from inference.hub import _BIN, _REPO_FILES, _SAFETENSORS
+
+    for weights in ("safetensors", "bin"):
+        patterns = [*_REPO_FILES, *(_SAFETENSORS if weights == "safetensors" else _BIN)]
+        files = [p.name for p in built[family, weights].path.iterdir()]
+        assert [f for f in files if not any(fnmatch(f, pattern) for pattern in patterns)] == []
