@@ -14,9 +14,9 @@ from PIL import Image
 from capbot.cli import main
 from inference import family_models
 from inference.captioner import LocalCaptioner, load_engine
-from inference.device import EngineConfigError
 from inference.engine import Engine
-from inference.family_engine import FamilyEngine
+from inference.family_engine import FamilyEngine, teacher_forced_logprobs, token_logprobs
+from inference.generation import generate_kwargs, n_best_size
 from inference.hub import ModelLoadError
 from inference.model_import import import_model
 from inference.modeldir import load_metadata
@@ -155,14 +155,35 @@ def test_a_family_without_prompts_refuses_one(built, family):
         load_engine(built[family, "safetensors"].path, exact_greedy(prompt="a photo of"))
 
 
-def test_confidence_views_are_refused_in_one_line_at_load_and_per_call(built, engines, images):
-    with pytest.raises(EngineConfigError, match="confidence views") as refused:
-        load_engine(built["git", "safetensors"].path, exact_greedy(options=replace(GREEDY, confidence_views=2)))
-    assert "\n" not in str(refused.value)
-    with pytest.raises(EngineConfigError, match="confidence views"):
-        engines["git", "safetensors"].generate(images[:1], replace(GREEDY, confidence_views=4))
-    # None, the device's default, is none on these families: a GPU's default of 4 does not stop them loading.
-    assert engines["git", "safetensors"].generate(images[:1], replace(GREEDY, confidence_views=None))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_teacher_forced_pass_scores_the_tokens_as_generate_did(engines, images, family):
+    # The pass that scores a caption on the confidence views, on the image itself, gives generate's numbers.
+    engine = engines[family, "safetensors"]
+    inputs = engine.inputs(images)
+    for options in (GREEDY, BEAMS):
+        n_best = n_best_size(options)
+        with torch.inference_mode():
+            out = engine.model.generate(**inputs, num_return_sequences=n_best, output_logits=True,
+                                        return_dict_in_generate=True, **generate_kwargs(options))
+            rows = out.sequences[:, family_models.prompt_length(family, inputs):]
+            forced = teacher_forced_logprobs(family, engine.model, inputs, rows[::n_best], engine.end_ids)
+        searched = token_logprobs(out, engine.end_ids)[::n_best]
+        assert [len(r) for r in forced] == [len(r) for r in searched]
+        assert sum(forced, []) == pytest.approx(sum(searched, []), abs=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_confidence_views_score_the_caption_on_moved_pictures(engines, images, family):
+    engine = engines[family, "safetensors"]
+    plain = engine.generate(images, replace(BEAMS, confidence_views=0))
+    viewed = engine.generate(images, replace(BEAMS, confidence_views=4))
+    assert [o.text for o in viewed] == [o.text for o in plain]  # views change the number, not the caption
+    assert all(0 < o.confidence <= 1 for o in viewed)
+    if len({o.confidence for o in plain}) > 1:  # a model that looks at the picture (tiny BLIP's hardly does)
+        assert [o.confidence for o in viewed] != [o.confidence for o in plain]
+    # None is the device's default: none on the CPU.
+    assert [o.confidence for o in engine.generate(images, replace(BEAMS, confidence_views=None))] == \
+        [o.confidence for o in plain]
 
 
 def test_the_fast_mode_falls_back_to_the_exact_engine_and_says_so_once(built, images, caplog, monkeypatch):
