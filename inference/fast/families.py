@@ -45,13 +45,13 @@ SITES = {
 
 
 def quantize_for_cpu(model: Any, family: str, *, model_dir: str | Path, cache_dir: str | Path | None = None,
-                     threads: int = 1) -> Any:
+                     threads: int = 1, beside: bool = True) -> Any:
     """`model` (a loaded HF model of `family`, eval, fp32) with an int8 ONNX Runtime vision tower and dynamic
     int8 `nn.Linear` layers everywhere else; `generate` works on it as before. Changes `model` in place and
     returns it.
 
-    The tower's graph is built once per weights into `model_dir`'s cache (`cache_dir` if that is read-only;
-    see `inference.fast.vision`). `threads` is the ONNX Runtime session's intra-op thread count; the text
+    The tower's graph is built once per weights into `model_dir`'s cache (`cache_dir` if that is read-only
+    or `beside` is False, as for a hub snapshot; see `inference.fast.vision`). `threads` is the ONNX Runtime session's intra-op thread count; the text
     model runs on torch's threads, which the caller sets (`torch.set_num_threads`): one thread per engine
     is the fastest per caption on a shared machine (docs/performance.md).
     """
@@ -66,7 +66,7 @@ def quantize_for_cpu(model: Any, family: str, *, model_dir: str | Path, cache_di
     model.eval()
     shape = (_channels(model, family), *_image_size(model, family, site, Path(model_dir)))
     served = load_vision_tower(tower.eval(), family, shape, model_dir=Path(model_dir),
-                               cache_dir=Path(cache_dir) if cache_dir else None, threads=threads,
+                               cache_dir=Path(cache_dir) if cache_dir else None, threads=threads, beside=beside,
                                export_context=_full_tile_positions if family == "smolvlm" else None)
     setattr(owner, name, served)
     quantize_linears(model)

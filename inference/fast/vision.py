@@ -83,7 +83,7 @@ def _concat(arrays: list) -> Any:
 
 
 def load_vision_tower(tower: torch.nn.Module, family: str, input_shape: tuple[int, ...], *, model_dir: Path,
-                      cache_dir: Path | None = None, threads: int = 1,
+                      cache_dir: Path | None = None, threads: int = 1, beside: bool = True,
                       export_context: Callable[[torch.nn.Module], ContextManager] | None = None) -> OrtVisionTower:
     """`tower` (fp32, eval) as an `OrtVisionTower` over a cached int8 graph, building the graph if missing,
     stale or unreadable. `input_shape` is one image's (channels, height, width); `export_context(tower)`, if
@@ -92,11 +92,11 @@ def load_vision_tower(tower: torch.nn.Module, family: str, input_shape: tuple[in
     shape = (1, *input_shape)
     key = vision_key(tower, family, shape, reduce_range)
     name = f"vision-{family}-{key}"
-    for root in cache_roots(Path(model_dir), cache_dir):
+    for root in cache_roots(Path(model_dir), cache_dir, beside=beside):
         loaded = _try_load(root / name, tower, threads)
         if loaded is not None:
             return loaded
-    root = _writable_root(Path(model_dir), cache_dir)
+    root = _writable_root(Path(model_dir), cache_dir, beside)
     with FileLock(str(root / ".lock"), timeout=3600):
         loaded = _try_load(root / name, tower, threads)  # another process may have built it meanwhile
         if loaded is not None:
@@ -218,8 +218,8 @@ def _output_class(meta: dict) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _writable_root(model_dir: Path, fallback: Path | None) -> Path:
-    for root in cache_roots(model_dir, fallback):
+def _writable_root(model_dir: Path, fallback: Path | None, beside: bool) -> Path:
+    for root in cache_roots(model_dir, fallback, beside=beside):
         try:
             root.mkdir(parents=True, exist_ok=True)
             tempfile.NamedTemporaryFile(dir=root, prefix=".probe-").close()
