@@ -29,6 +29,8 @@ test: install
 # (the full-size model in a minute; the trained tiny fixture for the fidelity table in ~20 min on 2 cores).
 bench: install
 	$(PY) -m bench.cpu
+	$(PY) -m bench.families
+	$(PY) -m bench.family_fidelity
 	$(PY) -m bench.serving
 	$(PY) -m bench.fidelity
 	$(PY) -m bench.train --steps 60

@@ -1,12 +1,12 @@
 """CPU speed of every non-ViT+GPT-2 family at batch 1: plain HF fp32 `generate` against the fast path
-(`inference.fast.families.quantize_for_cpu`), side by side in one run.
+(`inference.fast.families.quantize_for_cpu`, with fp16 and int8 text weights), side by side in one run.
 
 Each family is its full-size architecture with random weights, from a config written here with the hub
 checkpoint's sizes (hidden sizes, layers, heads, vocabulary, image size): Salesforce/blip-image-captioning-base,
 microsoft/git-base, florence-community/Florence-2-base and HuggingFaceTB/SmolVLM-256M-Instruct. A caption is
 end to end from a decoded photo: the family's image processor, then greedy `generate` of exactly `--tokens`
 new tokens (`min_new_tokens` too: random weights would otherwise stop at different points). Both paths
-caption the same images, interleaved image by image (the order flips every repeat), at each thread count;
+caption the same images, interleaved image by image (the order rotates every repeat), at each thread count;
 min and median ms per caption are reported, and how many captions have HF's exact tokens (random weights
 have near-flat distributions, so this says little about fidelity: see bench.family_fidelity).
 
@@ -176,7 +176,7 @@ class Contender:
 
 
 def run_family(family: str, sizes: Sizes, threads_list: list[int], repeats: int, images: list, tokens: int,
-               cache: Path) -> list[dict]:
+               cache: Path, texts: list[str]) -> list[dict]:
     """Both paths of one family at each thread count, interleaved image by image; returns the table rows."""
     import torch
 
@@ -191,14 +191,16 @@ def run_family(family: str, sizes: Sizes, threads_list: list[int], repeats: int,
     rows = []
     for threads in threads_list:
         torch.set_num_threads(threads)
-        fast = quantize_for_cpu(copy.deepcopy(model), family, model_dir=model_dir, threads=threads)
-        contenders = [Contender("plain HF fp32", family, model, processor, inputs, tokens),
-                      Contender("capbot fast", family, fast, processor, inputs, tokens)]
+        contenders = [Contender("plain HF fp32", family, model, processor, inputs, tokens)] + [
+            Contender(f"capbot fast (text {text})", family,
+                      quantize_for_cpu(copy.deepcopy(model), family, model_dir=model_dir, threads=threads, text=text),
+                      processor, inputs, tokens) for text in texts]
         ids = {c.name: [c.caption(image) for image in images] for c in contenders}  # warm-up, compared below
         times: dict[str, list[float]] = {c.name: [] for c in contenders}
         for repeat in range(repeats):
             for image in images:
-                for contender in (contenders if repeat % 2 == 0 else contenders[::-1]):
+                shift = repeat % len(contenders)
+                for contender in contenders[shift:] + contenders[:shift]:
                     times[contender.name].append(timed(lambda: contender.caption(image)))
         base = summary(times[contenders[0].name])
         for contender in contenders:
@@ -209,8 +211,7 @@ def run_family(family: str, sizes: Sizes, threads_list: list[int], repeats: int,
                          "speedup_min": round(base["min_ms"] / stats["min_ms"], 2),
                          "same_tokens_as_hf": f"{same}/{len(images)}",
                          "tokens": len(ids[contender.name][0])})
-        logging.getLogger("bench").info("family done", extra={"family": family, "threads": threads})
-        del fast
+        logging.getLogger("bench").info("%s done at %d thread(s)", family, threads)
     return rows
 
 
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--text", default="fp16,int8", help="the fast path's text weights to time (fp16, int8)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one image, one repeat (the test suite)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="where the int8 vision graphs are cached (default bench/.models/families[-smoke])")
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     images = [Image.open(io.BytesIO(data)).convert("RGB") for data in photo_jpegs(count)]
     threads = [int(t) for t in args.threads.split(",")]
     rows = [row for family in args.families.split(",")
-            for row in run_family(family, sizes, threads, repeats, images, tokens, cache)]
+            for row in run_family(family, sizes, threads, repeats, images, tokens, cache, args.text.split(","))]
     payload = {"machine": machine(), "smoke": args.smoke, "tokens": tokens, "images": count, "repeats": repeats,
                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "results": rows}
     print_results(payload)

@@ -3,7 +3,8 @@
 Random weights say nothing about whether int8 changes real captions, so this trains a tiny BLIP and a tiny
 GIT (tests/families.py's builders, width 64) from scratch on synthetic shapes with a plain torch loop
 (labels as the model cards train them: the caption's tokens, padding masked), then captions the held-out
-test split greedily with plain fp32 `generate` and with `quantize_for_cpu`'s model, one image per call (the
+test split greedily with plain fp32 `generate` and with `quantize_for_cpu`'s model (fp16 and int8 text
+weights), one image per call (the
 fast path's serving case: torch's dynamic int8 scales activations over a whole call, so a batched call
 could make a caption depend on its batch-mates) and in calls of 8, and scores both with capbot's CIDEr.
 
@@ -85,10 +86,11 @@ def train(family: str, data: Path, out: Path, steps: int, batch: int = 32, lr: f
 
 
 def compare(family: str, model_dir: Path, data: Path) -> list[dict]:
-    """fp32 against fast captions of the test split, one image per call and in calls of 8."""
+    """fp32 against fast captions of the test split (fp16 and int8 text weights), one image per call and in
+    calls of 8."""
     from PIL import Image
 
-    from inference.fast.families import quantize_for_cpu
+    from inference.fast.families import TEXT_WEIGHTS, quantize_for_cpu
     from tests.families import load_family_model, model_card_captions
     from training.data.coco import load_split
     from training.evaluate import score_captions
@@ -97,21 +99,26 @@ def compare(family: str, model_dir: Path, data: Path) -> list[dict]:
     images = [Image.open(item.path).convert("RGB") for item in test]
     references = {item.image_id: list(item.captions) for item in test}
     exact, processor = load_family_model(model_dir)
-    fast = quantize_for_cpu(load_family_model(model_dir)[0], family, model_dir=model_dir)
+
+    def captions(model, batch):
+        return [t for start in range(0, len(images), batch)
+                for t in model_card_captions(family, model, processor, images[start:start + batch],
+                                             max_new_tokens=MAX_TOKENS)]
+
+    def cider(texts):
+        return score_captions(dict(zip(references, texts)), references, with_meteor=False).cider
+
     rows = []
-    for batch in (1, 8):
-        texts = {name: [t for start in range(0, len(images), batch)
-                        for t in model_card_captions(family, model, processor, images[start:start + batch],
-                                                     max_new_tokens=MAX_TOKENS)]
-                 for name, model in (("exact", exact), ("fast", fast))}
-        cider = {name: score_captions(dict(zip(references, texts[name])), references, with_meteor=False).cider
-                 for name in texts}
-        same = sum(a == b for a, b in zip(texts["exact"], texts["fast"]))
-        rows.append({"family": family, "batch": batch, "images": len(images), "identical": same,
-                     "identical_pct": round(100 * same / len(images), 1), "cider_exact": round(cider["exact"], 4),
-                     "cider_fast": round(cider["fast"], 4),
-                     "cider_change_pct": round(100 * (cider["fast"] - cider["exact"]) / cider["exact"], 2),
-                     "differences": [(a, b) for a, b in zip(texts["exact"], texts["fast"]) if a != b][:8]})
+    for text in TEXT_WEIGHTS:
+        fast = quantize_for_cpu(load_family_model(model_dir)[0], family, model_dir=model_dir, text=text)
+        for batch in (1, 8):
+            expected, got = captions(exact, batch), captions(fast, batch)
+            before, after = cider(expected), cider(got)
+            same = sum(a == b for a, b in zip(expected, got))
+            rows.append({"family": family, "text": text, "batch": batch, "images": len(images), "identical": same,
+                         "identical_pct": round(100 * same / len(images), 1), "cider_exact": round(before, 4),
+                         "cider_fast": round(after, 4), "cider_change_pct": round(100 * (after - before) / before, 2),
+                         "differences": [(a, b) for a, b in zip(expected, got) if a != b][:8]})
     return rows
 
 
@@ -134,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             for row in compare(family, train(family, data, args.root / family, args.steps), data)]
     payload = {"machine": machine(), "steps": args.steps, "results": rows}
     print_table("Fidelity of the families' fast path: fp32 generate against quantize_for_cpu, trained tiny models, "
-                "greedy", ["family", "images per call", "images", "identical captions", "CIDEr fp32", "CIDEr fast",
+                "greedy", ["family", "text weights", "images per call", "images", "identical captions", "CIDEr fp32", "CIDEr fast",
                            "CIDEr change"],
-                [[r["family"], r["batch"], r["images"], f'{r["identical"]} ({r["identical_pct"]}%)', r["cider_exact"],
+                [[r["family"], r["text"], r["batch"], r["images"], f'{r["identical"]} ({r["identical_pct"]}%)', r["cider_exact"],
                   r["cider_fast"], f'{r["cider_change_pct"]}%'] for r in rows])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")

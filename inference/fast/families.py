@@ -36,6 +36,10 @@ class VisionSite:
     fixed_size: bool  # the config's vision_config.image_size is the input size (else: the processor's)
 
 
+# The text model's Linear weights: fp16 (the default: within the fidelity bar) or int8 (faster, not within it on
+# the trained tiny models; docs/performance.md, "Other families").
+TEXT_WEIGHTS = ("fp16", "int8")
+
 SITES = {
     "blip": VisionSite("vision_model", True),
     "git": VisionSite("git.image_encoder", True),
@@ -45,7 +49,7 @@ SITES = {
 
 
 def quantize_for_cpu(model: Any, family: str, *, model_dir: str | Path, cache_dir: str | Path | None = None,
-                     threads: int = 1, beside: bool = True) -> Any:
+                     threads: int = 1, beside: bool = True, text: str = "fp16") -> Any:
     """`model` (a loaded HF model of `family`, eval, fp32) with an int8 ONNX Runtime vision tower and dynamic
     int8 `nn.Linear` layers everywhere else; `generate` works on it as before. Changes `model` in place and
     returns it.
@@ -57,6 +61,8 @@ def quantize_for_cpu(model: Any, family: str, *, model_dir: str | Path, cache_di
     """
     if family not in SITES:
         raise ValueError(f"no CPU fast path for family {family!r}; one of {', '.join(SITES)}")
+    if text not in TEXT_WEIGHTS:
+        raise ValueError(f"text weights {text!r}: use one of {', '.join(TEXT_WEIGHTS)}")
     site = SITES[family]
     parent, _, name = site.path.rpartition(".")
     owner = model.get_submodule(parent) if parent else model
@@ -69,19 +75,22 @@ def quantize_for_cpu(model: Any, family: str, *, model_dir: str | Path, cache_di
                                cache_dir=Path(cache_dir) if cache_dir else None, threads=threads, beside=beside,
                                export_context=_full_tile_positions if family == "smolvlm" else None)
     setattr(owner, name, served)
-    quantize_linears(model)
+    quantize_linears(model, text)
     return model
 
 
-def quantize_linears(model: torch.nn.Module) -> torch.nn.Module:
-    """Every `nn.Linear` of `model` as torch's dynamic int8 Linear (weights per output channel), in place."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+def quantize_linears(model: torch.nn.Module, weights: str = "fp16") -> torch.nn.Module:
+    """Every `nn.Linear` of `model` as torch's dynamic quantized Linear, in place: `fp16` weights (fp32
+    products) or `int8` ones (per output channel; activations in 7 bits, per call over the whole tensor)."""
+    from torch.ao.quantization import float16_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
+    qconfig, dtype = {"fp16": (float16_dynamic_qconfig, torch.float16),
+                      "int8": (per_channel_dynamic_qconfig, torch.qint8)}[weights]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization: see the module docstring
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", message=r".*quantize_per_(tensor|channel).*deprecated")
-        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=dtype, inplace=True)
     return model
 
 

@@ -16,6 +16,7 @@ def test_families_benchmark_smoke_mode_times_both_paths_of_every_family(tmp_path
 
     assert payload["smoke"] and payload["tokens"] == 4
     assert {(r["family"], r["threads"], r["path"]) for r in rows} == {
-        (f, t, p) for f in families.FAMILIES for t in (1, 2) for p in ("plain HF fp32", "capbot fast")}
+        (f, t, p) for f in families.FAMILIES for t in (1, 2)
+        for p in ("plain HF fp32", "capbot fast (text fp16)", "capbot fast (text int8)")}
     assert all(r["median_ms"] > 0 and r["tokens"] >= 4 for r in rows)  # every path generated its tokens
     assert all(list((tmp_path / "cache" / f / ".capbot-fast").glob(f"vision-{f}-*")) for f in families.FAMILIES)
