@@ -54,7 +54,7 @@ FULL, SMOKE = Sizes(), Sizes(width=64, layers=1, heads=2, smoke=True)
 
 # --- one builder per family: (model, image processor, inputs(pixels-dict) -> generate kwargs) ---
 def build_blip(sizes: Sizes) -> tuple[Any, Any, Callable]:
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil
 
     image = 384 if not sizes.smoke else 64
     config = BlipConfig(
@@ -67,12 +67,12 @@ def build_blip(sizes: Sizes) -> tuple[Any, Any, Callable]:
                          pad_token_id=0, sep_token_id=102, eos_token_id=102),
         projection_dim=sizes.width, image_text_hidden_size=sizes.width,
     )
-    processor = BlipImageProcessor(size={"height": image, "width": image})
+    processor = BlipImageProcessorPil(size={"height": image, "width": image})
     return BlipForConditionalGeneration(config), processor, lambda px: {"pixel_values": px["pixel_values"]}
 
 
 def build_git(sizes: Sizes) -> tuple[Any, Any, Callable]:
-    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM
+    from transformers import CLIPImageProcessorPil, GitConfig, GitForCausalLM
 
     image = 224 if not sizes.smoke else 64
     config = GitConfig(
@@ -82,13 +82,13 @@ def build_git(sizes: Sizes) -> tuple[Any, Any, Callable]:
         num_hidden_layers=sizes.scaled(6), num_attention_heads=sizes.heads,
         max_position_embeddings=1024, bos_token_id=101, eos_token_id=102, pad_token_id=0,
     )
-    processor = CLIPImageProcessor(size={"shortest_edge": image}, crop_size={"height": image, "width": image})
+    processor = CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image})
     return GitForCausalLM(config), processor, lambda px: {"pixel_values": px["pixel_values"]}
 
 
 def build_florence2(sizes: Sizes) -> tuple[Any, Any, Callable]:
     import torch
-    from transformers import CLIPImageProcessor, Florence2Config, Florence2ForConditionalGeneration
+    from transformers import CLIPImageProcessorPil, Florence2Config, Florence2ForConditionalGeneration
 
     if sizes.smoke:
         image, vision = 64, dict(depths=[1, 1, 1], patch_size=[7, 3, 3], patch_stride=[4, 2, 2],
@@ -107,7 +107,7 @@ def build_florence2(sizes: Sizes) -> tuple[Any, Any, Callable]:
                 bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2)
     config = Florence2Config(vision_config={**vision, "projection_dim": sizes.width, "drop_path_rate": 0.0},
                              text_config=text, image_token_id=image_token)
-    processor = CLIPImageProcessor(size={"height": image, "width": image}, do_center_crop=False,
+    processor = CLIPImageProcessorPil(size={"height": image, "width": image}, do_center_crop=False,
                                    image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
     grid = image // (32 if not sizes.smoke else 16)
     # The processor's input for <CAPTION>: the image tokens, then "<s>What does the image describe?</s>" (8 tokens).
@@ -119,7 +119,7 @@ def build_florence2(sizes: Sizes) -> tuple[Any, Any, Callable]:
 
 def build_smolvlm(sizes: Sizes) -> tuple[Any, Any, Callable]:
     import torch
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil
 
     tile = 512 if not sizes.smoke else 64
     vocab = 49280 if not sizes.smoke else 500
@@ -135,7 +135,7 @@ def build_smolvlm(sizes: Sizes) -> tuple[Any, Any, Callable]:
     scale = 4 if not sizes.smoke else 2
     config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=scale, image_token_id=image_token,
                             pad_token_id=2)
-    processor = Idefics3ImageProcessor(size={"longest_edge": tile}, max_image_size={"longest_edge": tile},
+    processor = Idefics3ImageProcessorPil(size={"longest_edge": tile}, max_image_size={"longest_edge": tile},
                                        do_image_splitting=False)
     image_tokens = (tile // 16) ** 2 // scale**2
     # The chat template's "<|im_start|>User:<image>Caption this image.<end_of_utterance>\nAssistant:", with the
