@@ -37,9 +37,8 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
     version = version_of(model_dir, model)
     mode = resolve_mode(spec.precision, spec.device)
     if family != VISION_ENCODER_DECODER:
-        from inference.family_engine import FamilyEngine, check_family_options
+        from inference.family_engine import FamilyEngine
 
-        check_family_options(spec.options)  # refused at load, not on the first request
         return FamilyEngine.load(model_dir, family, version=version, device=spec.device, dtype=spec.dtype,
                                  batch_size=spec.batch_size, threads=spec.threads, prompt=spec.prompt,
                                  fast=mode == "fast", cache_dir=spec.cache_dir, beside=looks_like_path(str(model)))
