@@ -125,9 +125,10 @@ def build_smolvlm(sizes: Sizes) -> tuple[Any, Any, Callable]:
     vocab = 49280 if not sizes.smoke else 500
     image_token, around, global_img = vocab - 3, vocab - 2, vocab - 1
     text_width = 576 if not sizes.smoke else 64
-    text = dict(model_type="llama", vocab_size=vocab, hidden_size=text_width, intermediate_size=1536 if not sizes.smoke
-                else 128, num_hidden_layers=30 if not sizes.smoke else 1, num_attention_heads=9 if not sizes.smoke else 2,
-                num_key_value_heads=3 if not sizes.smoke else 1, head_dim=64 if not sizes.smoke else 32,
+    full = not sizes.smoke
+    text = dict(model_type="llama", vocab_size=vocab, hidden_size=text_width, intermediate_size=1536 if full else 128,
+                num_hidden_layers=30 if full else 1, num_attention_heads=9 if full else 2,
+                num_key_value_heads=3 if full else 1, head_dim=64 if full else 32,
                 max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
                 pad_token_id=2, tie_word_embeddings=False)
     vision = dict(hidden_size=sizes.width, intermediate_size=4 * sizes.width, num_hidden_layers=sizes.layers,

@@ -141,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             for row in compare(family, train(family, data, args.root / family, args.steps), data)]
     payload = {"machine": machine(), "steps": args.steps, "results": rows}
     print_table("Fidelity of the families' fast path: fp32 generate against quantize_for_cpu, trained tiny models, "
-                "greedy", ["family", "text weights", "images per call", "images", "identical captions", "CIDEr fp32", "CIDEr fast",
-                           "CIDEr change"],
-                [[r["family"], r["text"], r["batch"], r["images"], f'{r["identical"]} ({r["identical_pct"]}%)', r["cider_exact"],
+                "greedy", ["family", "text weights", "images per call", "images", "identical captions", "CIDEr fp32",
+                           "CIDEr fast", "CIDEr change"],
+                [[r["family"], r["text"], r["batch"], r["images"], f'{r["identical"]} ({r["identical_pct"]}%)',
+                  r["cider_exact"],
                   r["cider_fast"], f'{r["cider_change_pct"]}%'] for r in rows])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -5,7 +5,7 @@ exact path's), and only the two costs that dominate a caption on the CPU change:
 - the vision tower (a ViT, DaViT or SigLIP: compute-bound, once per image) runs as an int8 ONNX Runtime
   graph, cached on disk per weights (`inference.fast.vision`);
 - every other `nn.Linear` (the text model, its LM head and the image-to-text projection: streamed once per
-  new token) becomes torch's dynamic int8 Linear, weights per output channel, activations per call.
+  new token) becomes torch's dynamic quantized Linear with fp16 weights (int8 ones as an option).
 Speed and fidelity per family: docs/performance.md ("Other families").
 
 torch's dynamic quantisation (`torch.ao.quantization.quantize_dynamic`) is deprecated in torch 2.13 in favour
@@ -51,13 +51,15 @@ SITES = {
 def quantize_for_cpu(model: Any, family: str, *, model_dir: str | Path, cache_dir: str | Path | None = None,
                      threads: int = 1, beside: bool = True, text: str = "fp16") -> Any:
     """`model` (a loaded HF model of `family`, eval, fp32) with an int8 ONNX Runtime vision tower and dynamic
-    int8 `nn.Linear` layers everywhere else; `generate` works on it as before. Changes `model` in place and
-    returns it.
+    quantized `nn.Linear` layers everywhere else; `generate` works on it as before. Changes `model` in place
+    and returns it.
 
     The tower's graph is built once per weights into `model_dir`'s cache (`cache_dir` if that is read-only
-    or `beside` is False, as for a hub snapshot; see `inference.fast.vision`). `threads` is the ONNX Runtime session's intra-op thread count; the text
-    model runs on torch's threads, which the caller sets (`torch.set_num_threads`): one thread per engine
-    is the fastest per caption on a shared machine (docs/performance.md).
+    or `beside` is False, as for a hub snapshot; see `inference.fast.vision`). `text`: the other Linear
+    layers' weights, `fp16` (the default, within the fidelity bar) or `int8` (faster, not within it).
+    `threads` is the ONNX Runtime session's intra-op thread count; the text model runs on torch's threads,
+    which the caller sets (`torch.set_num_threads`): one thread per engine was the fastest per caption on the
+    shared 2-core machine (docs/performance.md, "Other families").
     """
     if family not in SITES:
         raise ValueError(f"no CPU fast path for family {family!r}; one of {', '.join(SITES)}")

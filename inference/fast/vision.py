@@ -145,7 +145,8 @@ def build_vision_graph(tower: torch.nn.Module, folder: Path, shape: tuple[int, .
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("built the int8 vision tower", extra={"cache": str(folder), "build_s": round(time.perf_counter() - started, 1)})
+    log.info("built the int8 vision tower",
+             extra={"cache": str(folder), "build_s": round(time.perf_counter() - started, 1)})
     return folder
 
 
@@ -192,7 +193,8 @@ def _try_load(folder: Path, tower: torch.nn.Module, threads: int) -> OrtVisionTo
 
 def _read_meta(folder: Path) -> dict:
     meta = json.loads((folder / META_FILE).read_text())
-    if not all(isinstance(meta.get(k), t) for k, t in (("outputs", list), ("input_shape", list), ("output_class", str))):
+    expected = (("outputs", list), ("input_shape", list), ("output_class", str))
+    if not all(isinstance(meta.get(key), kind) for key, kind in expected):
         raise ValueError(f"{folder / META_FILE} lacks outputs, input_shape or output_class")
     _output_class(meta)
     return meta

@@ -17,7 +17,9 @@ from PIL import Image
 from inference.fast import vision
 from inference.fast.families import SITES, quantize_for_cpu
 from inference.fast.vision import GRAPH_FILE, OrtVisionTower
-from tests.families import build_family_model, caption_inputs, load_family_model, model_card_captions, synthetic_captions
+from tests.families import (
+    build_family_model, caption_inputs, load_family_model, model_card_captions, synthetic_captions,
+)
 
 FAMILIES = tuple(SITES)  # blip, git, florence2, smolvlm
 NEW_TOKENS = 8
@@ -95,7 +97,8 @@ def test_the_graph_is_built_once_and_reused(built, images, exports, tmp_path):
 
 def test_other_weights_get_a_new_graph_and_the_stale_one_goes(built, exports, tmp_path):
     family, cache = "blip", tmp_path / "cache"
-    quantize_for_cpu(load_family_model(built[family])[0], family, model_dir=built[family], cache_dir=cache, beside=False)
+    quantize_for_cpu(load_family_model(built[family])[0], family, model_dir=built[family], cache_dir=cache,
+                     beside=False)
     changed = load_family_model(built[family])[0]
     with torch.no_grad():
         _tower(changed, family).post_layernorm.bias.add_(0.5)  # e.g. a fine-tuned tower
@@ -108,7 +111,8 @@ def test_other_weights_get_a_new_graph_and_the_stale_one_goes(built, exports, tm
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "meta"])
 def test_an_unreadable_graph_is_rebuilt(built, images, exports, tmp_path, damage):
     family, cache = "florence2", tmp_path / "cache"
-    quantize_for_cpu(load_family_model(built[family])[0], family, model_dir=built[family], cache_dir=cache, beside=False)
+    quantize_for_cpu(load_family_model(built[family])[0], family, model_dir=built[family], cache_dir=cache,
+                     beside=False)
     folder = next((cache / built[family].name).glob("vision-florence2-*"))
     if damage == "garbage":
         (folder / GRAPH_FILE).write_bytes(b"not an onnx graph")
