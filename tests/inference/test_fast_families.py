@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from inference.fast import vision
 from inference.fast.families import SITES, quantize_for_cpu
@@ -71,7 +72,9 @@ def test_fast_captions_are_the_fp32_models(built, images, family):
     got = model_card_captions(family, fast, processor, images, max_new_tokens=NEW_TOKENS)
 
     assert isinstance(tower, OrtVisionTower)
-    assert not any(type(m) is torch.nn.Linear for m in fast.modules())  # every Linear is int8 now
+    assert not any(type(m) is torch.nn.Linear for m in fast.modules())  # every Linear is quantized now
+    assert {m._packed_params.dtype for m in fast.modules()
+            if isinstance(m, DynamicLinear)} == {torch.float16}  # the default text weights
     assert served.shape == reference.shape
     assert ((served - reference).norm() / reference.norm()).item() < 0.10
     assert sum(a == b for a, b in zip(expected, got)) >= 3, (expected, got)
@@ -158,3 +161,17 @@ def test_the_fast_mode_serves_the_quantized_model(built, images, family):
     assert isinstance(engine, FamilyEngine)
     assert isinstance(_tower(engine.model, family), OrtVisionTower)
     assert len(outputs) == 2 and all(isinstance(o.text, str) for o in outputs)
+
+
+def test_int8_text_weights_are_an_option_and_other_choices_are_refused(built, images):
+    family = "git"
+    model, processor = load_family_model(built[family])
+    fast = quantize_for_cpu(model, family, model_dir=built[family], text="int8")
+    dtypes = {m._packed_params.dtype for m in fast.modules() if isinstance(m, DynamicLinear)}
+
+    assert dtypes == {torch.qint8}
+    assert len(model_card_captions(family, fast, processor, images[:2], max_new_tokens=NEW_TOKENS)) == 2
+    with pytest.raises(ValueError, match="fp16, int8"):
+        quantize_for_cpu(load_family_model(built[family])[0], family, model_dir=built[family], text="int4")
+    with pytest.raises(ValueError, match="quantize_for_cpu already"):
+        quantize_for_cpu(fast, family, model_dir=built[family])
