@@ -8,7 +8,7 @@ weights), one image per call (the
 fast path's serving case: torch's dynamic int8 scales activations over a whole call, so a batched call
 could make a caption depend on its batch-mates) and in calls of 8, and scores both with capbot's CIDEr.
 
-    python -m bench.family_fidelity [--families blip,git] [--steps 1500] [--root bench/.models/family_fidelity]
+    python -m bench.family_fidelity [--families blip,git] [--steps 5000] [--root bench/.models/family_fidelity]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def train(family: str, data: Path, out: Path, steps: int, batch: int = 32, lr: f
     from tests.families import build_family_model, load_family_model, synthetic_captions
     from training.data.coco import load_split
 
-    if (out / "trained.json").is_file():
+    done = out / "trained.json"
+    if done.is_file() and json.loads(done.read_text()).get("steps") == steps:
         return out
+    shutil.rmtree(out, ignore_errors=True)  # none yet, or trained for another number of steps
     build_family_model(family, out, synthetic_captions(data))
     model, processor = load_family_model(out)
     items = load_split(data, "train").items
@@ -125,7 +128,7 @@ def compare(family: str, model_dir: Path, data: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default="blip,git")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--test-images", type=int, default=200)
     parser.add_argument("--root", type=Path, default=ROOT / ".models" / "family_fidelity")
