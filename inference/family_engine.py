@@ -61,8 +61,8 @@ class FamilyEngine:
         `inference.modeldir.version_of` the directory, `prompt` to the family's (`family_models.caption_prompt`).
 
         `fast`: the CPU fast path (`inference.fast.families.quantize_for_cpu`: int8 vision tower in ONNX
-        Runtime, cached in the model directory, or `cache_dir` where it is read-only or not `beside`; int8
-        Linear layers elsewhere) on fp32 CPU weights, with `threads` (0: `resolve_threads`' default) for both
+        Runtime, cached in the model directory, or `cache_dir` where it is read-only or not `beside`; fp16
+        Linear weights elsewhere) from fp32 CPU weights, with `threads` (0: `resolve_threads`' default) for both
         torch and ONNX Runtime."""
         version = version or version_of(model_dir)
         placement = resolve_placement("cpu" if fast else device, "float32" if fast else dtype, purpose="serve")
