@@ -31,7 +31,8 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
     the CPU fast path (int8 ONNX Runtime graphs, own decode loop). The BLIP, GIT, Florence-2 and SmolVLM
     families run on `inference.family_engine.FamilyEngine` (plain `generate`, the spec's prompt); in the fast
     mode its model is `inference.fast.families.quantize_for_cpu`'s (int8 vision tower, fp16 Linear weights).
-    Only the exact engines import torch and transformers' models. The version is capbot.json's id when the directory has one, else `model` itself."""
+    Only ViT+GPT-2's fast engine runs without torch and transformers' models. The version is capbot.json's id
+    when the directory has one, else `model` itself."""
     model_dir = model_directory(model)
     family = family_of(model_dir, spec.family)  # a model of an architecture capbot has no family for is refused here
     version = version_of(model_dir, model)
