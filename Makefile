@@ -26,9 +26,12 @@ test: install
 
 # Benchmarks (not tests; docs/performance.md): plain Hugging Face against capbot side by side, interleaved.
 # Prints Markdown tables and writes JSON under bench/results/. Builds its models under bench/.models/ first
-# (the full-size model in a minute; the trained tiny fixture for the fidelity table in ~20 min on 2 cores).
+# (the full-size model in a minute; the trained tiny fixture for the fidelity table in ~20 min on 2 cores; the
+# families' full-size models at once, their trained tiny BLIP and GIT in ~10 min).
 bench: install
 	$(PY) -m bench.cpu
+	$(PY) -m bench.families
+	$(PY) -m bench.family_fidelity
 	$(PY) -m bench.serving
 	$(PY) -m bench.fidelity
 	$(PY) -m bench.train --steps 60

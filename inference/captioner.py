@@ -29,20 +29,20 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
     """The engine for `model` (hub id or directory) under `spec`: the model's family (`inference.families`),
     then the spec's engine mode (`inference.device.resolve_mode`): the exact engine (plain `generate`) or
     the CPU fast path (int8 ONNX Runtime graphs, own decode loop). The BLIP, GIT, Florence-2 and SmolVLM
-    families run on `inference.family_engine.FamilyEngine` (plain `generate`, the spec's prompt), also where
-    the fast mode was chosen (said once in the log). Only the exact engines import torch and transformers'
-    models. The version is capbot.json's id when the directory has one, else `model` itself."""
+    families run on `inference.family_engine.FamilyEngine` (plain `generate`, the spec's prompt); in the fast
+    mode its model is `inference.fast.families.quantize_for_cpu`'s (int8 vision tower, fp16 Linear weights).
+    Only ViT+GPT-2's fast engine runs without torch and transformers' models. The version is capbot.json's id
+    when the directory has one, else `model` itself."""
     model_dir = model_directory(model)
     family = family_of(model_dir, spec.family)  # a model of an architecture capbot has no family for is refused here
     version = version_of(model_dir, model)
     mode = resolve_mode(spec.precision, spec.device)
     if family != VISION_ENCODER_DECODER:
-        if mode == "fast":
-            _note_no_fast_path(family)
         from inference.family_engine import FamilyEngine
 
         return FamilyEngine.load(model_dir, family, version=version, device=spec.device, dtype=spec.dtype,
-                                 batch_size=spec.batch_size, threads=spec.threads, prompt=spec.prompt)
+                                 batch_size=spec.batch_size, threads=spec.threads, prompt=spec.prompt,
+                                 fast=mode == "fast", cache_dir=spec.cache_dir, beside=looks_like_path(str(model)))
     if spec.prompt:
         from inference.family_models import caption_prompt
 
@@ -57,17 +57,6 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
 
     return ExactEngine.load(model_dir, version=version, device=spec.device, dtype=spec.dtype,
                             batch_size=spec.batch_size, threads=spec.threads)
-
-
-_NOTED_NO_FAST_PATH: set[str] = set()
-
-
-def _note_no_fast_path(family: str) -> None:
-    """Say once per family that its models run on the exact engine where the fast one was asked for."""
-    if family not in _NOTED_NO_FAST_PATH:
-        _NOTED_NO_FAST_PATH.add(family)
-        log.info("no fast engine for this model family yet: captioning with the exact engine (plain generate)",
-                 extra={"family": family})
 
 
 class LocalCaptioner:

@@ -55,19 +55,31 @@ class FamilyEngine:
 
     @classmethod
     def load(cls, model_dir: Path, family: str, *, version: str | None = None, device: str = "auto",
-             dtype: str = "auto", batch_size: int = 8, threads: int = 0, prompt: str | None = None) -> "FamilyEngine":
+             dtype: str = "auto", batch_size: int = 8, threads: int = 0, prompt: str | None = None,
+             fast: bool = False, cache_dir: Path | None = None, beside: bool = True) -> "FamilyEngine":
         """Load the `family` model in the local directory `model_dir` onto `device`; `version` defaults to
-        `inference.modeldir.version_of` the directory, `prompt` to the family's (`family_models.caption_prompt`)."""
+        `inference.modeldir.version_of` the directory, `prompt` to the family's (`family_models.caption_prompt`).
+
+        `fast`: the CPU fast path (`inference.fast.families.quantize_for_cpu`: int8 vision tower in ONNX
+        Runtime, cached in the model directory, or `cache_dir` where it is read-only or not `beside`; fp16
+        Linear weights elsewhere) from fp32 CPU weights, with `threads` (0: `resolve_threads`' default) for both
+        torch and ONNX Runtime."""
         version = version or version_of(model_dir)
-        placement = resolve_placement(device, dtype, purpose="serve")
-        if threads and placement.device.type == "cpu":
+        placement = resolve_placement("cpu" if fast else device, "float32" if fast else dtype, purpose="serve")
+        if (threads or fast) and placement.device.type == "cpu":
             torch.set_num_threads(resolve_threads(threads))
         started = time.perf_counter()
         model = family_models.load_model(model_dir, family, dtype=placement.weights)
+        if fast:
+            from inference.fast.families import quantize_for_cpu
+
+            model = quantize_for_cpu(model, family, model_dir=model_dir, cache_dir=cache_dir,
+                                     threads=resolve_threads(threads), beside=beside)
         engine = cls(model.to(placement.device), family_models.load_processor(model_dir, family), family,
                      version=version, batch_size=batch_size, prompt=prompt)
         log.info("model loaded", extra={"source": str(model_dir), "version": version, "family": family,
                                         "device": str(placement.device), "dtype": str(placement.weights),
+                                        "mode": "fast" if fast else "exact",
                                         "load_ms": round((time.perf_counter() - started) * 1000)})
         return engine
 

@@ -5,4 +5,7 @@ Modules, each importing only those listed before it: `layout` (the conversion's 
 `build` (export and quantise them, torch), `cache` (where conversions live; runs `build`), `files` (what
 serving reads from a model directory without torch), `engine` (`FastEngine`). Why ONNX Runtime and what it
 gains: docs/performance.md.
+
+The BLIP, GIT, Florence-2 and SmolVLM families' fast path keeps transformers' `generate`: `vision` (a vision
+tower as a cached int8 ONNX Runtime graph, torch) and `families` (`quantize_for_cpu`, torch).
 """

@@ -31,7 +31,9 @@ def test_a_pulled_git_model_is_activated_and_served_by_the_gpu_class(monkeypatch
 
     source = build_family_model("git", tmp_path / "git-base", synthetic_captions(synthetic_dataset.out_dir),
                                 weights="bin", layout="hub")
-    deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url, CAPBOT_REGISTRY_POLL_S="0.001")
+    # The GPU class serves the exact engine on a GPU; here, without one, `auto` would pick the CPU fast path.
+    deployment = deployment_env(monkeypatch, tmp_path, tiny_model_dir, database_url, CAPBOT_REGISTRY_POLL_S="0.001",
+                                CAPBOT_PRECISION="exact")
     pulled = pull_model.local(hub_id=str(source.path), activate=True)
     assert pulled["active"] == pulled["version"] and Path(pulled["location"]).parent == deployment.models_dir
     assert deployment.volumes["models"].commits >= 1
