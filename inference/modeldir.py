@@ -136,13 +136,15 @@ def make_image_processor(image_size: int) -> Any:
 def save_model_dir(
     model: Any,
     image_processor: Any,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase | None,
     out_dir: str | Path,
     metadata: ModelMetadata,
     *,
     overwrite: bool = False,
 ) -> Path:
     """Write model, image processor, tokenizer and `capbot.json` into one directory; return its path.
+    `image_processor` may be a whole processor (BLIP, GIT, Florence-2, SmolVLM), which saves its tokenizer
+    itself: `tokenizer` is then None.
 
     The directory appears complete or not at all: files go to a temporary sibling that is renamed into
     place, so a crash mid-save never leaves a half-written version for serving to pick up. An existing
@@ -158,7 +160,8 @@ def save_model_dir(
     try:
         model.save_pretrained(tmp)
         image_processor.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
         (tmp / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
         _make_readable(tmp)
         _replace_dir(tmp, out)

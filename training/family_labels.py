@@ -51,23 +51,23 @@ def text_ids(family: str, model: Any) -> TextIds:
     if family == BLIP:  # BLIP's generate starts from the text config's bos and stops at its [SEP]
         text = config.text_config
         return TextIds(text.bos_token_id, text.sep_token_id, text.pad_token_id)
-    generation = model.generation_config
-    text = config.get_text_config()
-
-    def first(*values: Any) -> Any:
-        for value in values:
-            if isinstance(value, (list, tuple)):
-                value = value[0] if value else None
-            if value is not None:
-                return value
-        return None
-
-    start = first(generation.bos_token_id, text.bos_token_id, getattr(config, "bos_token_id", None))
-    end = first(generation.eos_token_id, text.eos_token_id, getattr(config, "eos_token_id", None))
-    pad = first(generation.pad_token_id, text.pad_token_id, getattr(config, "pad_token_id", None), end)
+    generation, text = model.generation_config, config.get_text_config()
+    start = _first(generation.bos_token_id, text.bos_token_id)
+    end = _first(generation.eos_token_id, text.eos_token_id)
+    pad = _first(generation.pad_token_id, text.pad_token_id, end)
     if end is None:
         raise ValueError(f"the {family} model's configs name no end-of-sequence token; captions could never end")
-    return TextIds(start, int(end), int(pad))
+    return TextIds(start, end, pad)  # type: ignore[arg-type]
+
+
+def _first(*values: Any) -> int | None:
+    """The first id given (a list of end ids counts as its first), or None."""
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    return None
 
 
 def caption_targets(family: str, processor: Any, captions: Sequence[str], ids: TextIds, *, max_length: int,
