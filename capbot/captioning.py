@@ -21,7 +21,7 @@ def captioner_spec(settings) -> CaptionerSpec:
     return CaptionerSpec(
         device=settings.device, dtype=settings.dtype, precision=settings.precision, threads=settings.threads,
         batch_size=settings.batch_size, options=options, max_image_bytes=settings.max_image_bytes,
-        max_image_pixels=settings.max_image_pixels,
+        max_image_pixels=settings.max_image_pixels, prompt=settings.caption_prompt,
         cache_dir=settings.data_dir / "cache" / "fast",  # fast conversions of a read-only model directory
     )
 

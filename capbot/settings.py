@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     no_repeat_ngram_size: int = Field(3, ge=0, le=10, description="Forbid repeating n-grams of this size (0 = off).")
     num_alternatives: int = Field(2, ge=0, le=9, description="Other captions offered with each served caption (beam search n-best, shown in correction forms); serving searches with at least this + 1 beams.")
     confidence_views: int | None = Field(None, ge=0, le=4, description="Views of each served image (the model input moved 2 pixels right, down, left, up) its caption is also scored on for its confidence; 0 = the image only. Unset or 'auto': 4 where the model runs on a GPU (the Modal GPU class, local CUDA), 0 on the CPU. 4 separates wrong captions better (AUROC 0.76 -> 0.82 on the test fixture) but makes a full-size caption on the CPU fast path 3-4x slower.")
+    caption_prompt: str | None = Field(None, description="The prompt of a model family that captions from one (docs/models.md): Florence-2's task, <CAPTION> (default), <DETAILED_CAPTION> or <MORE_DETAILED_CAPTION>; SmolVLM's question (default 'Caption this image.'). Unset: the family's default; BLIP, GIT and ViT+GPT-2 take none and refuse one.")
     low_confidence: float = Field(0.5, ge=0, le=1, description="Below this confidence (0-1) the bots and the page say they are unsure and invite a correction.")
 
     # --- image limits ---

@@ -14,7 +14,7 @@ from PIL import Image
 from inference.device import resolve_mode, resolve_threads
 from inference.engine import Engine
 from inference.families import VISION_ENCODER_DECODER, family_of
-from inference.hub import ModelLoadError, looks_like_path, model_directory
+from inference.hub import looks_like_path, model_directory
 from inference.modeldir import version_of
 from inference.pixels import decode_image
 from inference.spec import CaptionerSpec
@@ -28,15 +28,27 @@ EngineLoader = Callable[[str | Path, CaptionerSpec], Engine]
 def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
     """The engine for `model` (hub id or directory) under `spec`: the model's family (`inference.families`),
     then the spec's engine mode (`inference.device.resolve_mode`): the exact engine (plain `generate`) or
-    the CPU fast path (int8 ONNX Runtime graphs, own decode loop). Only the exact engine imports torch and
-    transformers' models. The version is capbot.json's id when the directory has one, else `model` itself."""
+    the CPU fast path (int8 ONNX Runtime graphs, own decode loop). The BLIP, GIT, Florence-2 and SmolVLM
+    families run on `inference.family_engine.FamilyEngine` (plain `generate`, the spec's prompt), also where
+    the fast mode was chosen (said once in the log). Only the exact engines import torch and transformers'
+    models. The version is capbot.json's id when the directory has one, else `model` itself."""
     model_dir = model_directory(model)
     family = family_of(model_dir, spec.family)  # a model of an architecture capbot has no family for is refused here
-    if family != VISION_ENCODER_DECODER:
-        raise ModelLoadError(f"{model_dir} holds a {family} model, which capbot cannot caption with yet",
-                             reason="unsupported_family")
     version = version_of(model_dir, model)
-    if resolve_mode(spec.precision, spec.device) == "fast":
+    mode = resolve_mode(spec.precision, spec.device)
+    if family != VISION_ENCODER_DECODER:
+        if mode == "fast":
+            _note_no_fast_path(family)
+        from inference.family_engine import FamilyEngine, check_family_options
+
+        check_family_options(spec.options)  # refused at load, not on the first request
+        return FamilyEngine.load(model_dir, family, version=version, device=spec.device, dtype=spec.dtype,
+                                 batch_size=spec.batch_size, threads=spec.threads, prompt=spec.prompt)
+    if spec.prompt:
+        from inference.family_models import caption_prompt
+
+        caption_prompt(family, None, spec.prompt)  # ViT+GPT-2 takes no prompt: refused, not ignored
+    if mode == "fast":
         from inference.fast.engine import FastEngine
 
         return FastEngine.load(model_dir, version=version, batch_size=spec.batch_size,
@@ -46,6 +58,17 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
 
     return ExactEngine.load(model_dir, version=version, device=spec.device, dtype=spec.dtype,
                             batch_size=spec.batch_size, threads=spec.threads)
+
+
+_NOTED_NO_FAST_PATH: set[str] = set()
+
+
+def _note_no_fast_path(family: str) -> None:
+    """Say once per family that its models run on the exact engine where the fast one was asked for."""
+    if family not in _NOTED_NO_FAST_PATH:
+        _NOTED_NO_FAST_PATH.add(family)
+        log.info("no fast engine for this model family yet: captioning with the exact engine (plain generate)",
+                 extra={"family": family})
 
 
 class LocalCaptioner:

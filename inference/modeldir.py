@@ -1,4 +1,5 @@
-"""Self-describing model directories: weights, configs, image processor, tokenizer and `capbot.json`.
+"""Self-describing model directories: weights, configs, image processor, tokenizer and `capbot.json` (another
+family than ViT+GPT-2: its processor, which holds the image processor, tokenizer and chat template).
 
 Everything that builds or trains a model (`capbot models init`, training, retraining) saves through
 `save_model_dir`, and everything that loads one reads the same layout, so a directory alone is enough to
@@ -135,16 +136,18 @@ def make_image_processor(image_size: int) -> Any:
 
 def save_model_dir(
     model: Any,
-    image_processor: Any,
+    processor: Any,
     tokenizer: PreTrainedTokenizerBase | None,
     out_dir: str | Path,
     metadata: ModelMetadata,
     *,
     overwrite: bool = False,
 ) -> Path:
-    """Write model, image processor, tokenizer and `capbot.json` into one directory; return its path.
-    `image_processor` may be a whole processor (BLIP, GIT, Florence-2, SmolVLM), which saves its tokenizer
-    itself: `tokenizer` is then None.
+    """Write model, processor, tokenizer and `capbot.json` into one directory; return its path.
+
+    `processor` is a ViT+GPT-2 model's image processor beside its `tokenizer`, or another family's own
+    processor (`inference.family_models.load_processor`), which saves its tokenizer and chat template
+    itself: its `tokenizer` is None.
 
     The directory appears complete or not at all: files go to a temporary sibling that is renamed into
     place, so a crash mid-save never leaves a half-written version for serving to pick up. An existing
@@ -159,7 +162,7 @@ def save_model_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         model.save_pretrained(tmp)
-        image_processor.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")

@@ -1,6 +1,7 @@
 """How captions are made, said once: `CaptionerSpec`.
 
-A spec is everything that decides what caption an image gets besides the model itself: the family, where
+A spec is everything that decides what caption an image gets besides the model itself: the family and its
+prompt, where
 and in what precision the model runs, which engine runs it, its threads and batch size, the intake's
 limits and the generation options (beams, length, n-gram ban, alternatives, confidence views). capbot
 builds one from settings (`capbot.captioning.captioner_spec`); serving, `capbot caption`, `capbot
@@ -42,6 +43,9 @@ class CaptionerSpec:
     threads: int = 0  # intra-op CPU threads; 0: `inference.device.resolve_threads`
     batch_size: int = 8  # images per forward pass
     options: GenerationOptions = SERVED_OPTIONS  # what a caption call without options of its own gets
+    # Florence-2's task token or SmolVLM's question (`inference.family_models.caption_prompt`); None: the
+    # family's own (<CAPTION>, "Caption this image."). A model of a family without prompts refuses one at load.
+    prompt: str | None = None
     max_image_bytes: int = DEFAULT_MAX_BYTES  # the intake's limits (`inference.images`)
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     cache_dir: Path | None = field(default=None, compare=False)  # fast conversions of read-only model dirs

@@ -1,0 +1,143 @@
+"""The exact engine of the BLIP, GIT, Florence-2 and SmolVLM families: plain transformers `generate`.
+
+The captions a user of transformers gets from the model card's code (tests/families.py
+`model_card_captions`), on the CPU or a GPU, in the spec's dtype: the family's processor builds the inputs
+(`inference.family_models.model_inputs`, with its prompt), `generate` searches, and the caption is decoded
+without the prompt, special tokens or chat-template text.
+
+Confidence: each generated token's log-probability is read from the logits `generate` computed for it
+(`output_logits`: the model's own distribution, before search penalties such as the n-gram ban), the same
+numbers a teacher-forced pass gives, up to the end token; `inference.confidence.caption_confidence` turns
+them into one number. Confidence views (scoring the caption again on shifted copies of the image) are the
+ViT+GPT-2 engine's only: each family would need its own teacher-forced pass. Here the device's default
+(`confidence_views=None`) means none, and asking for views is an `EngineConfigError` naming the option.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from inference import family_models
+from inference.confidence import caption_confidence
+from inference.device import EngineConfigError, resolve_placement, resolve_threads
+from inference.engine import EngineOutput
+from inference.generation import generate_kwargs, in_batches, n_best_size, pick_alternatives
+from inference.modeldir import version_of
+from inference.types import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+
+class FamilyEngine:
+    """A loaded model of one family and its processor on one device (an `inference.engine.Engine`)."""
+
+    def __init__(self, model: Any, processor: Any, family: str, *, version: str, batch_size: int = 8,
+                 prompt: str | None = None) -> None:
+        if batch_size < 1:
+            raise EngineConfigError(f"batch size must be at least 1, got {batch_size}", reason="bad_batch_size")
+        self.family = family
+        self.model = model.eval()
+        self.processor = processor
+        self.prompt = family_models.caption_prompt(family, processor, prompt)  # refused here when it does not fit
+        self.version = version
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.end_ids = family_models.end_token_ids(family, model)
+
+    @classmethod
+    def load(cls, model_dir: Path, family: str, *, version: str | None = None, device: str = "auto",
+             dtype: str = "auto", batch_size: int = 8, threads: int = 0, prompt: str | None = None) -> "FamilyEngine":
+        """Load the `family` model in the local directory `model_dir` onto `device`; `version` defaults to
+        `inference.modeldir.version_of` the directory, `prompt` to the family's (`family_models.caption_prompt`)."""
+        version = version or version_of(model_dir)
+        placement = resolve_placement(device, dtype, purpose="serve")
+        if threads and placement.device.type == "cpu":
+            torch.set_num_threads(resolve_threads(threads))
+        started = time.perf_counter()
+        model = family_models.load_model(model_dir, family, dtype=placement.weights)
+        engine = cls(model.to(placement.device), family_models.load_processor(model_dir, family), family,
+                     version=version, batch_size=batch_size, prompt=prompt)
+        log.info("model loaded", extra={"source": str(model_dir), "version": version, "family": family,
+                                        "device": str(placement.device), "dtype": str(placement.weights),
+                                        "load_ms": round((time.perf_counter() - started) * 1000)})
+        return engine
+
+    @property
+    def device_type(self) -> str:
+        """The device's kind: "cpu" or "cuda"."""
+        return self.device.type
+
+    def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        """Caption RGB images in batches of `batch_size`, in order."""
+        check_family_options(options)
+        return in_batches(images, self.batch_size, options, self._generate_batch)
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The family processor's pixel tensor for `images`, on the model's device and dtype."""
+        return self.inputs(images)["pixel_values"]
+
+    def inputs(self, images: Sequence[Image.Image]) -> dict[str, Any]:
+        """Every input the model takes for `images` (pixels, and the prompt's tokens where the family has one),
+        on the model's device; floating tensors in the model's dtype."""
+        inputs = family_models.model_inputs(self.family, self.processor, images, self.prompt)
+        return {name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
+                for name, value in inputs.items()}
+
+    def release(self) -> None:
+        """Drop the model; on a GPU, hand its memory back to the driver."""
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
+        if self.model is None:
+            raise RuntimeError("this engine was released")
+        t0 = time.perf_counter()
+        inputs = self.inputs(images)
+        t1 = time.perf_counter()
+        n_best = n_best_size(options)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, num_return_sequences=n_best, output_logits=True,
+                                      return_dict_in_generate=True, **generate_kwargs(options))
+        rows = out.sequences[:, family_models.prompt_length(self.family, inputs):]
+        logprobs = token_logprobs(out, self.end_ids)
+        texts = family_models.caption_texts(self.family, self.processor, rows)
+        t2 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1000 / len(images), "generate": (t2 - t1) * 1000 / len(images)}
+        rows = rows.tolist()
+        return [EngineOutput(texts[first], rows[first], dict(timings), caption_confidence(logprobs[first]),
+                             pick_alternatives(texts[first], texts[first + 1:first + n_best], options.num_alternatives))
+                for first in range(0, len(rows), n_best)]
+
+
+def check_family_options(options: GenerationOptions) -> None:
+    """Refuse what these families' engine does not do: confidence views (see the module docstring)."""
+    if options.confidence_views:
+        raise EngineConfigError(f"confidence views ({options.confidence_views}) are scored by the ViT+GPT-2 engine "
+                                "only; set them to 0 for this model family", reason="bad_options")
+
+
+def token_logprobs(out: Any, end_ids: set[int]) -> list[list[float]]:
+    """Each returned row's generated tokens' log-probabilities under the model, from the raw logits `generate`
+    kept per step (`output_logits`; a beam row follows its `beam_indices`), up to and with its first end token."""
+    steps = out.beam_indices.shape[1] if getattr(out, "beam_indices", None) is not None else len(out.logits)
+    tokens = out.sequences[:, out.sequences.shape[1] - steps:]
+    rows = torch.arange(len(tokens), device=tokens.device)
+    chosen = []
+    for step in range(steps):
+        beams = out.beam_indices[:, step].clamp(min=0) if getattr(out, "beam_indices", None) is not None else rows
+        logprobs = torch.log_softmax(out.logits[step].float(), dim=-1)
+        chosen.append(logprobs[beams, tokens[:, step]])
+    per_row = torch.stack(chosen, dim=1).tolist() if chosen else [[] for _ in rows]
+    result = []
+    for row_tokens, row_logprobs in zip(tokens.tolist(), per_row):
+        end = next((i + 1 for i, token in enumerate(row_tokens) if token in end_ids), len(row_tokens))
+        result.append(row_logprobs[:end])
+    return result
