@@ -21,7 +21,7 @@ from PIL import Image
 
 from inference.families import BLIP, GIT
 from inference.pixels import decode_image
-from training._family_models import model_inputs
+from inference.family_models import model_inputs
 from training.family_labels import TextIds, caption_targets
 
 ImageItem = str | Path | Image.Image

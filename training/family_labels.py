@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from inference.families import BLIP, FLORENCE2, GIT, SMOLVLM
-from training._family_models import SMOLVLM_DEFAULT_QUESTION, caption_prompt
+from inference.family_models import SMOLVLM_DEFAULT_QUESTION, caption_prompt
 
 IGNORE_INDEX = -100  # the cross-entropy ignore_index used by transformers' loss
 

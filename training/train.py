@@ -320,7 +320,7 @@ _VISION_TOWERS = {"blip": "vision_model", "git": "git.image_encoder", "florence2
 def _load_family_model(args: TrainArgs, ckpt_path: Path | None, source: Path, family: str):
     """Model, tokenizer, processor and parent version of a BLIP, GIT, Florence-2 or SmolVLM model."""
     from inference.modeldir import has_metadata, load_metadata
-    from training._family_models import load_model, load_processor
+    from inference.family_models import load_model, load_processor
 
     model = load_model(ckpt_path / MODEL_DIR if ckpt_path else source, family)
     processor = load_processor(source, family)

@@ -164,7 +164,7 @@ class Run:
         for start in range(0, len(images), args.eval_batch_size):
             batch = images[start:start + args.eval_batch_size]
             if self.family != VISION_ENCODER_DECODER:
-                texts += _family_captions(self.family, model, self.processor, batch, options, self.info.device)
+                texts += _family_captions(self.family, model, self.processor, batch, options)
                 continue
             pixels = self.collator.pixels(batch).to(self.info.device)
             texts += [c.text for c in generate_captions(model, self.tokenizer, pixels, options)]
@@ -239,18 +239,15 @@ class Run:
         dist_utils.barrier(self.info)
 
 
-def _family_captions(family: str, model: torch.nn.Module, processor: Any, images: list[Path], options: Any,
-                     device: torch.device) -> list[str]:
-    """Captions of a BLIP, GIT, Florence-2 or SmolVLM model in training, built as serving builds them: the
-    intake, the family's model inputs and prompt, the prompt cut from the output, special tokens dropped."""
+def _family_captions(family: str, model: torch.nn.Module, processor: Any, images: list[Path], options: Any) -> list[str]:
+    """Captions of a BLIP, GIT, Florence-2 or SmolVLM model in training, through serving's engine for these
+    families (`inference.family_engine.FamilyEngine` around the in-training weights): the intake, the family's
+    inputs and prompt, the prompt cut from the output, special tokens dropped."""
+    from inference.family_engine import FamilyEngine
     from inference.pixels import decode_image
-    from training._family_models import caption_texts, model_inputs, prompt_length
 
-    inputs = model_inputs(family, processor, [decode_image(p) for p in images])
-    on_device = {k: v.to(device) for k, v in inputs.items()}
-    out = model.generate(**on_device, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
-                         no_repeat_ngram_size=options.no_repeat_ngram_size or None, do_sample=False)
-    return caption_texts(family, processor, out[:, prompt_length(family, inputs):].cpu())
+    engine = FamilyEngine(model, processor, family, version="training", batch_size=max(len(images), 1))
+    return [out.text for out in engine.generate([decode_image(p) for p in images], options)]
 
 
 def _save_family_model(model: torch.nn.Module, processor: Any, out: Path, metadata: Any) -> None:

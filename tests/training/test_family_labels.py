@@ -10,7 +10,7 @@ import torch
 
 from inference.families import BLIP, FLORENCE2, GIT, SMOLVLM
 from tests.families import build_family_model, synthetic_captions
-from training._family_models import caption_prompt, load_model, load_processor
+from inference.family_models import caption_prompt, load_model, load_processor
 from training.data.coco import load_split
 from training.family_collate import FamilyCollator
 from training.family_labels import IGNORE_INDEX, text_ids
