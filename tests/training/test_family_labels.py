@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from inference.families import BLIP, FLORENCE2, GIT, SMOLVLM
-from tests.families import build_family_model, synthetic_captions
 from inference.family_models import caption_prompt, load_model, load_processor
 from training.data.coco import load_split
 from training.family_collate import FamilyCollator
@@ -20,15 +19,10 @@ SHORT, LONG = "one red circle", "three small green squares and one big blue tria
 
 
 @pytest.fixture(scope="module")
-def built(synthetic_dataset, tmp_path_factory):
-    root = tmp_path_factory.mktemp("family_labels")
-    captions = synthetic_captions(synthetic_dataset.out_dir)
-    loaded = {}
-    for family in FAMILIES:
-        path = build_family_model(family, root / family, captions).path
-        model, processor = load_model(path, family), load_processor(path, family)
-        loaded[family] = (model, processor)
-    return loaded
+def built(family_model_dirs):
+    """{family: (model, processor)} as training loads them."""
+    return {family: (load_model(family_model_dirs[family], family), load_processor(family_model_dirs[family], family))
+            for family in FAMILIES}
 
 
 @pytest.fixture(scope="module")
