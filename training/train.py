@@ -329,7 +329,7 @@ def _load_family_model(args: TrainArgs, ckpt_path: Path | None, source: Path, fa
         model.get_submodule(_VISION_TOWERS[family]).requires_grad_(False)
     if args.gradient_checkpointing:
         model.config.get_text_config().use_cache = False
-        model.gradient_checkpointing_enable()
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     model.train()
     return model, processor.tokenizer, processor, parent
 

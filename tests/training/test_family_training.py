@@ -142,3 +142,53 @@ def test_a_retraining_round_goes_through_the_gate(family, family_model_dirs, syn
         with db.session_scope(engine) as session:
             assert registry.get_active(session) is None  # the base model goes on serving
     engine.dispose()
+
+
+def _run_args(model, data, run, **overrides) -> TrainArgs:
+    base = dict(model=str(model), data=str(data), out=run / "model", run_dir=run, steps=4, batch_size=4, warmup_steps=1,
+                lr=2e-3, val_split=None, log_every=1, tensorboard=False, progress=False, keep_checkpoints=5)
+    return TrainArgs(**{**base, **overrides})
+
+
+def _state(model_dir, family, part: str = ""):
+    from inference.family_models import load_model
+
+    model = load_model(model_dir, family)
+    return (model.get_submodule(part) if part else model).state_dict()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_split_run_resumes_to_identical_weights(family, family_model_dirs, synthetic_dataset, tmp_path):
+    model, data = family_model_dirs[family], synthetic_dataset.out_dir
+    straight = train(_run_args(model, data, tmp_path / "straight", steps=4))
+    first = train(_run_args(model, data, tmp_path / "split", steps=4, stop_at=2))
+    assert first.model_dir is None
+    second = train(_run_args(model, data, tmp_path / "split", steps=4, resume=True))
+    assert second.resumed_from == 2 and dict(first.losses) | dict(second.losses) == dict(straight.losses)
+    a, b = _state(straight.model_dir, family), _state(second.model_dir, family)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_freeze_encoder_keeps_the_vision_tower(family, family_model_dirs, synthetic_dataset, tmp_path):
+    from training.train import _VISION_TOWERS
+
+    model = family_model_dirs[family]
+    result = train(_run_args(model, synthetic_dataset.out_dir, tmp_path / "run", steps=2, freeze_encoder=True))
+    tower = _VISION_TOWERS[family]
+    before, after = _state(model, family, tower), _state(result.model_dir, family, tower)
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+    whole_before, whole_after = _state(model, family), _state(result.model_dir, family)
+    assert any(not torch.equal(whole_before[k], whole_after[k]) for k in whole_before)  # the text side learned
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradient_checkpointing_trains_the_same_and_saves_serving_config(family, family_model_dirs, synthetic_dataset,
+                                                                         tmp_path):
+    model, data = family_model_dirs[family], synthetic_dataset.out_dir
+    plain = train(_run_args(model, data, tmp_path / "plain", steps=2))
+    checkpointed = train(_run_args(model, data, tmp_path / "gc", steps=2, gradient_checkpointing=True))
+    assert [x for _, x in checkpointed.losses] == pytest.approx([x for _, x in plain.losses], rel=1e-4)
+    from inference.family_models import load_model
+
+    assert load_model(checkpointed.model_dir, family).config.get_text_config().use_cache is True
