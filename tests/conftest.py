@@ -143,10 +143,10 @@ def postgres_url():
 from pathlib import Path as _Path  # noqa: E402
 
 from tests.trained_fixture import (  # noqa: E402
-    BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load, seeded_recipe,
+    LEARNING_FIXTURES, BackgroundBuild, LearningFixture, TrainedTinyModel, build, cache_dir, is_built, load,
 )
 
-_background: "BackgroundBuild | None" = None
+_backgrounds: "dict[str, BackgroundBuild]" = {}  # fixture name -> the run's build of it, once collection asked
 
 
 def _run_basetemp(config) -> _Path:
@@ -155,18 +155,20 @@ def _run_basetemp(config) -> _Path:
     return basetemp.parent if hasattr(config, "workerinput") else basetemp
 
 
-def _fixture_build(config) -> BackgroundBuild:
-    """The run's build of the trained fixture: in the development cache, else in the run's temporary directory."""
-    root = cache_dir(seeded_recipe())
+def _fixture_build(config, fixture: LearningFixture) -> BackgroundBuild:
+    """The run's build of a trained fixture: in the development cache, else in the run's temporary directory."""
+    recipe = fixture.seeded_recipe()
+    root = cache_dir(recipe, fixture.sources)
     run = _run_basetemp(config)
     if root is None:
-        root = run / "trained_tiny"
+        root = run / fixture.name.removesuffix("_model")
         root.mkdir(exist_ok=True)
-    return BackgroundBuild(root, run=str(run), cpus=_run_cpus)  # the child may use any core
+    return BackgroundBuild(root, run=str(run), recipe=recipe, cpus=_run_cpus)  # the child may use any core
 
 
-def _fixture_modules(items) -> set:
-    return {item.path for item in items if "trained_tiny_model" in getattr(item, "fixturenames", ())}
+def _fixture_modules(items, names=tuple(LEARNING_FIXTURES)) -> set:
+    """The modules of `items` with a test that uses one of the trained fixtures `names`."""
+    return {item.path for item in items if set(names) & set(getattr(item, "fixturenames", ()))}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -206,10 +208,10 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
-    """When a selected test needs `trained_tiny_model`, start training it in a child process now (unless another
-    worker of this run did) and move the modules that use it to the end: the rest of the suite runs on the
-    other core meanwhile (whole modules move, in their own order, so module-scoped fixtures are set up once)."""
-    global _background
+    """When selected tests need trained fixtures (`LEARNING_FIXTURES`), start training each in a child process of
+    its own now (unless another worker of this run did) and move the modules that use them to the end: the rest
+    of the suite runs on the other core meanwhile (whole modules move, in their own order, so module-scoped
+    fixtures are set up once)."""
     needing = _fixture_modules(items)
     if not needing or config.option.collectonly:
         return
@@ -218,8 +220,10 @@ def pytest_collection_modifyitems(session, config, items):
         from tests.xdist_schedule import write_trained_modules
 
         write_trained_modules(_run_basetemp(config), [i.nodeid for i in items if i.path in needing])
-    _background = _fixture_build(config)
-    _background.start()
+    for name, fixture in LEARNING_FIXTURES.items():
+        if _fixture_modules(items, (name,)):
+            _backgrounds[name] = _fixture_build(config, fixture)
+            _backgrounds[name].start()
 
 
 def pytest_unconfigure(config):
@@ -227,10 +231,12 @@ def pytest_unconfigure(config):
     interrupted run. Workers never do, since another worker may still be waiting for it."""
     if hasattr(config, "workerinput"):
         return
-    if _background is not None:
-        _background.stop()
-    elif config.pluginmanager.hasplugin("dsession"):  # the controller: its workers may have started one
-        _fixture_build(config).stop()
+    if _backgrounds:
+        for background in _backgrounds.values():
+            background.stop()
+    elif config.pluginmanager.hasplugin("dsession"):  # the controller: its workers may have started some
+        for fixture in LEARNING_FIXTURES.values():
+            _fixture_build(config, fixture).stop()
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +262,23 @@ def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
     Read-only for tests: copy `model_dir` before changing it. It names the main object's colour and shape
     on >= 90% of held-out test images (tests/training/test_train_learning.py checks this).
     """
-    if _background is not None:
-        return _background.wait()
-    recipe = seeded_recipe()
-    cached = cache_dir(recipe)
+    return _trained_fixture("trained_tiny_model", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trained_blip_model(tmp_path_factory) -> TrainedTinyModel:
+    """A tiny BLIP trained from scratch on the same synthetic shapes (`TRAINED_BLIP_RECIPE`), once per session,
+    as `trained_tiny_model` is. Read-only; tests/training/test_family_learning.py checks what it learned."""
+    return _trained_fixture("trained_blip_model", tmp_path_factory)
+
+
+def _trained_fixture(name: str, tmp_path_factory) -> TrainedTinyModel:
+    if name in _backgrounds:
+        return _backgrounds[name].wait()
+    fixture = LEARNING_FIXTURES[name]
+    recipe = fixture.seeded_recipe()
+    cached = cache_dir(recipe, fixture.sources)
     if cached is not None and is_built(cached):
         return load(cached)
-    return build(cached or tmp_path_factory.mktemp("trained_tiny"), recipe)
+    return build(cached or tmp_path_factory.mktemp(name.removesuffix("_model")), recipe)
 
