@@ -67,7 +67,10 @@ def test_a_retraining_round_teaches_a_blip_the_name_users_give_circles(tmp_path,
     add_feedback(engine, blobs, feedback(blip_fresh_scenes, model_dir, lambda scene: scene.main.shape == "circle",
                                          lambda item, said: item.captions[0].replace("circle", "ball")), users=USERS)
 
-    result = retrain(recipe(engine, blobs, tmp_path, model_dir, base_data, 0))
+    # The ViT+GPT-2 tests' recipe with each feedback image listed 8 times instead of 4. With 4, the round taught
+    # "ball" on 91.5% of held-out circles at learning seed 0 but 74.6% at seed 1, where the renamed model called
+    # the other circles squares; with 8, 90.1% and 87.3% (the fixture recognised 93% and 87% of them; 2026-12-07).
+    result = retrain(recipe(engine, blobs, tmp_path, model_dir, base_data, 0, feedback_repeats=8))
     with db.session_scope(engine) as session:
         active = registry.get_active(session)
     after, captions = accuracy(active.location, blip_fresh_scenes, aliases={"circle": "ball"})
