@@ -39,9 +39,8 @@ def load_engine(model: str | Path, spec: CaptionerSpec) -> Engine:
     if family != VISION_ENCODER_DECODER:
         if mode == "fast":
             _note_no_fast_path(family)
-        from inference.family_engine import FamilyEngine, check_family_options
+        from inference.family_engine import FamilyEngine
 
-        check_family_options(spec.options)  # refused at load, not on the first request
         return FamilyEngine.load(model_dir, family, version=version, device=spec.device, dtype=spec.dtype,
                                  batch_size=spec.batch_size, threads=spec.threads, prompt=spec.prompt)
     if spec.prompt:

@@ -3,7 +3,8 @@
 `inference.captioner.LocalCaptioner` holds one engine at a time and swaps it on a model change; which
 engine it gets follows the model's family and the spec's engine mode (`inference.captioner.load_engine`).
 Today's engines are the ViT+GPT-2 family's exact one (`inference.exact`, plain `generate`) and its CPU fast
-path (`inference.fast.engine`); every engine implements `Engine`, and callers use nothing else of it.
+path (`inference.fast.engine`), and the exact one of the BLIP, GIT, Florence-2 and SmolVLM families
+(`inference.family_engine`); every engine implements `Engine`, and callers use nothing else of it.
 """
 
 from __future__ import annotations

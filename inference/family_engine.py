@@ -8,9 +8,9 @@ without the prompt, special tokens or chat-template text.
 Confidence: each generated token's log-probability is read from the logits `generate` computed for it
 (`output_logits`: the model's own distribution, before search penalties such as the n-gram ban), the same
 numbers a teacher-forced pass gives, up to the end token; `inference.confidence.caption_confidence` turns
-them into one number. Confidence views (scoring the caption again on shifted copies of the image) are the
-ViT+GPT-2 engine's only: each family would need its own teacher-forced pass. Here the device's default
-(`confidence_views=None`) means none, and asking for views is an `EngineConfigError` naming the option.
+them into one number. With confidence views (`inference.views`: the model's pixel input moved by two
+pixels), the best caption is also scored teacher-forced on each view, in one forward pass of the family's
+model (`teacher_forced_logprobs`), as the ViT+GPT-2 engine does.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from inference.device import EngineConfigError, resolve_placement, resolve_threa
 from inference.engine import EngineOutput
 from inference.generation import generate_kwargs, in_batches, n_best_size, pick_alternatives
 from inference.modeldir import version_of
+from inference.families import BLIP, FLORENCE2, GIT, SMOLVLM
 from inference.types import GenerationOptions
+from inference.views import confidence_views, views_for
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,6 @@ class FamilyEngine:
 
     def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
         """Caption RGB images in batches of `batch_size`, in order."""
-        check_family_options(options)
         return in_batches(images, self.batch_size, options, self._generate_batch)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -106,22 +107,58 @@ class FamilyEngine:
         with torch.inference_mode():
             out = self.model.generate(**inputs, num_return_sequences=n_best, output_logits=True,
                                       return_dict_in_generate=True, **generate_kwargs(options))
-        rows = out.sequences[:, family_models.prompt_length(self.family, inputs):]
-        logprobs = token_logprobs(out, self.end_ids)
+            rows = out.sequences[:, family_models.prompt_length(self.family, inputs):]
+            logprobs = token_logprobs(out, self.end_ids)
+            views = views_for(options.confidence_views, self.device_type)
+            on_views = self._view_logprobs(inputs, rows[::n_best], views) if views else []
         texts = family_models.caption_texts(self.family, self.processor, rows)
         t2 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1000 / len(images), "generate": (t2 - t1) * 1000 / len(images)}
         rows = rows.tolist()
-        return [EngineOutput(texts[first], rows[first], dict(timings), caption_confidence(logprobs[first]),
+        return [EngineOutput(texts[first], rows[first], dict(timings),
+                             caption_confidence(logprobs[first], on_views[image * views:(image + 1) * views]),
                              pick_alternatives(texts[first], texts[first + 1:first + n_best], options.num_alternatives))
-                for first in range(0, len(rows), n_best)]
+                for image, first in enumerate(range(0, len(rows), n_best))]
+
+    def _view_logprobs(self, inputs: dict[str, Any], best: torch.Tensor, count: int) -> list[list[float]]:
+        """The best rows' token log-probabilities on `count` views of their images, image-major (the first
+        image's views, then the second's, ...), in one teacher-forced pass."""
+        on_views = {name: value.repeat_interleave(count, dim=0) for name, value in inputs.items()}
+        pixels = inputs["pixel_values"]
+        on_views["pixel_values"] = torch.stack(confidence_views(pixels, count), dim=1).flatten(0, 1)
+        return teacher_forced_logprobs(self.family, self.model, on_views, best.repeat_interleave(count, dim=0),
+                                       self.end_ids)
 
 
-def check_family_options(options: GenerationOptions) -> None:
-    """Refuse what these families' engine does not do: confidence views (see the module docstring)."""
-    if options.confidence_views:
-        raise EngineConfigError(f"confidence views ({options.confidence_views}) are scored by the ViT+GPT-2 engine "
-                                "only; set them to 0 for this model family", reason="bad_options")
+def teacher_forced_logprobs(family: str, model: Any, inputs: dict[str, Any], rows: torch.Tensor,
+                            end_ids: set[int]) -> list[list[float]]:
+    """Each row's tokens' log-probabilities given the model `inputs` (one row per input), in one forward pass,
+    up to and with the first end token. `rows` are generated rows with the prompt cut off: BLIP, GIT and
+    Florence-2 rows start with the decoder's start token, SmolVLM's continue its prompt. Every decoder here
+    is causal, so the padding after a row's end token changes none of the log-probabilities kept."""
+    if family == SMOLVLM:
+        targets = rows
+        mask = torch.cat([inputs["attention_mask"], torch.ones_like(rows[:, :-1])], dim=1)
+        logits = model(input_ids=torch.cat([inputs["input_ids"], rows[:, :-1]], dim=1), attention_mask=mask,
+                       position_ids=(mask.cumsum(-1) - 1).clamp(min=0),  # as generate numbers left-padded rows
+                       pixel_values=inputs["pixel_values"], pixel_attention_mask=inputs["pixel_attention_mask"]).logits
+    else:
+        targets = rows[:, 1:]
+        if family == FLORENCE2:
+            logits = model(**inputs, decoder_input_ids=rows[:, :-1]).logits
+        elif family in (BLIP, GIT):  # GIT's logits hold its image tokens' first: the text's are the last
+            logits = model(pixel_values=inputs["pixel_values"], input_ids=rows[:, :-1]).logits
+        else:
+            raise EngineConfigError(f"no teacher-forced scoring for the {family} family", reason="bad_options")
+    logits = logits[:, logits.shape[1] - targets.shape[1]:]
+    chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
+    return [_until_end(row_tokens, row_logprobs, end_ids)
+            for row_tokens, row_logprobs in zip(targets.tolist(), chosen.tolist())]
+
+
+def _until_end(tokens: list[int], logprobs: list[float], end_ids: set[int]) -> list[float]:
+    end = next((i + 1 for i, token in enumerate(tokens) if token in end_ids), len(tokens))
+    return logprobs[:end]
 
 
 def token_logprobs(out: Any, end_ids: set[int]) -> list[list[float]]:
@@ -136,8 +173,4 @@ def token_logprobs(out: Any, end_ids: set[int]) -> list[list[float]]:
         logprobs = torch.log_softmax(out.logits[step].float(), dim=-1)
         chosen.append(logprobs[beams, tokens[:, step]])
     per_row = torch.stack(chosen, dim=1).tolist() if chosen else [[] for _ in rows]
-    result = []
-    for row_tokens, row_logprobs in zip(tokens.tolist(), per_row):
-        end = next((i + 1 for i, token in enumerate(row_tokens) if token in end_ids), len(row_tokens))
-        result.append(row_logprobs[:end])
-    return result
+    return [_until_end(row_tokens, row_logprobs, end_ids) for row_tokens, row_logprobs in zip(tokens.tolist(), per_row)]

@@ -136,8 +136,8 @@ def end_token_ids(family: str, model: Any) -> set[int]:
 def _model_class(family: str) -> Any:
     name = MODEL_CLASSES.get(family)
     if name is None:
-        raise ModelLoadError(f"unknown model family {family!r}; one of: {', '.join([VISION_ENCODER_DECODER, *MODEL_CLASSES])}",
-                             reason="unknown_family")
+        known = ", ".join([VISION_ENCODER_DECODER, *MODEL_CLASSES])
+        raise ModelLoadError(f"unknown model family {family!r}; one of: {known}", reason="unknown_family")
     import transformers
 
     return getattr(transformers, name)

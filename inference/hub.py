@@ -53,7 +53,7 @@ def missing_directory(path: Path, what: str = "model") -> ModelLoadError:
 
 # What capbot reads from a model repository: configs, image processor, tokenizer files, and one format of
 # weights (safetensors, else a PyTorch .bin; repositories often carry TensorFlow and Flax copies as well).
-_REPO_FILES = ("*.json", "*.txt", "*.model")
+_REPO_FILES = ("*.json", "*.txt", "*.model", "*.jinja")  # *.jinja: a chat template saved by transformers 5
 _SAFETENSORS, _BIN = ("*.safetensors",), ("*.bin",)
 
 

@@ -143,10 +143,12 @@ def postgres_url():
 from pathlib import Path as _Path  # noqa: E402
 
 from tests.trained_fixture import (  # noqa: E402
-    LEARNING_FIXTURES, BackgroundBuild, LearningFixture, TrainedTinyModel, build, cache_dir, is_built, load,
+    TRAINED_BLIP_RECIPE, BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load, seeded_recipe,
 )
 
-_backgrounds: "dict[str, BackgroundBuild]" = {}  # fixture name -> the run's build of it, once collection asked
+# The learning fixtures, by fixture name: the recipe each trains (the VED `tiny` preset, and a tiny BLIP).
+_RECIPES = {"trained_tiny_model": lambda: seeded_recipe(), "trained_blip_model": lambda: seeded_recipe(TRAINED_BLIP_RECIPE)}
+_background: "dict[str, BackgroundBuild]" = {}  # the builds this process started, by fixture name
 
 
 def _run_basetemp(config) -> _Path:
@@ -155,20 +157,26 @@ def _run_basetemp(config) -> _Path:
     return basetemp.parent if hasattr(config, "workerinput") else basetemp
 
 
-def _fixture_build(config, fixture: LearningFixture) -> BackgroundBuild:
+def _fixture_build(config, name: str = "trained_tiny_model") -> BackgroundBuild:
     """The run's build of a trained fixture: in the development cache, else in the run's temporary directory."""
-    recipe = fixture.seeded_recipe()
-    root = cache_dir(recipe, fixture.sources)
+    recipe = _RECIPES[name]()
+    root = cache_dir(recipe)
     run = _run_basetemp(config)
     if root is None:
-        root = run / fixture.name.removesuffix("_model")
+        root = run / name.removesuffix("_model")
         root.mkdir(exist_ok=True)
-    return BackgroundBuild(root, run=str(run), recipe=recipe, cpus=_run_cpus)  # the child may use any core
+    # The child may use any core; the VED build keeps its default recipe argument (the child's own `seeded_recipe`).
+    return BackgroundBuild(root, run=str(run), recipe=None if name == "trained_tiny_model" else recipe, cpus=_run_cpus)
 
 
-def _fixture_modules(items, names=tuple(LEARNING_FIXTURES)) -> set:
-    """The modules of `items` with a test that uses one of the trained fixtures `names`."""
-    return {item.path for item in items if set(names) & set(getattr(item, "fixturenames", ()))}
+def _needed(items) -> dict[str, set]:
+    """The modules of the selected tests that use each trained fixture, by fixture name (unused ones left out)."""
+    needed = {name: {item.path for item in items if name in getattr(item, "fixturenames", ())} for name in _RECIPES}
+    return {name: modules for name, modules in needed.items() if modules}
+
+
+def _fixture_modules(items) -> set:
+    return set().union(*_needed(items).values())
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -208,10 +216,9 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
-    """When selected tests need trained fixtures (`LEARNING_FIXTURES`), start training each in a child process of
-    its own now (unless another worker of this run did) and move the modules that use them to the end: the rest
-    of the suite runs on the other core meanwhile (whole modules move, in their own order, so module-scoped
-    fixtures are set up once)."""
+    """When a selected test needs `trained_tiny_model`, start training it in a child process now (unless another
+    worker of this run did) and move the modules that use it to the end: the rest of the suite runs on the
+    other core meanwhile (whole modules move, in their own order, so module-scoped fixtures are set up once)."""
     needing = _fixture_modules(items)
     if not needing or config.option.collectonly:
         return
@@ -220,10 +227,9 @@ def pytest_collection_modifyitems(session, config, items):
         from tests.xdist_schedule import write_trained_modules
 
         write_trained_modules(_run_basetemp(config), [i.nodeid for i in items if i.path in needing])
-    for name, fixture in LEARNING_FIXTURES.items():
-        if _fixture_modules(items, (name,)):
-            _backgrounds[name] = _fixture_build(config, fixture)
-            _backgrounds[name].start()
+    for name in _needed(items):
+        _background[name] = _fixture_build(config, name)
+        _background[name].start()
 
 
 def pytest_unconfigure(config):
@@ -231,12 +237,12 @@ def pytest_unconfigure(config):
     interrupted run. Workers never do, since another worker may still be waiting for it."""
     if hasattr(config, "workerinput"):
         return
-    if _backgrounds:
-        for background in _backgrounds.values():
-            background.stop()
+    if _background:
+        for build_ in _background.values():
+            build_.stop()
     elif config.pluginmanager.hasplugin("dsession"):  # the controller: its workers may have started some
-        for fixture in LEARNING_FIXTURES.values():
-            _fixture_build(config, fixture).stop()
+        for name in _RECIPES:
+            _fixture_build(config, name).stop()
 
 
 @pytest.fixture(scope="module")
@@ -262,22 +268,24 @@ def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
     Read-only for tests: copy `model_dir` before changing it. It names the main object's colour and shape
     on >= 90% of held-out test images (tests/training/test_train_learning.py checks this).
     """
-    return _trained_fixture("trained_tiny_model", tmp_path_factory)
+    return _trained("trained_tiny_model", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def trained_blip_model(tmp_path_factory) -> TrainedTinyModel:
-    """A tiny BLIP trained from scratch on the same synthetic shapes (`TRAINED_BLIP_RECIPE`), once per session,
-    as `trained_tiny_model` is. Read-only; tests/training/test_family_learning.py checks what it learned."""
-    return _trained_fixture("trained_blip_model", tmp_path_factory)
+    """A tiny BLIP (`tests.families`, no capbot.json) trained from scratch by the same recipe on the same kind of
+    synthetic shapes (`tests.trained_fixture.TRAINED_BLIP_RECIPE`), once per session, like `trained_tiny_model`
+    (beside it, in a child process of its own). Read-only for tests. tests/training/test_blip_learning.py
+    checks it names colour and shape on >= 90% of held-out images."""
+    return _trained("trained_blip_model", tmp_path_factory)
 
 
-def _trained_fixture(name: str, tmp_path_factory) -> TrainedTinyModel:
-    if name in _backgrounds:
-        return _backgrounds[name].wait()
-    fixture = LEARNING_FIXTURES[name]
-    recipe = fixture.seeded_recipe()
-    cached = cache_dir(recipe, fixture.sources)
+def _trained(name: str, tmp_path_factory) -> TrainedTinyModel:
+    """A trained fixture: from the child process started at collection, the development cache, or trained here."""
+    if name in _background:
+        return _background[name].wait()
+    recipe = _RECIPES[name]()
+    cached = cache_dir(recipe)
     if cached is not None and is_built(cached):
         return load(cached)
     return build(cached or tmp_path_factory.mktemp(name.removesuffix("_model")), recipe)

@@ -1,12 +1,11 @@
-"""The trained fixtures: tiny models trained from scratch on synthetic shapes, one per learning recipe.
+"""The trained tiny fixture: the `tiny` preset trained from scratch on synthetic shapes (~6 min on one core).
 
-`LEARNING_FIXTURES` names them: `trained_tiny_model`, the `tiny` ViT+GPT-2 preset (~6 min on one core), and
-`trained_blip_model`, a tiny BLIP (see `TRAINED_BLIP_RECIPE`). `tests/conftest.py` hands each to the tests as the
-fixture of that name. Training uses one CPU thread, so the suite starts each fixture a selected test needs in a
-child process of its own (`python -m tests.trained_fixture ROOT RECIPE`) as soon as it knows, and runs the other
-tests on the second core meanwhile (`BackgroundBuild`). Under pytest-xdist every worker collects, so a child is
-started once per run, by the first worker to ask, and any worker can wait for it. Without a child (e.g. a single
-test run under a debugger) the fixture trains in the test process. Both run `build`.
+`tests/conftest.py` hands it to the tests as `trained_tiny_model`. Training uses one CPU thread, so the
+suite starts it in a child process (`python -m tests.trained_fixture ROOT`) as soon as it knows a selected
+test needs it, and runs the other tests on the second core meanwhile (`BackgroundBuild`). Under
+pytest-xdist every worker collects, so the child is started once per run, by the first worker to ask, and
+any worker can wait for it. Without a child (e.g. a single test run under a debugger) the fixture trains in
+the test process. Both run `build`.
 """
 
 from __future__ import annotations
@@ -41,20 +40,20 @@ TRAINED_TINY_RECIPE = {
     # second, and on a busy 2-core machine two threads waiting for each other trained 7x slower (2026-12-02).
     "train": {"steps": 5000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 50, "cpu_threads": 1, "seed": 0},
 }
-# The same learning check for a family other than ViT+GPT-2 (issue 24): a tiny BLIP built as a plain transformers
-# user builds one (tests/families.py: BlipConfig, a WordPiece tokenizer trained on the captions, BlipProcessor),
-# trained from scratch with `capbot train` on the same data. "init" names the family and its `TinySize`.
+# The second learning fixture (issue 24): a tiny BLIP (tests/families.py, widened to the `tiny` preset's 128
+# wide, 4-head transformers), trained from scratch on the same data. It learns through the BLIP family's own
+# labels, image path and engine. Width 96 learned as fast per step and cost 30% less (139 s for 4,000 steps) but
+# ended at 92.5%; the margin is worth a minute.
 TRAINED_BLIP_RECIPE = {
     "data": TRAINED_TINY_RECIPE["data"],
-    # Width 128 as the VED `tiny` preset (2 layers, 4 heads, 16x16 patches; ~1.9M parameters). Width 96 learned
-    # as fast per step and cost 30% less (139 s for 4,000 steps) but ended at 92.5%; the margin is worth a minute.
-    "init": {"family": "blip", "size": {"width": 128, "heads": 4}, "seed": 0},
-    # Held-out colour+shape ("both") at seed 0 (2026-12-07, one thread, CPU seconds of the training loop):
-    #   lr 1e-3, 6,000 steps: 46.5% at 1,000, 79.5% at 2,000, 85% at 3,000, 89.5% at 4,000, 95% at 5,000 and 6,000
+    "init": {"family": "blip", "width": 128, "heads": 4, "layers": 2, "seed": 0},
+    # Held-out colour+shape ("both") at seed 0 while training (2026-12-07, one thread, CPU s of the training loop):
+    #   VED's lr 1e-3, 6,000 steps: 46.5% at 1,000, 79.5% at 2,000, 85% at 3,000, 89.5% at 4,000, 95% at 5,000, 95%
+    #   at 6,000 (the VED recipe, 5,000 steps, as a run of its own: 95%; ~250 s at this cost per step)
     #   lr 2e-3, 4,000 steps: 51% at 1,000, 77% at 2,000, 89.5% at 3,000, 94.5% at 4,000 (201 s; colour 99.5%)
-    # The cosine decay to the end of a shorter run buys what the extra 2,000 steps did. Through this module (data,
-    # model, training, evaluation: ~3.5 CPU minutes), seed 0 named 94.5% and seed 1 92.0% (docs/training.md).
-    "train": {"steps": 4000, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50, "cpu_threads": 1, "seed": 0},
+    # The cosine decay to the end of a shorter run buys what the extra steps did. Through this module (data, model,
+    # training, evaluation: ~3.5 CPU minutes), seed 0 named 94.5% and seed 1 92.0% (docs/training.md).
+    "train": {**TRAINED_TINY_RECIPE["train"], "steps": 4000, "lr": 2e-3},
 }
 # Another seed for the data, the initial weights and the training order, to check the learning tests
 # hold beyond seed 0 (e.g. CAPBOT_TEST_LEARNING_SEED=1 pytest -m slow).
@@ -66,30 +65,9 @@ FIXTURE_SOURCES = (
     "training/data/synthetic.py", "training/data/coco.py", "inference/model_init.py", "inference/presets.py",
     "inference/pixels.py", "inference/images.py", "inference/modeldir.py",
 )
-# ... and for another family: its model, processor and labels (built by tests/families.py).
-FAMILY_FIXTURE_SOURCES = FIXTURE_SOURCES + (
-    "tests/families.py", "training/family_labels.py", "training/family_collate.py", "inference/family_models.py",
-    "inference/families.py",
-)
-
-
-@dataclass(frozen=True)
-class LearningFixture:
-    """One trained fixture: the pytest fixture's `name`, its `recipe` and the `sources` that decide its weights."""
-
-    name: str
-    recipe: dict
-    sources: tuple[str, ...]
-
-    def seeded_recipe(self) -> dict:
-        """`recipe` with every part's seed set to `LEARNING_SEED`."""
-        return {part: {**values, "seed": LEARNING_SEED} for part, values in self.recipe.items()}
-
-
-LEARNING_FIXTURES = {
-    "trained_tiny_model": LearningFixture("trained_tiny_model", TRAINED_TINY_RECIPE, FIXTURE_SOURCES),
-    "trained_blip_model": LearningFixture("trained_blip_model", TRAINED_BLIP_RECIPE, FAMILY_FIXTURE_SOURCES),
-}
+# What else decides a family fixture's weights (its model builder, labels, inputs).
+FAMILY_SOURCES = ("tests/families.py", "training/family_labels.py", "training/family_collate.py",
+                  "inference/family_models.py", "inference/families.py")
 DONE_FILE = "done"
 FAILED_FILE = "failed"  # the child's traceback, when `build` raised
 RESULT_FILE = "result.pickle"
@@ -99,17 +77,17 @@ CHILD_FILE = "child"  # "<pid> <run>": the child training the fixture, and the t
 
 @dataclass(frozen=True)
 class TrainedTinyModel:
-    """A tiny model trained from scratch on synthetic shapes (see `tests.conftest.trained_tiny_model`)."""
+    """The `tiny` preset trained from scratch on synthetic shapes (see `tests.conftest.trained_tiny_model`)."""
 
     model_dir: Path  # the trained model directory (capbot.json: made_by "train", parent = untrained_dir's version)
-    untrained_dir: Path  # the same architecture and tokenizer before training (BLIP: no capbot.json, no version)
+    untrained_dir: Path  # the same architecture and tokenizer before training
     data_dir: Path  # the synthetic dataset it learned from: train / val / test splits + scenes_<split>.json
     result: Any  # training.train.TrainResult
 
 
-def seeded_recipe() -> dict:
-    """`TRAINED_TINY_RECIPE` with every part's seed set to `LEARNING_SEED`."""
-    return LEARNING_FIXTURES["trained_tiny_model"].seeded_recipe()
+def seeded_recipe(recipe: dict = TRAINED_TINY_RECIPE) -> dict:
+    """`recipe` (default `TRAINED_TINY_RECIPE`) with every part's seed set to `LEARNING_SEED`."""
+    return {part: {**values, "seed": LEARNING_SEED} for part, values in recipe.items()}
 
 
 def build(root: Path, recipe: dict) -> TrainedTinyModel:
@@ -122,14 +100,16 @@ def build(root: Path, recipe: dict) -> TrainedTinyModel:
     for part in ("data", "untrained", "model", "run"):
         shutil.rmtree(root / part, ignore_errors=True)
     data = generate_synthetic(root / "data", **recipe["data"])
-    untrained, captions = root / "untrained", read_captions(data.annotations("train"))
-    init = dict(recipe["init"])
-    if "family" in init:  # another family, saved by plain transformers code
+    untrained = root / "untrained"
+    captions = read_captions(data.annotations("train"))
+    if "family" in recipe["init"]:  # a family model as plain transformers code saves it (no capbot.json)
         from tests.families import TinySize, build_family_model
 
-        build_family_model(init.pop("family"), untrained, captions, size=TinySize(**init.pop("size", {})), **init)
+        init = dict(recipe["init"])
+        family, seed = init.pop("family"), init.pop("seed")
+        build_family_model(family, untrained, captions, size=TinySize(**init), seed=seed)
     else:
-        init_model(untrained, captions=captions, **init)
+        init_model(untrained, captions=captions, **recipe["init"])
     result = train(TrainArgs(
         model=str(untrained), data=str(data.out_dir), out=root / "model", run_dir=root / "run", eval_limit=0,
         eval_meteor=False, tensorboard=False, progress=False, log_every=50, **recipe["train"],
@@ -151,11 +131,11 @@ def is_built(root: Path) -> bool:
     return (root / DONE_FILE).exists()
 
 
-def cache_dir(recipe: dict, sources: tuple[str, ...] = FIXTURE_SOURCES) -> Path | None:
+def cache_dir(recipe: dict) -> Path | None:
     """Where to keep the trained fixture between sessions, when CAPBOT_TEST_FIXTURE_CACHE names a directory.
 
     For development only (several people or agents iterating on learning tests would each spend minutes
-    retraining it): the key is the recipe and the training code's `sources`, so a change to either trains
+    retraining it): the key is the recipe and the training code's sources, so a change to either trains
     afresh (`FIXTURE_SOURCES`; delete the directory after changing other code the fixture uses). CI never
     sets it, so every clean clone trains its own.
     """
@@ -163,10 +143,10 @@ def cache_dir(recipe: dict, sources: tuple[str, ...] = FIXTURE_SOURCES) -> Path 
     if not root:
         return None
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
-    for source in sources:
+    family = recipe["init"].get("family")
+    for source in FIXTURE_SOURCES + (FAMILY_SOURCES if family else ()):
         digest.update((REPO / source).read_bytes())
-    name = "trained_tiny" if "family" not in recipe["init"] else f"trained_{recipe['init']['family']}"
-    path = Path(root) / f"{name}-{digest.hexdigest()[:16]}"
+    path = Path(root) / f"trained_{family or 'tiny'}-{digest.hexdigest()[:16]}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -209,7 +189,7 @@ class BackgroundBuild:
                 failed = self.root / FAILED_FILE
                 text = (failed if failed.exists() else self.root / LOG_FILE).read_text(errors="replace")
                 tail = text.strip().splitlines()[-15:]
-                raise RuntimeError(f"training the fixture in {self.root} failed:\n" + "\n".join(tail))
+                raise RuntimeError("training the tiny fixture failed:\n" + "\n".join(tail))
             time.sleep(poll_s)
         return load(self.root)
 
