@@ -52,7 +52,7 @@ TRAINED_BLIP_RECIPE = {
     #   at 6,000 (the VED recipe, 5,000 steps, as a run of its own: 95%; ~250 s at this cost per step)
     #   lr 2e-3, 4,000 steps: 51% at 1,000, 77% at 2,000, 89.5% at 3,000, 94.5% at 4,000 (201 s; colour 99.5%)
     # The cosine decay to the end of a shorter run buys what the extra steps did. Through this module (data, model,
-    # training, evaluation: ~3.5 CPU minutes), seed 0 named 94.5% and seed 1 92.0% (docs/training.md).
+    # training, evaluation: 171 s on a quiet core), seed 0 named 94.5% and seed 1 92.0% (docs/training.md).
     "train": {**TRAINED_TINY_RECIPE["train"], "steps": 4000, "lr": 2e-3},
 }
 # Another seed for the data, the initial weights and the training order, to check the learning tests
