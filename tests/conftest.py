@@ -143,10 +143,12 @@ def postgres_url():
 from pathlib import Path as _Path  # noqa: E402
 
 from tests.trained_fixture import (  # noqa: E402
-    BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load, seeded_recipe,
+    TRAINED_BLIP_RECIPE, BackgroundBuild, TrainedTinyModel, build, cache_dir, is_built, load, seeded_recipe,
 )
 
-_background: "BackgroundBuild | None" = None
+# The learning fixtures, by fixture name: the recipe each trains (the VED `tiny` preset, and a tiny BLIP).
+_RECIPES = {"trained_tiny_model": lambda: seeded_recipe(), "trained_blip_model": lambda: seeded_recipe(TRAINED_BLIP_RECIPE)}
+_background: "dict[str, BackgroundBuild]" = {}  # the builds this process started, by fixture name
 
 
 def _run_basetemp(config) -> _Path:
@@ -155,18 +157,26 @@ def _run_basetemp(config) -> _Path:
     return basetemp.parent if hasattr(config, "workerinput") else basetemp
 
 
-def _fixture_build(config) -> BackgroundBuild:
-    """The run's build of the trained fixture: in the development cache, else in the run's temporary directory."""
-    root = cache_dir(seeded_recipe())
+def _fixture_build(config, name: str = "trained_tiny_model") -> BackgroundBuild:
+    """The run's build of a trained fixture: in the development cache, else in the run's temporary directory."""
+    recipe = _RECIPES[name]()
+    root = cache_dir(recipe)
     run = _run_basetemp(config)
     if root is None:
-        root = run / "trained_tiny"
+        root = run / name.removesuffix("_model")
         root.mkdir(exist_ok=True)
-    return BackgroundBuild(root, run=str(run), cpus=_run_cpus)  # the child may use any core
+    # The child may use any core; the VED build keeps its default recipe argument (the child's own `seeded_recipe`).
+    return BackgroundBuild(root, run=str(run), recipe=None if name == "trained_tiny_model" else recipe, cpus=_run_cpus)
+
+
+def _needed(items) -> dict[str, set]:
+    """The modules of the selected tests that use each trained fixture, by fixture name (unused ones left out)."""
+    needed = {name: {item.path for item in items if name in getattr(item, "fixturenames", ())} for name in _RECIPES}
+    return {name: modules for name, modules in needed.items() if modules}
 
 
 def _fixture_modules(items) -> set:
-    return {item.path for item in items if "trained_tiny_model" in getattr(item, "fixturenames", ())}
+    return set().union(*_needed(items).values())
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -209,7 +219,6 @@ def pytest_collection_modifyitems(session, config, items):
     """When a selected test needs `trained_tiny_model`, start training it in a child process now (unless another
     worker of this run did) and move the modules that use it to the end: the rest of the suite runs on the
     other core meanwhile (whole modules move, in their own order, so module-scoped fixtures are set up once)."""
-    global _background
     needing = _fixture_modules(items)
     if not needing or config.option.collectonly:
         return
@@ -218,8 +227,9 @@ def pytest_collection_modifyitems(session, config, items):
         from tests.xdist_schedule import write_trained_modules
 
         write_trained_modules(_run_basetemp(config), [i.nodeid for i in items if i.path in needing])
-    _background = _fixture_build(config)
-    _background.start()
+    for name in _needed(items):
+        _background[name] = _fixture_build(config, name)
+        _background[name].start()
 
 
 def pytest_unconfigure(config):
@@ -227,10 +237,12 @@ def pytest_unconfigure(config):
     interrupted run. Workers never do, since another worker may still be waiting for it."""
     if hasattr(config, "workerinput"):
         return
-    if _background is not None:
-        _background.stop()
-    elif config.pluginmanager.hasplugin("dsession"):  # the controller: its workers may have started one
-        _fixture_build(config).stop()
+    if _background:
+        for build_ in _background.values():
+            build_.stop()
+    elif config.pluginmanager.hasplugin("dsession"):  # the controller: its workers may have started some
+        for name in _RECIPES:
+            _fixture_build(config, name).stop()
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +268,25 @@ def trained_tiny_model(tmp_path_factory) -> TrainedTinyModel:
     Read-only for tests: copy `model_dir` before changing it. It names the main object's colour and shape
     on >= 90% of held-out test images (tests/training/test_train_learning.py checks this).
     """
-    if _background is not None:
-        return _background.wait()
-    recipe = seeded_recipe()
+    return _trained("trained_tiny_model", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trained_blip_model(tmp_path_factory) -> TrainedTinyModel:
+    """A tiny BLIP (`tests.families`, no capbot.json) trained from scratch by the same recipe on the same kind of
+    synthetic shapes (`tests.trained_fixture.TRAINED_BLIP_RECIPE`), once per session, like `trained_tiny_model`
+    (beside it, in a child process of its own). Read-only for tests. tests/training/test_blip_learning.py
+    checks it names colour and shape on >= 90% of held-out images."""
+    return _trained("trained_blip_model", tmp_path_factory)
+
+
+def _trained(name: str, tmp_path_factory) -> TrainedTinyModel:
+    """A trained fixture: from the child process started at collection, the development cache, or trained here."""
+    if name in _background:
+        return _background[name].wait()
+    recipe = _RECIPES[name]()
     cached = cache_dir(recipe)
     if cached is not None and is_built(cached):
         return load(cached)
-    return build(cached or tmp_path_factory.mktemp("trained_tiny"), recipe)
+    return build(cached or tmp_path_factory.mktemp(name.removesuffix("_model")), recipe)
 

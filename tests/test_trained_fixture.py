@@ -11,12 +11,13 @@ import sys
 import pytest
 
 from tests.trained_fixture import (
-    CHILD_FILE, DONE_FILE, FAILED_FILE, TRAINED_TINY_RECIPE, BackgroundBuild, build, child_running, is_built,
+    CHILD_FILE, DONE_FILE, FAILED_FILE, TRAINED_BLIP_RECIPE, TRAINED_TINY_RECIPE, BackgroundBuild, build, cache_dir,
+    child_running, is_built, seeded_recipe,
 )
 
 
-def small_recipe(**train) -> dict:
-    recipe = copy.deepcopy(TRAINED_TINY_RECIPE)
+def small_recipe(base: dict = TRAINED_TINY_RECIPE, **train) -> dict:
+    recipe = copy.deepcopy(base)
     recipe["data"].update(n_train=16, n_val=4, n_test=4)
     recipe["train"].update({"steps": 2, **train})
     return recipe
@@ -33,6 +34,24 @@ def test_a_build_interrupted_before_done_starts_over(tmp_path):
     assert is_built(tmp_path)
     assert (fixture.model_dir / "capbot.json").is_file()
     assert not (fixture.model_dir / "stray.txt").exists()
+
+
+def test_a_family_recipe_builds_a_model_of_that_family_saved_by_plain_transformers(tmp_path):
+    from inference.families import family_of
+    from inference.modeldir import has_metadata
+
+    fixture = build(tmp_path, small_recipe(TRAINED_BLIP_RECIPE))
+
+    assert family_of(fixture.untrained_dir) == family_of(fixture.model_dir) == "blip"
+    assert not has_metadata(fixture.untrained_dir)  # as tests/families.py saves it: no capbot.json
+    assert (fixture.model_dir / "capbot.json").is_file()  # `capbot train` wrote this one
+
+
+def test_each_fixture_has_its_own_development_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPBOT_TEST_FIXTURE_CACHE", str(tmp_path))
+    roots = [cache_dir(seeded_recipe(recipe)) for recipe in (TRAINED_TINY_RECIPE, TRAINED_BLIP_RECIPE)]
+
+    assert [root.name.split("-")[0] for root in roots] == ["trained_tiny", "trained_blip"]
 
 
 def test_the_first_worker_starts_the_one_child_and_every_worker_gets_its_fixture(tmp_path):

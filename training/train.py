@@ -1,7 +1,8 @@
-"""Fine-tune a ViT+GPT-2 captioning model: `train(TrainArgs(...)) -> TrainResult` (`capbot train`).
+"""Fine-tune a captioning model of any family: `train(TrainArgs(...)) -> TrainResult` (`capbot train`).
 
 The driver reads top to bottom as numbered steps in `train`; each step is a helper of a few lines.
-- Starts from any model directory or hub id; data is a COCO-format dataset directory (synthetic,
+- Starts from any model directory or hub id of a family capbot captions with (`inference.families`: ViT+GPT-2,
+  BLIP, GIT, Florence-2, SmolVLM), loaded, fed and saved the family's way; data is a COCO-format dataset directory (synthetic,
   COCO 2017, Karpathy: see `training.data.coco.find_split`), a JSONL file of `{"image", "caption"}`
   rows, or `TrainArgs.train_pairs` given directly (the retraining mix).
 - Data-parallel under `torchrun` (gloo on CPU, NCCL on GPUs); only rank 0 evaluates and writes.
@@ -107,17 +108,17 @@ def _train(args: TrainArgs, info: dist_utils.DistInfo, started: float) -> TrainR
     # 3. Model, tokenizer and image processor: from the newest checkpoint when resuming.
     ckpt_path = latest_checkpoint(args.run_dir) if args.resume else None
     _check_out(args, resuming=ckpt_path is not None)
-    model, tokenizer, processor, parent = _load_model(args, ckpt_path)
+    family, model, tokenizer, processor, parent = _load_model(args, ckpt_path)
     model.to(info.device)
     wrapped = _wrap(model, info)
-    collator = CaptionCollator(processor, tokenizer, max_length=args.max_length)
+    collator = _collator(family, model, tokenizer, processor, args)
     # 4. Optimizer and schedule; restore their state (and RNG, data position, evaluations) on resume.
     optimizer = _optimizer(model, args, info)
     scheduler = warmup_cosine(optimizer, warmup_steps=args.warmup_steps, total_steps=args.steps, min_ratio=args.min_lr_ratio)
     resumed = _restore(ckpt_path, optimizer, scheduler, info) if ckpt_path is not None else None
     position = resumed.position if resumed else Position()  # advanced in place by the loop
     resumed_from = position.step if resumed else None
-    run = Run(args, info, model, tokenizer, processor, collator, val, parent, resumed)
+    run = Run(args, info, model, tokenizer, processor, collator, val, parent, resumed, family=family)
     # 5. The loop: micro-batches -> accumulated gradients -> optimizer step -> log / evaluate / checkpoint.
     last_step = args.stop_at or args.steps
     stream = _batches(source, position, args, info, collator)
@@ -279,13 +280,18 @@ def _batches(source: _PairSource, position: Position, args: TrainArgs, info: dis
 
 
 def _load_model(args: TrainArgs, ckpt_path: Path | None):
-    """Model, tokenizer, image processor and the parent version id (from capbot.json, when present). Loaded
-    as serving loads them (`inference.ved`), from the hub id's local snapshot when `args.model` is one."""
+    """The family, model, tokenizer, image processor (a family's processor) and the parent version id (from
+    capbot.json, when present). Loaded as serving loads them (`inference.ved`, `inference.family_models`), from
+    the hub id's local snapshot when `args.model` is one."""
     from inference import ved
+    from inference.families import VISION_ENCODER_DECODER, family_of
     from inference.hub import model_directory
     from inference.modeldir import has_metadata, load_metadata, set_token_ids
 
     source = model_directory(args.model)
+    family = family_of(source)  # an architecture capbot has no family for is refused here, in one line
+    if family != VISION_ENCODER_DECODER:
+        return (family, *_load_family_model(args, ckpt_path, source, family))
     model = ved.load_model(ckpt_path / MODEL_DIR if ckpt_path else source)
     tokenizer, processor = ved.load_tokenizer(source), ved.load_processor(source)
     set_token_ids(model, tokenizer)
@@ -303,7 +309,41 @@ def _load_model(args: TrainArgs, ckpt_path: Path | None):
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()  # transformers 5 renamed it; 4.x only has the old name
     model.train()
-    return model, tokenizer, processor, parent
+    return family, model, tokenizer, processor, parent
+
+
+# The image tower of each family, frozen by --freeze-encoder (the text side learns the new words).
+_VISION_TOWERS = {"blip": "vision_model", "git": "git.image_encoder", "florence2": "model.vision_tower",
+                  "smolvlm": "model.vision_model"}
+
+
+def _load_family_model(args: TrainArgs, ckpt_path: Path | None, source: Path, family: str):
+    """Model, tokenizer, processor and parent version of a BLIP, GIT, Florence-2 or SmolVLM model."""
+    from inference.modeldir import has_metadata, load_metadata
+    from inference.family_models import load_model, load_processor
+
+    model = load_model(ckpt_path / MODEL_DIR if ckpt_path else source, family)
+    processor = load_processor(source, family)
+    parent = load_metadata(source).version if has_metadata(source) else None
+    if args.freeze_encoder:
+        model.get_submodule(_VISION_TOWERS[family]).requires_grad_(False)
+    if args.gradient_checkpointing:
+        model.config.get_text_config().use_cache = False
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+    model.train()
+    return model, processor.tokenizer, processor, parent
+
+
+def _collator(family: str, model: torch.nn.Module, tokenizer: Any, processor: Any, args: TrainArgs):
+    """ViT+GPT-2: `CaptionCollator`; other families: `FamilyCollator` (their own inputs and labels)."""
+    from inference.families import VISION_ENCODER_DECODER
+
+    if family == VISION_ENCODER_DECODER:
+        return CaptionCollator(processor, tokenizer, max_length=args.max_length)
+    from training.family_collate import FamilyCollator
+    from training.family_labels import text_ids
+
+    return FamilyCollator(family, processor, text_ids(family, model), max_length=args.max_length)
 
 
 def _wrap(model: torch.nn.Module, info: dist_utils.DistInfo) -> torch.nn.Module:

@@ -26,6 +26,7 @@ from training.tb import NullBoard, TensorBoard
 log = logging.getLogger(__name__)
 
 TB_SUBDIR = "tb"
+VISION_ENCODER_DECODER = "vision-encoder-decoder"  # inference.families' name; the other families differ below
 
 
 class Meter:
@@ -84,8 +85,9 @@ class Run:
     """
 
     def __init__(self, args: TrainArgs, info: dist_utils.DistInfo, model: torch.nn.Module, tokenizer: Any,
-                 processor: Any, collator: Any, val: Any, parent: str | None, resumed: Checkpoint | None) -> None:
-        self.args, self.info, self.model = args, info, model
+                 processor: Any, collator: Any, val: Any, parent: str | None, resumed: Checkpoint | None, *,
+                 family: str = "vision-encoder-decoder") -> None:
+        self.args, self.info, self.model, self.family = args, info, model, family
         self.tokenizer, self.processor, self.collator, self.val = tokenizer, processor, collator, val
         self.parent = parent
         self.saved: SavedModel | None = resumed.saved if resumed else None
@@ -160,7 +162,11 @@ class Run:
         model.eval()
         texts: list[str] = []
         for start in range(0, len(images), args.eval_batch_size):
-            pixels = self.collator.pixels(images[start:start + args.eval_batch_size]).to(self.info.device)
+            batch = images[start:start + args.eval_batch_size]
+            if self.family != VISION_ENCODER_DECODER:
+                texts += _family_captions(self.family, model, self.processor, batch, options)
+                continue
+            pixels = self.collator.pixels(batch).to(self.info.device)
             texts += [c.text for c in generate_captions(model, self.tokenizer, pixels, options)]
         model.train(was_training)
         return texts
@@ -206,6 +212,10 @@ class Run:
             source={"data": str(args.data) if args.data else "pairs"},
             extra={"step": step, "steps": args.steps, "metrics": {**metrics, "step": step}, "train_args": args.to_json()},
         )
+        if self.family != VISION_ENCODER_DECODER:
+            _save_family_model(self.model, self.processor, args.out, metadata)
+            self.saved = SavedModel(step=step, version=metadata.version, evaluation=evaluation)
+            return self.saved
         config = self.model.config
         use_cache = config.decoder.use_cache
         config.decoder.use_cache = self.model.decoder.config.use_cache = True  # serving wants the KV cache
@@ -227,3 +237,31 @@ class Run:
             if self._scorer is not None:
                 self._scorer.close()
         dist_utils.barrier(self.info)
+
+
+def _family_captions(family: str, model: torch.nn.Module, processor: Any, images: list[Path], options: Any) -> list[str]:
+    """Captions of a BLIP, GIT, Florence-2 or SmolVLM model in training, through serving's engine for these
+    families (`inference.family_engine.FamilyEngine` around the in-training weights): the intake, the family's
+    inputs and prompt, the prompt cut from the output, special tokens dropped."""
+    from inference.family_engine import FamilyEngine
+    from inference.pixels import decode_image
+
+    engine = FamilyEngine(model, processor, family, version="training", batch_size=max(len(images), 1))
+    return [out.text for out in engine.generate([decode_image(p) for p in images], options)]
+
+
+def _save_family_model(model: torch.nn.Module, processor: Any, out: Path, metadata: Any) -> None:
+    """The model, its processor (tokenizer, image processor, chat template) and capbot.json, written whole:
+    a directory that plain transformers (`AutoModelForImageTextToText`, `AutoProcessor`) and capbot both load.
+    Serving wants the KV cache, so the saved config keeps it on whatever training set."""
+    from inference.modeldir import save_model_dir
+
+    config = model.config.get_text_config()
+    use_cache = getattr(config, "use_cache", None)
+    if use_cache is not None:
+        config.use_cache = True
+    try:
+        save_model_dir(model, processor, None, out, metadata, overwrite=True)
+    finally:
+        if use_cache is not None:
+            config.use_cache = use_cache
