@@ -90,8 +90,12 @@ def machine() -> dict[str, object]:
 
 def save(name: str, payload: dict) -> Path:
     """Write results as JSON under bench/results/ (latest run per name)."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    return write_json(RESULTS / f"{name}.json", payload)
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Write results as JSON to `path` (its folder made if missing); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.common import RESULTS, machine, photo_jpegs, print_table, summary, timed
+from bench.common import RESULTS, machine, photo_jpegs, print_table, summary, timed, write_json
 
 ROOT = Path(__file__).resolve().parent
 FAMILIES = ("blip", "git", "florence2", "smolvlm")
@@ -257,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"machine": machine(), "smoke": args.smoke, "tokens": tokens, "images": count, "repeats": repeats,
                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "results": rows}
     print_results(payload)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(f"\nwritten: {args.out}")
+    print(f"\nwritten: {write_json(args.out, payload)}")
     return 0
 
 

@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, machine, print_table
+from bench.common import RESULTS, machine, print_table, write_json
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("bench")
@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 [[r["family"], r["text"], r["batch"], r["images"], f'{r["identical"]} ({r["identical_pct"]}%)',
                   r["cider_exact"],
                   r["cider_fast"], f'{r["cider_change_pct"]}%'] for r in rows])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(f"\nwritten: {args.out}")
+    print(f"\nwritten: {write_json(args.out, payload)}")
     return 0
 
 
