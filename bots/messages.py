@@ -31,8 +31,14 @@ PICK_ALTERNATIVE = "Or pick one of my other guesses"
 CORRECTION_HINT = "Describe the picture"
 
 
+NO_CAPTION = "(the model gave no caption for this image)"
+
+
 def caption_body(text: str, unsure: bool) -> str:
-    """The caption as said to users: as is, or as a guess when the model is unsure."""
+    """The caption as said to users: as is, or as a guess when the model is unsure; a model that ended its
+    caption at once gets `NO_CAPTION` (Slack refuses empty text, and an empty reply reads as a bug)."""
+    if not text.strip():
+        return NO_CAPTION
     return f"Maybe: {text}" if unsure else text
 
 
