@@ -64,6 +64,20 @@ def synthetic_dataset(tmp_path_factory):
     return generate_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=40, n_val=12, n_test=12, seed=0, image_size=64)
 
 
+@pytest.fixture(scope="session")
+def family_model_dirs(synthetic_dataset, tmp_path_factory):
+    """A tiny random model of each non-ViT+GPT-2 family (BLIP, GIT, Florence-2, SmolVLM) with a tokenizer
+    trained on the synthetic captions, saved by plain transformers code (`tests.families`): {family: directory}.
+    Read-only for tests: copy one before changing files (the fast path's graph cache, which it writes beside a
+    model and keys by the weights, is shared on purpose)."""
+    from tests.families import build_family_model, synthetic_captions
+
+    root = tmp_path_factory.mktemp("family_models")
+    captions = synthetic_captions(synthetic_dataset.out_dir)
+    return {family: build_family_model(family, root / family, captions).path
+            for family in ("blip", "git", "florence2", "smolvlm")}
+
+
 @pytest.fixture
 def exact_cuda_math():
     """No TF32 in CUDA convolutions and matmuls, so GPU fp32 can be compared with CPU fp32 (restored after)."""

@@ -9,22 +9,14 @@ from capbot.captioning import captioner_spec
 from capbot.settings import get_settings
 from inference.captioner import LocalCaptioner
 from tests.capbot.test_web import build, make_client, stored, upload
-from tests.families import build_family_model, synthetic_captions
 
 FAMILIES = ("blip", "git", "florence2", "smolvlm")
 
 
-@pytest.fixture(scope="module")
-def family_dirs(synthetic_dataset, tmp_path_factory):
-    captions = synthetic_captions(synthetic_dataset.out_dir)
-    root = tmp_path_factory.mktemp("web-families")
-    return {family: build_family_model(family, root / family, captions).path for family in FAMILIES}
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-def test_v1_captions_with_a_model_of_the_family(family_dirs, family, tmp_path, monkeypatch, photo_bytes):
+def test_v1_captions_with_a_model_of_the_family(family_model_dirs, family, tmp_path, monkeypatch, photo_bytes):
     monkeypatch.chdir(tmp_path)
-    services = build(tmp_path, family_dirs[family])
+    services = build(tmp_path, family_model_dirs[family])
     try:
         with make_client(services) as client:
             response = upload(client, photo_bytes)
@@ -33,18 +25,18 @@ def test_v1_captions_with_a_model_of_the_family(family_dirs, family, tmp_path, m
         # What a captioner of the same model under the same settings writes: the served options (3 beams, 2
         # alternatives) on the family's engine.
         spec = captioner_spec(services.settings)
-        expected = LocalCaptioner(family_dirs[family], spec).caption([photo_bytes])[0]
-        assert (body["text"], body["model_version"]) == (expected.text, str(family_dirs[family]))
+        expected = LocalCaptioner(family_model_dirs[family], spec).caption([photo_bytes])[0]
+        assert (body["text"], body["model_version"]) == (expected.text, str(family_model_dirs[family]))
         assert body["text"] and 0 < body["confidence"] <= 1 and body["text"] not in body["alternatives"]
         assert stored(services, body["id"]).text == body["text"]
     finally:
         services.close()
 
 
-def test_the_caption_prompt_setting_reaches_the_family_engine(family_dirs, tmp_path, monkeypatch):
+def test_the_caption_prompt_setting_reaches_the_family_engine(family_model_dirs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settings = get_settings(data_dir=tmp_path / "data", model=str(family_dirs["florence2"]), device="cpu",
+    settings = get_settings(data_dir=tmp_path / "data", model=str(family_model_dirs["florence2"]), device="cpu",
                             caption_prompt="<DETAILED_CAPTION>")
     spec = captioner_spec(settings)
     assert spec.prompt == "<DETAILED_CAPTION>"
-    assert LocalCaptioner(family_dirs["florence2"], spec).engine.prompt == "<DETAILED_CAPTION>"
+    assert LocalCaptioner(family_model_dirs["florence2"], spec).engine.prompt == "<DETAILED_CAPTION>"

@@ -18,19 +18,16 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from inference.fast import vision
 from inference.fast.families import SITES, quantize_for_cpu
 from inference.fast.vision import GRAPH_FILE, OrtVisionTower
-from tests.families import (
-    build_family_model, caption_inputs, load_family_model, model_card_captions, synthetic_captions,
-)
+from tests.families import caption_inputs, load_family_model, model_card_captions
 
 FAMILIES = tuple(SITES)  # blip, git, florence2, smolvlm
 NEW_TOKENS = 8
 
 
 @pytest.fixture(scope="module")
-def built(synthetic_dataset, tmp_path_factory):
-    captions = synthetic_captions(synthetic_dataset.out_dir)
-    root = tmp_path_factory.mktemp("fast-families")
-    return {family: build_family_model(family, root / family, captions).path for family in FAMILIES}
+def built(family_model_dirs):
+    """The session's tiny model of each family (tests/conftest.py), by family."""
+    return family_model_dirs
 
 
 @pytest.fixture(scope="module")

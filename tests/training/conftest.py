@@ -22,16 +22,3 @@ def feedback_images(synthetic_dataset):
     test = load_split(synthetic_dataset.out_dir, "test")
     return [(item.path, f"a shape number {i}", item.captions[0].replace("circle", "ball") + " indeed")
             for i, item in enumerate(test.items)]
-
-
-@pytest.fixture(scope="session")
-def family_model_dirs(synthetic_dataset, tmp_path_factory):
-    """A tiny random model of each non-ViT+GPT-2 family (BLIP, GIT, Florence-2, SmolVLM) with a tokenizer
-    trained on the synthetic captions, saved by plain transformers code (`tests.families`): {family: directory}.
-    Read-only for tests: copy one before changing files."""
-    from tests.families import build_family_model, synthetic_captions
-
-    root = tmp_path_factory.mktemp("family_models")
-    captions = synthetic_captions(synthetic_dataset.out_dir)
-    return {family: build_family_model(family, root / family, captions).path
-            for family in ("blip", "git", "florence2", "smolvlm")}
