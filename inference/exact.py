@@ -15,33 +15,28 @@ import torch
 from PIL import Image
 
 from inference import ved
-from inference.device import EngineConfigError, resolve_placement, resolve_threads
+from inference.device import resolve_placement, resolve_threads
 from inference.engine import EngineOutput
 from inference.families import VISION_ENCODER_DECODER
-from inference.generation import generate_captions, in_batches
+from inference.generation import generate_captions
 from inference.modeldir import set_token_ids, version_of
 from inference.pixels import pixel_values
+from inference.torch_engine import TorchEngine
 from inference.types import GenerationOptions
 
 log = logging.getLogger(__name__)
 
 
-class ExactEngine:
+class ExactEngine(TorchEngine):
     """A loaded model, image processor and tokenizer on one device (an `inference.engine.Engine`)."""
 
     family = VISION_ENCODER_DECODER
 
     def __init__(self, model: Any, image_processor: Any, tokenizer: Any, *, version: str, batch_size: int = 8) -> None:
-        if batch_size < 1:
-            raise EngineConfigError(f"batch size must be at least 1, got {batch_size}", reason="bad_batch_size")
+        super().__init__(model, version=version, batch_size=batch_size)
         set_token_ids(model, tokenizer)
-        self.model = model.eval()
         self.image_processor = image_processor
         self.tokenizer = tokenizer
-        self.version = version
-        self.batch_size = batch_size
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
 
     @classmethod
     def load(cls, model_dir: Path, *, version: str | None = None, device: str = "auto", dtype: str = "auto",
@@ -61,28 +56,11 @@ class ExactEngine:
                                         "load_ms": round((time.perf_counter() - started) * 1000)})
         return engine
 
-    @property
-    def device_type(self) -> str:
-        """The device's kind: "cpu" or "cuda"."""
-        return self.device.type
-
-    def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
-        """Caption RGB images in batches of `batch_size`, in order."""
-        return in_batches(images, self.batch_size, options, self._generate_batch)
-
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Preprocess images into the model's input tensor on its device and dtype."""
         return pixel_values(self.image_processor, images).to(self.device, self.dtype)
 
-    def release(self) -> None:
-        """Drop the model; on a GPU, hand its memory back to the driver."""
-        self.model = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-
     def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
-        if self.model is None:
-            raise RuntimeError("this engine was released")
         t0 = time.perf_counter()
         pixels = self.pixel_values(images)
         t1 = time.perf_counter()

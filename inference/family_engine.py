@@ -27,30 +27,25 @@ from inference import family_models
 from inference.confidence import caption_confidence
 from inference.device import EngineConfigError, resolve_placement, resolve_threads
 from inference.engine import EngineOutput
-from inference.generation import generate_kwargs, in_batches, n_best_size, pick_alternatives
+from inference.generation import generate_kwargs, n_best_size, pick_alternatives
 from inference.modeldir import version_of
 from inference.families import BLIP, FLORENCE2, GIT, SMOLVLM
+from inference.torch_engine import TorchEngine
 from inference.types import GenerationOptions
 from inference.views import confidence_views, views_for
 
 log = logging.getLogger(__name__)
 
 
-class FamilyEngine:
+class FamilyEngine(TorchEngine):
     """A loaded model of one family and its processor on one device (an `inference.engine.Engine`)."""
 
     def __init__(self, model: Any, processor: Any, family: str, *, version: str, batch_size: int = 8,
                  prompt: str | None = None) -> None:
-        if batch_size < 1:
-            raise EngineConfigError(f"batch size must be at least 1, got {batch_size}", reason="bad_batch_size")
+        super().__init__(model, version=version, batch_size=batch_size)
         self.family = family
-        self.model = model.eval()
         self.processor = processor
         self.prompt = family_models.caption_prompt(family, processor, prompt)  # refused here when it does not fit
-        self.version = version
-        self.batch_size = batch_size
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
         self.end_ids = family_models.end_token_ids(family, model)
 
     @classmethod
@@ -83,15 +78,6 @@ class FamilyEngine:
                                         "load_ms": round((time.perf_counter() - started) * 1000)})
         return engine
 
-    @property
-    def device_type(self) -> str:
-        """The device's kind: "cpu" or "cuda"."""
-        return self.device.type
-
-    def generate(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
-        """Caption RGB images in batches of `batch_size`, in order."""
-        return in_batches(images, self.batch_size, options, self._generate_batch)
-
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The family processor's pixel tensor for `images`, on the model's device and dtype."""
         return self.inputs(images)["pixel_values"]
@@ -103,15 +89,7 @@ class FamilyEngine:
         return {name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
                 for name, value in inputs.items()}
 
-    def release(self) -> None:
-        """Drop the model; on a GPU, hand its memory back to the driver."""
-        self.model = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-
     def _generate_batch(self, images: Sequence[Image.Image], options: GenerationOptions) -> list[EngineOutput]:
-        if self.model is None:
-            raise RuntimeError("this engine was released")
         t0 = time.perf_counter()
         inputs = self.inputs(images)
         t1 = time.perf_counter()
